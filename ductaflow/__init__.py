@@ -1,0 +1,60 @@
+"""ductaflow: notebook-native pipelines. Flows are Jupytext .py notebooks; every run gets
+its own instance directory with the executed notebook, its output, config and status."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from ductaflow.config import deep_merge, load_config_file  # noqa: E402
+from ductaflow.debug import debug_flow, prepare_debug_notebook  # noqa: E402
+from ductaflow.errors import (  # noqa: E402
+    ConductorFailed,
+    ConfigError,
+    DuctaflowError,
+    FlowFailed,
+    FlowFileError,
+    InvalidName,
+    MissingExtra,
+    MissingParametersCell,
+    ScenarioError,
+)
+from ductaflow.execute import run_notebook, run_step_flow  # noqa: E402
+from ductaflow.models import ErrorInfo, FlowResult, Status  # noqa: E402
+from ductaflow.script import (  # noqa: E402
+    display_config_summary,
+    flow_config,
+    is_notebook_execution,
+    load_cli_config,
+    unpack_config,
+)
+from ductaflow.status import analyze_execution_logs, classify, is_warning_line  # noqa: E402
+
+__all__ = [
+    "ConductorFailed",
+    "ConfigError",
+    "DuctaflowError",
+    "ErrorInfo",
+    "FlowFailed",
+    "FlowFileError",
+    "FlowResult",
+    "InvalidName",
+    "MissingExtra",
+    "MissingParametersCell",
+    "ScenarioError",
+    "Status",
+    "__version__",
+    "analyze_execution_logs",
+    "classify",
+    "debug_flow",
+    "deep_merge",
+    "display_config_summary",
+    "flow_config",
+    "is_notebook_execution",
+    "is_warning_line",
+    "load_cli_config",
+    "load_config_file",
+    "prepare_debug_notebook",
+    "run_notebook",
+    "run_step_flow",
+    "unpack_config",
+]

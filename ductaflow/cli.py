@@ -1,0 +1,137 @@
+"""The ``ductaflow`` command. Maps every DuctaflowError to one line and its exit code."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ductaflow.config import deep_merge, find_project_root, normalise_config
+from ductaflow.errors import ConfigError, DuctaflowError
+from ductaflow.models import FlowResult
+
+EXIT_INTERRUPTED = 130
+
+
+def _parse_override(item: str) -> dict[str, Any]:
+    """``a.b=3`` -> ``{"a": {"b": 3}}``; values are JSON when they parse, else strings."""
+    if "=" not in item:
+        raise ConfigError(f"-p expects key=value, got {item!r}")
+    key, raw = item.split("=", 1)
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"-p has an empty key in {item!r}")
+    try:
+        value: Any = json.loads(raw)
+    except ValueError:
+        value = raw
+    for part in reversed(key.split(".")):
+        value = {part: value}
+    return value
+
+
+def result_line(result: FlowResult) -> str:
+    """One line: light, flow, duration, instance dir (and the reason when not green)."""
+    dur = f"{result.duration:.1f}s" if result.duration is not None else "-"
+    line = f"{result.status.emoji} {result.status.value:<6} {result.flow}  {dur}  {result.execution_dir}"
+    if result.status.value != "green":
+        line += f"  ({result.reason})"
+    return line
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ductaflow")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+def cli(verbose: int) -> None:
+    """ductaflow: run notebook flows into instance directories."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+@cli.command()
+@click.argument("flow", type=click.Path(path_type=Path))
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="JSON config (default: the flow's own).")
+@click.option("--instance", help="Instance name: runs into runs/<flow>/<instance>/.")
+@click.option("--output-dir", type=click.Path(path_type=Path), help="Run into this directory instead.")
+@click.option("-p", "--param", "params", multiple=True, help="Override a config key: -p key=value (JSON values).")
+@click.option("--timeout", type=float, help="Kill the flow after this many seconds.")
+@click.option("--html", is_flag=True, help="Also export the executed notebook as HTML.")
+@click.option("--no-execute", is_flag=True, help="Prepare the instance directory only.")
+def run(
+    flow: Path,
+    config_file: Path | None,
+    instance: str | None,
+    output_dir: Path | None,
+    params: tuple[str, ...],
+    timeout: float | None,
+    html: bool,
+    no_execute: bool,
+) -> None:
+    """Run FLOW once and print its light, duration and instance directory."""
+    from ductaflow.execute import run_notebook
+    from ductaflow.flow import read_flow
+
+    if instance and output_dir:
+        raise click.UsageError("give --instance or --output-dir, not both")
+    parsed = read_flow(flow)
+    root = find_project_root(parsed.path)
+    if config_file is not None:
+        cfg = normalise_config(config_file)
+    else:
+        default = parsed.default_config_path(root)
+        cfg = normalise_config(default) if default else {}
+    for item in params:
+        cfg = deep_merge(cfg, _parse_override(item))
+    result = run_notebook(
+        parsed.path,
+        cfg,
+        execution_dir=output_dir,
+        project_root=root,
+        instance_name=instance,
+        timeout=timeout,
+        export_html=html,
+        no_execute=no_execute,
+        raise_on_failure=False,
+    )
+    if no_execute:
+        click.echo(f"prepared {result.flow} in {result.execution_dir} (not executed)")
+        return
+    click.echo(result_line(result))
+    if result.error:
+        click.echo(f"   {result.error.summary}", err=True)
+    sys.exit(0 if result.ok else 1)
+
+
+@cli.command()
+@click.argument("instance_dir", type=click.Path(path_type=Path))
+@click.option("--flow", help="Which recorded flow, when the directory holds several.")
+@click.option("--force", is_flag=True, help="Replace an existing debug notebook.")
+def debug(instance_dir: Path, flow: str | None, force: bool) -> None:
+    """Write a notebook for INSTANCE_DIR with its exact config, ready to open in Jupyter."""
+    from ductaflow.debug import prepare_debug_notebook
+
+    target = prepare_debug_notebook(instance_dir, flow=flow, force=force)
+    click.echo(f"open {target} in Jupyter: its working directory is {target.parent}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the click group, turning our errors into one line and an exit code."""
+    try:
+        cli.main(args=argv, prog_name="ductaflow", standalone_mode=False)
+    except DuctaflowError as exc:
+        click.echo(f"ductaflow: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("ductaflow: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt:
+        click.echo("ductaflow: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)

@@ -1,0 +1,98 @@
+"""Turn a flow or a recorded instance into something to step through by hand."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from ductaflow.config import find_project_root, normalise_config
+from ductaflow.errors import DuctaflowError, FlowFileError
+from ductaflow.execute import resolve_flow_path
+from ductaflow.flow import parameterise, read_flow
+from ductaflow.rundir import atomic_write_json, atomic_write_text, read_json
+
+log = logging.getLogger(__name__)
+
+
+def debug_flow(
+    flow_path: str | Path,
+    execution_dir: str | Path,
+    config: dict[str, Any] | str | Path | None = None,
+    force: bool = False,
+) -> Path:
+    """Prepare ``execution_dir`` for stepping through a flow in an IDE debugger.
+
+    Writes the exact config and ``debug_<flow>.py``, a launcher that runs the real flow
+    file (so breakpoints set in it are hit) in script mode with ``--output-dir`` set to
+    ``execution_dir``. Returns the launcher's path. An existing non-empty directory is
+    left alone unless ``force``.
+    """
+    cfg = normalise_config(config)
+    flow = read_flow(resolve_flow_path(flow_path, cfg.get("_project_root")))
+    root = Path(cfg.get("_project_root") or find_project_root(flow.path)).resolve()
+    if config is None:
+        default = flow.default_config_path(root)
+        if default is not None:
+            cfg = normalise_config(default)
+    cfg["_project_root"] = str(root)
+    exec_dir = Path(execution_dir).resolve()
+    if exec_dir.exists() and any(exec_dir.iterdir()) and not force:
+        raise DuctaflowError(f"{exec_dir} is not empty; pass force=True to prepare a debug session there")
+    exec_dir.mkdir(parents=True, exist_ok=True)
+    config_file = exec_dir / f"{flow.name}_debug_config.json"
+    atomic_write_json(config_file, cfg)
+    launcher = exec_dir / f"debug_{flow.name}.py"
+    atomic_write_text(
+        launcher,
+        f'"""Debug launcher for {flow.name}: run or debug this file; breakpoints in the flow are hit."""\n'
+        "import runpy\nimport sys\n\n"
+        f"FLOW = {str(flow.path)!r}\n"
+        f"sys.argv = [FLOW, '--config', {str(config_file)!r}, '--output-dir', {str(exec_dir)!r}]\n"
+        "runpy.run_path(FLOW, run_name='__main__')\n",
+    )
+    log.info("debug session for %s prepared in %s", flow.name, exec_dir)
+    return launcher
+
+
+def prepare_debug_notebook(instance_dir: str | Path, flow: str | None = None, force: bool = False) -> Path:
+    """Write ``<flow>_debug.ipynb`` into a recorded instance dir: its exact config injected.
+
+    Opened in Jupyter the notebook's working directory is the instance dir, so relative
+    paths resolve exactly as they did in the recorded run. The executed notebook (the
+    evidence) is never touched.
+    """
+    inst = Path(instance_dir).resolve()
+    if not inst.is_dir():
+        raise DuctaflowError(f"instance directory not found: {inst}")
+    configs = sorted(p for p in inst.glob("*_config.json") if not p.name.endswith("_debug_config.json"))
+    names = [p.name[: -len("_config.json")] for p in configs]
+    if flow is None:
+        if len(names) != 1:
+            found = ", ".join(names) or "none"
+            raise DuctaflowError(f"{inst} holds {len(names)} recorded flows ({found}); name one with --flow")
+        flow = names[0]
+    elif flow not in names:
+        raise DuctaflowError(f"{inst} has no recorded config for flow '{flow}' ({flow}_config.json)")
+    cfg = normalise_config(inst / f"{flow}_config.json")
+    flow_path: Path | None = None
+    status_file = inst / f"{flow}_status.json"
+    if status_file.is_file():
+        try:
+            flow_path = Path(read_json(status_file)["flow_path"])
+        except (ValueError, KeyError, TypeError, OSError):
+            flow_path = None
+    if flow_path is None or not flow_path.is_file():
+        root = Path(cfg.get("_project_root", "."))
+        candidates = [root / d / f"{flow}.py" for d in ("flows", "builds")]
+        flow_path = next((c for c in candidates if c.is_file()), None)
+    if flow_path is None:
+        raise FlowFileError(f"cannot find the source of flow '{flow}' recorded in {inst}")
+    target = inst / f"{flow}_debug.ipynb"
+    if target.exists() and not force:
+        raise DuctaflowError(f"{target} exists; pass --force to replace it")
+    import nbformat
+
+    nb = parameterise(read_flow(flow_path), cfg)
+    nbformat.write(nb, str(target))
+    return target

@@ -1,0 +1,170 @@
+"""The papermill engine ductaflow runs flows with, and the kernels it must never lose.
+
+A thin subclass of papermill's nbclient engine that (1) streams the flow's stdout/stderr
+into an :class:`~ductaflow.capture.OutputSink`, (2) starts the kernel with the current
+interpreter unless a kernel name is asked for, so a fresh virtualenv needs no kernelspec,
+and (3) records the kernel's process group so it can be killed on timeout, interrupt or
+exit. Kernels run in their own session; a terminal's Ctrl-C does not reach them, we do.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+from jupyter_client.kernelspec import KernelSpec
+from nbclient.util import run_sync
+from papermill.clientwrap import PapermillNotebookClient
+from papermill.engines import NBClientEngine, papermill_engines
+from traitlets import Any as AnyTrait
+
+log = logging.getLogger(__name__)
+
+ENGINE_NAME = "ductaflow"
+
+
+class KernelHandle:
+    """The one kernel of one flow execution: who it is and how to kill it."""
+
+    def __init__(self) -> None:
+        self.km: Any = None
+        self.pid: int | None = None
+        self.pgid: int | None = None
+        self.expired = False  # set by the timeout watchdog before it kills
+        self._lock = threading.Lock()
+
+    def started(self, km: Any) -> None:
+        prov = getattr(km, "provisioner", None)
+        with self._lock:
+            self.km = km
+            self.pid = getattr(prov, "pid", None)
+            self.pgid = getattr(prov, "pgid", None) or self.pid
+        _LIVE.add(self)
+        if self.expired:  # the deadline passed while the kernel was still booting
+            self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL the kernel's whole process group (the kernel and anything it spawned)."""
+        with self._lock:
+            pgid, pid = self.pgid, self.pid
+        if pgid and hasattr(os, "killpg"):
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        elif pid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def release(self) -> None:
+        """Kill whatever is left of the kernel's group and forget it."""
+        self.kill()
+        if self.pid:
+            try:  # reap the zombie if it was our child and nothing else waited for it
+                os.waitpid(self.pid, os.WNOHANG)
+            except (ChildProcessError, OSError):
+                pass
+        _LIVE.discard(self)
+
+    def expire(self) -> None:
+        """Called by the timeout watchdog."""
+        self.expired = True
+        log.info("flow timed out; killing kernel pid %s", self.pid)
+        self.kill()
+
+
+_LIVE: set[KernelHandle] = set()
+
+
+def kill_all_kernels() -> None:
+    """Kill every kernel this process started and has not released (exit, SIGTERM)."""
+    for handle in list(_LIVE):
+        handle.release()
+
+
+atexit.register(kill_all_kernels)
+
+
+def _current_python_spec() -> KernelSpec:
+    return KernelSpec(
+        argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        display_name=f"Python {sys.version_info.major} (ductaflow)",
+        language="python",
+        metadata={"debugger": False},
+    )
+
+
+class DuctaflowClient(PapermillNotebookClient):
+    """papermill's client plus live capture and kernel tracking."""
+
+    sink = AnyTrait(default_value=None, allow_none=True)
+    handle = AnyTrait(default_value=None, allow_none=True)
+    use_current_python = AnyTrait(default_value=True)
+    kernel_env = AnyTrait(default_value=None, allow_none=True)
+
+    def create_kernel_manager(self) -> Any:
+        km = super().create_kernel_manager()
+        if self.use_current_python:
+            km._kernel_spec = _current_python_spec()
+        return km
+
+    async def async_start_new_kernel(self, **kwargs: Any) -> None:
+        # The kernel's own start-up chatter (e.g. the TCP notice) is not the flow's output.
+        if "--IPKernelApp.log_level=ERROR" not in self.extra_arguments:
+            self.extra_arguments = [*self.extra_arguments, "--IPKernelApp.log_level=ERROR"]
+        if self.kernel_env is not None and "env" not in kwargs:
+            kwargs["env"] = self.kernel_env
+        await super().async_start_new_kernel(**kwargs)
+        if self.handle is not None:
+            self.handle.started(self.km)
+
+    # nbclient binds the sync wrapper to its own coroutine at class creation: rebind to ours.
+    start_new_kernel = run_sync(async_start_new_kernel)
+
+    def process_message(self, *args: Any, **kwargs: Any) -> Any:
+        output = super().process_message(*args, **kwargs)
+        if output is not None and self.sink is not None and output.get("output_type") == "stream":
+            text = output.get("text", "")
+            self.sink.write(output.get("name", "stdout"), "".join(text) if isinstance(text, list) else text)
+        return output
+
+
+class DuctaflowEngine(NBClientEngine):
+    """papermill engine entry: same contract as ``nbclient``, with our client."""
+
+    @classmethod
+    def execute_managed_notebook(
+        cls,
+        nb_man: Any,
+        kernel_name: str | None,
+        log_output: bool = False,
+        stdout_file: Any = None,
+        stderr_file: Any = None,
+        start_timeout: int = 60,
+        execution_timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        kwargs.pop("input_path", None)
+        kwargs.pop("timeout", None)
+        kwargs.pop("startup_timeout", None)
+        client = DuctaflowClient(
+            nb_man,
+            timeout=execution_timeout,
+            startup_timeout=start_timeout,
+            kernel_name=kernel_name,
+            log=log,
+            log_output=False,
+            shutdown_kernel="immediate",
+            **kwargs,
+        )
+        return client.execute()
+
+
+papermill_engines.register(ENGINE_NAME, DuctaflowEngine)

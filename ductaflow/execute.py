@@ -1,0 +1,345 @@
+"""Run ONE flow into ONE instance directory and say truthfully how it went.
+
+The kernel's working directory is the instance directory (set for that kernel alone,
+never with ``os.chdir`` here); the flow's source file is only read. Artifacts:
+``<flow>.ipynb``, ``<flow>_execution_output.txt``, ``<flow>_config.json``,
+``<flow>_status.json`` (written last, atomically) and optionally ``<flow>.html``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ductaflow import __version__
+from ductaflow.capture import OutputSink
+from ductaflow.config import find_project_root, load_config_file, normalise_config
+from ductaflow.errors import DuctaflowError, FlowFailed, MissingExtra
+from ductaflow.flow import Flow, parameterise, read_flow
+from ductaflow.models import ErrorInfo, FlowResult, Status
+from ductaflow.rundir import artifact_paths, atomic_write_json, clear_artifacts, validate_name
+from ductaflow.status import classify
+
+log = logging.getLogger(__name__)
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def now_iso() -> str:
+    """UTC timestamp with milliseconds, as stored in status records."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def resolve_flow_path(notebook_file: str | Path, project_root: str | Path | None) -> Path:
+    """A flow path as given (relative to the cwd), else relative to the project root."""
+    p = Path(notebook_file)
+    if not p.is_absolute() and not p.exists() and project_root:
+        candidate = Path(project_root) / p
+        if candidate.exists():
+            return candidate
+    return p
+
+
+def run_notebook(
+    notebook_file: str | Path,
+    config: Mapping[str, Any] | str | Path | None = None,
+    execution_dir: str | Path | None = None,
+    project_root: str | Path | None = None,
+    *,
+    instance_name: str | None = None,
+    timeout: float | None = None,
+    export_html: bool = False,
+    kernel_name: str | None = None,
+    no_execute: bool = False,
+    raise_on_failure: bool = True,
+) -> FlowResult:
+    """Execute a flow with papermill in its own instance directory and return the result.
+
+    Raises a :class:`~ductaflow.errors.DuctaflowError` subclass before writing anything
+    when the input is bad, :class:`~ductaflow.errors.FlowFailed` when the flow ends red
+    (unless ``raise_on_failure=False``), and re-raises ``KeyboardInterrupt`` after the
+    kernel is killed and the red ``interrupted`` status is written.
+    """
+    cfg = normalise_config(config)
+    root_hint = project_root or cfg.get("_project_root")
+    flow = read_flow(resolve_flow_path(notebook_file, root_hint))
+    root = Path(root_hint).resolve() if root_hint else find_project_root(flow.path)
+    if instance_name is not None:
+        validate_name(instance_name)
+    if export_html:
+        _require_nbconvert()
+    if execution_dir is None:
+        execution_dir = root / "runs" / flow.name / (instance_name or "default")
+    exec_dir = Path(execution_dir).resolve()
+    cfg["_project_root"] = str(root)
+    notes = tuple(_unknown_key_notes(flow, cfg, root))
+    for note in notes:
+        log.warning("%s", note)
+
+    try:
+        exec_dir.mkdir(parents=True, exist_ok=True)
+        clear_artifacts(exec_dir, flow.name)
+        paths = artifact_paths(exec_dir, flow.name)
+        atomic_write_json(paths["config"], cfg)
+    except OSError as exc:
+        raise DuctaflowError(f"cannot write to instance directory {exec_dir}: {exc.strerror or exc}") from None
+    nb = parameterise(flow, cfg, kernel_name)
+    instance = instance_name or exec_dir.name
+
+    if no_execute:
+        import nbformat
+
+        nbformat.write(nb, str(paths["notebook"]))
+        log.info("prepared %s in %s (not executed)", flow.name, exec_dir)
+        return FlowResult(flow.name, flow.path, exec_dir, Status.GREEN, "prepared", instance=instance, notes=notes)
+
+    started, t0 = now_iso(), time.monotonic()
+    base = {"flow": flow.name, "flow_path": str(flow.path), "execution_dir": str(exec_dir), "instance": instance}
+    atomic_write_json(paths["status"], _running_record(base, started))
+    outcome = _execute(flow, nb, exec_dir, paths, kernel_name, timeout)
+    html_ok = False
+    if export_html and paths["notebook"].exists():
+        html_ok = _export_html(paths["notebook"], paths["html"])
+    result = FlowResult(
+        flow=flow.name,
+        flow_path=flow.path,
+        execution_dir=exec_dir,
+        status=outcome["status"],
+        state="finished",
+        started=started,
+        finished=now_iso(),
+        duration=round(time.monotonic() - t0, 3),
+        warnings=tuple(outcome["warnings"]),
+        error=outcome["error"],
+        interrupted=outcome["interrupted"],
+        timed_out=outcome["timed_out"],
+        kernel_died=outcome["kernel_died"],
+        instance=instance,
+        notes=notes,
+        html_exported=html_ok,
+    )
+    write_status(result, mode="papermill")
+    log.info("%s %s in %.1fs -> %s", result.status.emoji, flow.name, result.duration or 0, exec_dir)
+    if result.interrupted:
+        raise KeyboardInterrupt
+    if result.status is Status.RED and raise_on_failure:
+        raise FlowFailed(result)
+    return result
+
+
+def run_step_flow(
+    notebook_file: str | Path,
+    step_name: str,
+    instance_name: str,
+    config: Mapping[str, Any] | str | Path | None = None,
+    suffix: str = "",
+    **kwargs: Any,
+) -> FlowResult:
+    """Run a flow into ``runs/<step_name>/<instance_name><suffix>/`` under the project root."""
+    validate_name(step_name, "step name")
+    instance = validate_name(f"{instance_name}{suffix}")
+    cfg = normalise_config(config)
+    root_hint = kwargs.pop("project_root", None) or cfg.get("_project_root")
+    flow_path = resolve_flow_path(notebook_file, root_hint)
+    root = Path(root_hint).resolve() if root_hint else find_project_root(flow_path)
+    return run_notebook(
+        flow_path,
+        cfg,
+        execution_dir=root / "runs" / step_name / instance,
+        project_root=root,
+        instance_name=instance,
+        **kwargs,
+    )
+
+
+def write_status(result: FlowResult, mode: str) -> None:
+    """Write the final status record atomically (the last artifact of a run)."""
+    rec = result.to_record()
+    rec.update(_host_facts(), mode=mode)
+    atomic_write_json(result.status_path, rec)
+
+
+def _running_record(base: dict[str, Any], started: str) -> dict[str, Any]:
+    # A crash leaves this behind: red, state "running", the pid that owned it.
+    return {**base, "schema": 1, "status": "red", "state": "running", "started": started, **_host_facts()}
+
+
+def _host_facts() -> dict[str, Any]:
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "python": sys.version.split()[0],
+        "ductaflow_version": __version__,
+    }
+
+
+def _execute(
+    flow: Flow, nb: Any, exec_dir: Path, paths: dict[str, Path], kernel_name: str | None, timeout: float | None
+) -> dict[str, Any]:
+    """Run the parameterised notebook; classify whatever happens. Never leaves a kernel."""
+    import papermill as pm
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    from papermill.exceptions import PapermillExecutionError
+
+    from ductaflow.engine import ENGINE_NAME, KernelHandle
+
+    sink = OutputSink(paths["log"])
+    handle = KernelHandle()
+    timer = threading.Timer(timeout, handle.expire) if timeout else None
+    error: ErrorInfo | None = None
+    raised = kernel_died = timed_out = interrupted = False
+    env = {
+        **os.environ,
+        "DUCTAFLOW_FLOW": flow.name,
+        "DUCTAFLOW_EXECUTION_DIR": str(exec_dir),
+        "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+    }
+    try:
+        with _sigterm_as_interrupt():
+            if timer:
+                timer.daemon = True
+                timer.start()
+            pm.execute_notebook(
+                nb,
+                str(paths["notebook"]),
+                engine_name=ENGINE_NAME,
+                kernel_name=kernel_name,
+                progress_bar=False,
+                request_save_on_cell_execute=True,
+                execution_timeout=timeout,
+                resources={"metadata": {"path": str(exec_dir)}},
+                sink=sink,
+                handle=handle,
+                use_current_python=kernel_name is None,
+                kernel_env=env,
+            )
+    except PapermillExecutionError as exc:
+        raised = True
+        error = ErrorInfo(
+            type=exc.ename,
+            message=_ANSI.sub("", str(exc.evalue)),
+            traceback=_ANSI.sub("", "\n".join(exc.traceback or [])),
+            cell_index=_flow_cell_index(flow, exc.cell_index),
+        )
+        interrupted = exc.ename == "KeyboardInterrupt"
+    except DeadKernelError as exc:
+        kernel_died = True
+        error = ErrorInfo("DeadKernelError", str(exc) or "kernel died", "", _last_started_cell(flow, paths))
+    except (CellTimeoutError, TimeoutError) as exc:
+        timed_out = True
+        error = ErrorInfo("Timeout", str(exc).strip().splitlines()[0] if str(exc).strip() else "timed out")
+    except KeyboardInterrupt:
+        interrupted = True
+        error = ErrorInfo("KeyboardInterrupt", "interrupted", "", _last_started_cell(flow, paths))
+    except Exception as exc:  # noqa: BLE001 - the kernel could not start or the engine broke
+        raised = True
+        error = ErrorInfo(type(exc).__name__, str(exc), traceback.format_exc())
+    finally:
+        if timer:
+            timer.cancel()
+        handle.release()
+        sink.close()
+    if handle.expired:
+        timed_out, kernel_died, raised = True, False, False
+        error = ErrorInfo("Timeout", f"flow exceeded its timeout of {timeout}s", "", _last_started_cell(flow, paths))
+    status = classify(
+        raised=raised, kernel_died=kernel_died, timed_out=timed_out, interrupted=interrupted, warnings=sink.warnings
+    )
+    return {
+        "status": status,
+        "warnings": sink.warnings,
+        "error": error,
+        "interrupted": interrupted,
+        "timed_out": timed_out,
+        "kernel_died": kernel_died,
+    }
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt while a kernel runs, so it is killed, not orphaned."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is not signal.SIG_DFL:
+        yield
+        return
+
+    def _raise(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _flow_cell_index(flow: Flow, executed_index: int | None) -> int | None:
+    """Map an index in the executed notebook back to the flow file (skip the injected cell)."""
+    if executed_index is None:
+        return None
+    return executed_index - 1 if executed_index > flow.parameters_index else executed_index
+
+
+def _last_started_cell(flow: Flow, paths: dict[str, Path]) -> int | None:
+    """The flow cell that was running when the kernel went away, read from the saved notebook."""
+    try:
+        import nbformat
+
+        nb = nbformat.read(str(paths["notebook"]), as_version=4)
+    except Exception:  # noqa: BLE001 - no notebook saved yet
+        return None
+    last = None
+    for i, cell in enumerate(nb.cells):
+        if cell.get("metadata", {}).get("papermill", {}).get("start_time"):
+            last = i
+    return _flow_cell_index(flow, last)
+
+
+def _unknown_key_notes(flow: Flow, cfg: dict[str, Any], root: Path) -> list[str]:
+    """Config keys the flow does not declare (in its parameters cell or default config)."""
+    declared = set(flow.parameters_defaults())
+    default_path = flow.default_config_path(root)
+    if default_path and default_path.is_file():
+        with contextlib.suppress(DuctaflowError):
+            declared |= set(load_config_file(default_path))
+    if not declared:
+        return []
+    unknown = sorted(k for k in cfg if not k.startswith("_") and k not in declared)
+    if not unknown:
+        return []
+    return [f"config keys not known to flow '{flow.name}': {', '.join(unknown)}"]
+
+
+def _require_nbconvert() -> None:
+    try:
+        import nbconvert  # noqa: F401
+    except ImportError:
+        raise MissingExtra("HTML export", "html", "nbconvert") from None
+
+
+def _export_html(notebook: Path, html: Path) -> bool:
+    """Render the executed notebook to HTML; a failure is logged, never fatal."""
+    try:
+        import nbconvert
+        import nbformat
+
+        body, _ = nbconvert.HTMLExporter().from_notebook_node(nbformat.read(str(notebook), as_version=4))
+        html.write_text(body, encoding="utf-8")
+        return True
+    except Exception as exc:  # noqa: BLE001
+        log.warning("HTML export of %s failed: %s", notebook, exc)
+        return False

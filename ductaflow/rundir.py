@@ -1,0 +1,92 @@
+"""Instance directories: safe names, artifact file names, atomic writes, stale clean-up."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ductaflow.errors import InvalidName
+
+#: Names are 1-128 characters from this set and start with a letter or digit.
+SAFE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]{0,127}$")
+SAFE_NAME_DOC = "1-128 characters from A-Z a-z 0-9 . _ = + -, starting with a letter or digit"
+_WINDOWS_RESERVED = {"con", "prn", "aux", "nul"} | {f"{p}{i}" for p in ("com", "lpt") for i in range(1, 10)}
+
+ARTIFACT_SUFFIXES = (
+    ".ipynb",
+    ".html",
+    "_execution_output.txt",
+    "_config.json",
+    "_status.json",
+)
+
+
+def validate_name(name: object, what: str = "instance name") -> str:
+    """Return ``name`` if it is a safe single directory name, else raise :class:`InvalidName`."""
+    if not isinstance(name, str):
+        raise InvalidName(f"{what} must be a string, got {type(name).__name__}: {name!r}")
+    if name != name.strip() or not name:
+        raise InvalidName(f"{what} {name!r} is empty or has surrounding whitespace")
+    if "/" in name or "\\" in name or os.sep in name or name.startswith(".."):
+        raise InvalidName(f"{what} {name!r} must be a single directory name ({SAFE_NAME_DOC})")
+    if ".." in name:
+        raise InvalidName(f"{what} {name!r} must not contain '..'")
+    if not SAFE_NAME_RE.match(name):
+        raise InvalidName(f"{what} {name!r} is not allowed: use {SAFE_NAME_DOC}")
+    if name.split(".")[0].lower() in _WINDOWS_RESERVED:
+        raise InvalidName(f"{what} {name!r} is a reserved device name on Windows")
+    return name
+
+
+def artifact_paths(execution_dir: Path, flow: str) -> dict[str, Path]:
+    """The files ductaflow owns for one flow in one instance directory."""
+    return {
+        "notebook": execution_dir / f"{flow}.ipynb",
+        "html": execution_dir / f"{flow}.html",
+        "log": execution_dir / f"{flow}_execution_output.txt",
+        "config": execution_dir / f"{flow}_config.json",
+        "status": execution_dir / f"{flow}_status.json",
+    }
+
+
+def clear_artifacts(execution_dir: Path, flow: str) -> None:
+    """Remove an earlier run's artifacts so none of them survives beside the new ones.
+
+    The status record goes first: a crash part-way leaves no record claiming completion.
+    """
+    paths = artifact_paths(execution_dir, flow)
+    for key in ("status", "notebook", "html", "log", "config"):
+        try:
+            paths[key].unlink()
+        except FileNotFoundError:
+            pass
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so readers see the old file or the new one, never a torn one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Atomically write ``data`` as indented UTF-8 JSON."""
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    """Read a JSON file written by :func:`atomic_write_json`."""
+    return json.loads(path.read_text(encoding="utf-8"))
