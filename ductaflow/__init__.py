@@ -5,6 +5,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from ductaflow.build import step  # noqa: E402
 from ductaflow.config import deep_merge, load_config_file  # noqa: E402
 from ductaflow.debug import debug_flow, prepare_debug_notebook  # noqa: E402
 from ductaflow.errors import (  # noqa: E402
@@ -56,5 +57,6 @@ __all__ = [
     "prepare_debug_notebook",
     "run_notebook",
     "run_step_flow",
+    "step",
     "unpack_config",
 ]

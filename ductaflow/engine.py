@@ -15,6 +15,9 @@ import os
 import signal
 import sys
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from jupyter_client.kernelspec import KernelSpec
@@ -48,18 +51,51 @@ class KernelHandle:
         if self.expired:  # the deadline passed while the kernel was still booting
             self.kill()
 
+    def _tree(self) -> list[Any]:
+        """The kernel and every live descendant (nested flow kernels live in other sessions)."""
+        if not self.pid:
+            return []
+        import psutil
+
+        try:
+            proc = psutil.Process(self.pid)
+            return [proc, *proc.children(recursive=True)]
+        except psutil.Error:
+            return []
+
+    def stop_gracefully(self, grace: float = 5.0) -> None:
+        """Interrupt the running cell (SIGINT), give nested flows ``grace`` seconds to record
+        their own interruption, then kill what is left."""
+        import psutil
+
+        tree = self._tree()
+        if tree:
+            try:
+                os.kill(self.pid, signal.SIGINT)  # type: ignore[arg-type]
+            except (ProcessLookupError, PermissionError):
+                pass
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline:
+                try:
+                    if not psutil.Process(self.pid).children(recursive=True):  # type: ignore[arg-type]
+                        break
+                except psutil.Error:
+                    break
+                time.sleep(0.1)
+        self.kill()
+
     def kill(self) -> None:
-        """SIGKILL the kernel's whole process group (the kernel and anything it spawned)."""
+        """SIGKILL the kernel, its descendants and its process group."""
         with self._lock:
-            pgid, pid = self.pgid, self.pid
+            pgid = self.pgid
+        for proc in reversed(self._tree()):
+            try:
+                proc.kill()
+            except Exception:  # noqa: BLE001 - already gone or not ours
+                pass
         if pgid and hasattr(os, "killpg"):
             try:
                 os.killpg(pgid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        elif pid:
-            try:
-                os.kill(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
 
@@ -74,10 +110,10 @@ class KernelHandle:
         _LIVE.discard(self)
 
     def expire(self) -> None:
-        """Called by the timeout watchdog."""
+        """Called by the timeout watchdog: stop the flow, nested flows first."""
         self.expired = True
-        log.info("flow timed out; killing kernel pid %s", self.pid)
-        self.kill()
+        log.info("flow timed out; stopping kernel pid %s", self.pid)
+        self.stop_gracefully(grace=3.0)
 
 
 _LIVE: set[KernelHandle] = set()
@@ -124,6 +160,19 @@ class DuctaflowClient(PapermillNotebookClient):
         await super().async_start_new_kernel(**kwargs)
         if self.handle is not None:
             self.handle.started(self.km)
+
+    @contextmanager
+    def setup_kernel(self, **kwargs: Any) -> Iterator[None]:
+        """nbclient's kernel context, plus: on Ctrl-C interrupt the kernel before it is
+        killed, so a build's nested flows can record their interruption and reap their
+        own kernels."""
+        with super().setup_kernel(**kwargs):
+            try:
+                yield
+            except KeyboardInterrupt:
+                if self.handle is not None:
+                    self.handle.stop_gracefully()
+                raise
 
     # nbclient binds the sync wrapper to its own coroutine at class creation: rebind to ours.
     start_new_kernel = run_sync(async_start_new_kernel)

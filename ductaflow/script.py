@@ -251,7 +251,8 @@ def unpack_config(
         if leaf.startswith("_"):
             continue
         if leaf in chosen:
-            print(f"Warning: config key '{leaf}' appears as '{chosen[leaf][0]}' and '{path}'; using '{chosen[leaf][0]}'")
+            first = chosen[leaf][0]
+            print(f"Warning: config key '{leaf}' appears as '{first}' and '{path}'; using '{first}'")
             continue
         if isinstance(value, str) and leaf.endswith(PATH_KEY_SUFFIXES):
             value = Path(value)

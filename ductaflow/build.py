@@ -1,0 +1,54 @@
+"""Builds: flows run in order inside a build instance, each into ``runs/<flow instance>/``.
+
+Called from a build flow's own code (its kernel's working directory is the build instance
+dir), so a downstream flow reads its upstream's files as ``../<upstream instance>/...``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ductaflow.config import deep_merge, normalise_config
+from ductaflow.execute import run_notebook
+from ductaflow.models import FlowResult
+from ductaflow.records import FLOWS_SUBDIR
+from ductaflow.rundir import validate_name
+
+log = logging.getLogger(__name__)
+
+
+def step(
+    flow: str | Path,
+    instance: str | None = None,
+    config: Mapping[str, Any] | None = None,
+    *,
+    build_dir: str | Path | None = None,
+    timeout: float | None = None,
+    export_html: bool = False,
+    **overrides: Any,
+) -> FlowResult:
+    """Run one flow of a build into ``<build_dir>/runs/<instance>/`` and return its result.
+
+    ``instance`` defaults to the flow's file name; ``config`` is merged with ``overrides``
+    (keyword arguments win). ``build_dir`` defaults to the current directory, which inside
+    a build is its instance dir. A red flow raises ``FlowFailed``, which stops the build
+    and makes it red; an orange flow lets the build go on.
+    """
+    cfg = deep_merge(normalise_config(config), normalise_config(overrides, "step overrides"))
+    name = validate_name(instance or Path(flow).stem, "flow instance name")
+    base = Path(build_dir) if build_dir is not None else Path.cwd()
+    result = run_notebook(
+        flow,
+        cfg,
+        execution_dir=base / FLOWS_SUBDIR / name,
+        project_root=cfg.get("_project_root"),
+        instance_name=name,
+        timeout=timeout,
+        export_html=export_html,
+        raise_on_failure=True,
+    )
+    log.info("%s %s (%s) %.1fs", result.status.emoji, name, result.flow, result.duration or 0)
+    return result
