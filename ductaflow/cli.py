@@ -117,6 +117,66 @@ def debug(instance_dir: Path, flow: str | None, force: bool) -> None:
     click.echo(f"open {target} in Jupyter: its working directory is {target.parent}")
 
 
+@cli.command()
+@click.argument("scenarios", type=click.Path(path_type=Path))
+@click.option("--build", "build", required=True, type=click.Path(path_type=Path), help="The build flow to run per row.")
+@click.option("--base-config", type=click.Path(path_type=Path), help="JSON config the rows are merged over.")
+@click.option("--runs-root", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+@click.option("--instance-column", help="Column holding instance names.")
+@click.option("--parallel", "max_parallel", type=int, help="Builds at once (default: number of cores).")
+@click.option("--executor", default="local", show_default=True, help="local or serial.")
+@click.option("--timeout", type=float, help="Kill a build after this many seconds.")
+@click.option("--fail-fast", is_flag=True, help="Stop launching builds after the first red one.")
+@click.option("--dry-run", is_flag=True, help="Check everything and print the plan; run nothing.")
+def conduct(
+    scenarios: Path,
+    build: Path,
+    base_config: Path | None,
+    runs_root: Path,
+    instance_column: str | None,
+    max_parallel: int | None,
+    executor: str,
+    timeout: float | None,
+    fail_fast: bool,
+    dry_run: bool,
+) -> None:
+    """Run BUILD once per row of SCENARIOS (CSV or Parquet) and keep the live report."""
+    from ductaflow.conductor import REPORT_NAME
+    from ductaflow.conductor import conduct as run_conductor
+
+    table = run_conductor(
+        scenarios,
+        build,
+        base_config=base_config,
+        runs_root=runs_root.resolve(),
+        instance_column=instance_column,
+        max_parallel=max_parallel,
+        fail_fast=fail_fast,
+        dry_run=dry_run,
+        executor=executor,
+        timeout=timeout,
+        raise_on_failure=False,
+    )
+    if dry_run:
+        click.echo(f"dry run OK: {len(table)} scenario(s) would run")
+        return
+    counts = table["status"].value_counts().to_dict()
+    summary = ", ".join(f"{counts.get(k, 0)} {k}" for k in ("green", "orange", "red"))
+    click.echo(f"{len(table)} scenario(s): {summary}; report: {runs_root.resolve() / REPORT_NAME}")
+    sys.exit(1 if counts.get("red") else 0)
+
+
+@cli.command()
+@click.argument("runs_dir", type=click.Path(path_type=Path), default=Path("runs"))
+def report(runs_dir: Path) -> None:
+    """Rebuild RUNS_DIR/conductor_status_report.html from the records on disk."""
+    from ductaflow.report import write_report
+
+    if not runs_dir.is_dir():
+        raise DuctaflowError(f"runs directory not found: {runs_dir}")
+    click.echo(str(write_report(runs_dir)))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the click group, turning our errors into one line and an exit code."""
     try:

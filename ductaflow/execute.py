@@ -33,6 +33,8 @@ from ductaflow.rundir import artifact_paths, atomic_write_json, clear_artifacts,
 from ductaflow.status import classify
 
 log = logging.getLogger(__name__)
+#: Set in every flow's process so nested runs (a build's flows) find the project root.
+PROJECT_ROOT_ENV = "DUCTAFLOW_PROJECT_ROOT"
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -72,7 +74,7 @@ def run_notebook(
     kernel is killed and the red ``interrupted`` status is written.
     """
     cfg = normalise_config(config)
-    root_hint = project_root or cfg.get("_project_root")
+    root_hint = project_root or cfg.get("_project_root") or os.environ.get(PROJECT_ROOT_ENV)
     flow = read_flow(resolve_flow_path(notebook_file, root_hint))
     root = Path(root_hint).resolve() if root_hint else find_project_root(flow.path)
     if instance_name is not None:
@@ -107,7 +109,7 @@ def run_notebook(
     started, t0 = now_iso(), time.monotonic()
     base = {"flow": flow.name, "flow_path": str(flow.path), "execution_dir": str(exec_dir), "instance": instance}
     atomic_write_json(paths["status"], _running_record(base, started))
-    outcome = _execute(flow, nb, exec_dir, paths, kernel_name, timeout)
+    outcome = _execute(flow, nb, exec_dir, paths, kernel_name, timeout, root)
     html_ok = False
     if export_html and paths["notebook"].exists():
         html_ok = _export_html(paths["notebook"], paths["html"])
@@ -150,7 +152,7 @@ def run_step_flow(
     validate_name(step_name, "step name")
     instance = validate_name(f"{instance_name}{suffix}")
     cfg = normalise_config(config)
-    root_hint = kwargs.pop("project_root", None) or cfg.get("_project_root")
+    root_hint = kwargs.pop("project_root", None) or cfg.get("_project_root") or os.environ.get(PROJECT_ROOT_ENV)
     flow_path = resolve_flow_path(notebook_file, root_hint)
     root = Path(root_hint).resolve() if root_hint else find_project_root(flow_path)
     return run_notebook(
@@ -185,7 +187,13 @@ def _host_facts() -> dict[str, Any]:
 
 
 def _execute(
-    flow: Flow, nb: Any, exec_dir: Path, paths: dict[str, Path], kernel_name: str | None, timeout: float | None
+    flow: Flow,
+    nb: Any,
+    exec_dir: Path,
+    paths: dict[str, Path],
+    kernel_name: str | None,
+    timeout: float | None,
+    root: Path,
 ) -> dict[str, Any]:
     """Run the parameterised notebook; classify whatever happens. Never leaves a kernel."""
     import papermill as pm
@@ -203,6 +211,7 @@ def _execute(
         **os.environ,
         "DUCTAFLOW_FLOW": flow.name,
         "DUCTAFLOW_EXECUTION_DIR": str(exec_dir),
+        PROJECT_ROOT_ENV: str(root),
         "PYDEVD_DISABLE_FILE_VALIDATION": "1",
     }
     try:

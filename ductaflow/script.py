@@ -116,6 +116,7 @@ def load_cli_config(
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     cfg["_project_root"] = str(root)
+    os.environ["DUCTAFLOW_PROJECT_ROOT"] = str(root)  # this process is the flow's own
     if args.output_dir:
         _CliRecorder.start(Path(args.output_dir).resolve(), flow, cfg, no_execute=args.no_execute)
     if args.no_execute:

@@ -1,0 +1,320 @@
+"""The conductor: one build instance per scenario row, run in parallel, reported live.
+
+One scheduling loop over any ``concurrent.futures.Executor`` (``wait(FIRST_COMPLETED)``,
+never polling). Workers only run a build and return plain data; this process alone
+writes shared files: the conductor state file and the HTML report.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import time
+from collections.abc import Mapping
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ductaflow.config import find_project_root, normalise_config
+from ductaflow.errors import ConductorFailed, DuctaflowError, FlowFileError
+from ductaflow.execute import now_iso, resolve_flow_path
+from ductaflow.execute import _sigterm_as_interrupt as sigterm_as_interrupt
+from ductaflow.executors import make_executor, mark_busy, worker_pids
+from ductaflow.flow import read_flow
+from ductaflow.models import Status
+from ductaflow.progress import Reporter, make_reporter
+from ductaflow.records import summarize_instance
+from ductaflow.rundir import atomic_write_json
+from ductaflow.scenarios import ScenarioPlan, load_scenarios, plan_scenarios
+
+log = logging.getLogger(__name__)
+
+STATE_DIR = Path(".ductaflow") / "conductor"
+REPORT_NAME = "conductor_status_report.html"
+_FLOW_LITERAL = re.compile(r"""(?:step|run_notebook|run_step_flow)\(\s*[rR]?["']([^"']+\.(?:py|ipynb))["']""")
+_INTERRUPT_GRACE_S = 30.0
+
+
+def _run_build(task: dict[str, Any]) -> dict[str, Any]:
+    """Worker side: run one build instance; always return plain data, never raise."""
+    from ductaflow.execute import run_notebook
+
+    exec_dir = Path(task["instance_dir"])
+    mark_busy(True)
+    interrupted = False
+    error: str | None = None
+    t0 = time.monotonic()
+    try:
+        run_notebook(
+            task["build_path"],
+            task["config"],
+            execution_dir=exec_dir,
+            project_root=task["project_root"],
+            instance_name=task["instance"],
+            timeout=task.get("timeout"),
+            raise_on_failure=False,
+        )
+    except KeyboardInterrupt:
+        interrupted = True
+    except DuctaflowError as exc:
+        error = str(exc)
+    except Exception as exc:  # noqa: BLE001 - a worker must report, not die
+        error = f"{type(exc).__name__}: {exc}"
+    finally:
+        mark_busy(False)
+    summary = summarize_instance(exec_dir, Path(task["build_path"]).stem)
+    return {
+        "instance": task["instance"],
+        "status": (summary.status or Status.RED).value if not error else Status.RED.value,
+        "duration": summary.build.duration if summary.build and summary.build.duration else time.monotonic() - t0,
+        "error": error or summary.error or ("interrupted" if interrupted else None),
+        "worst_flow": summary.worst_flow,
+        "interrupted": interrupted,
+    }
+
+
+def referenced_flows(build: Path, project_root: Path) -> list[Path]:
+    """Flow files a build names as string literals in step()/run_notebook() calls."""
+    flow = read_flow(build)
+    found = []
+    for src in flow.code_sources:
+        for rel in _FLOW_LITERAL.findall(src):
+            path = Path(rel) if Path(rel).is_absolute() else project_root / rel
+            found.append(path)
+    return found
+
+
+class _Run:
+    """The parent's bookkeeping for one conduct() call."""
+
+    def __init__(self, build: Path, runs_root: Path, plans: list[ScenarioPlan], columns: list[str]) -> None:
+        self.build = build
+        self.runs_root = runs_root
+        self.state_path = runs_root / STATE_DIR / f"{build.stem}.json"
+        self.started = now_iso()
+        self.state = "running"
+        self.columns = columns
+        self.rows: dict[str, dict[str, Any]] = {
+            p.instance: {
+                "instance": p.instance,
+                "dir": f"{build.stem}/{p.instance}",
+                "values": p.values,
+                "state": "pending",
+                "status": None,
+                "duration": None,
+                "error": None,
+                "worst_flow": None,
+            }
+            for p in plans
+        }
+
+    def counts(self) -> dict[str, int]:
+        out = {"green": 0, "orange": 0, "red": 0}
+        for row in self.rows.values():
+            if row["status"] in out:
+                out[row["status"]] += 1
+        return out
+
+    def save(self, report: bool = True) -> None:
+        """Write the state file, then the report from disk; both atomically."""
+        doc = {
+            "schema": 1,
+            "build": self.build.stem,
+            "build_path": str(self.build),
+            "runs_root": str(self.runs_root),
+            "state": self.state,
+            "started": self.started,
+            "updated": now_iso(),
+            "finished": None if self.state == "running" else now_iso(),
+            "columns": self.columns,
+            "scenarios": list(self.rows.values()),
+        }
+        atomic_write_json(self.state_path, doc)
+        if report:
+            try:
+                from ductaflow.report import write_report
+
+                write_report(self.runs_root)
+            except Exception as exc:  # noqa: BLE001 - a report problem must not stop the builds
+                log.warning("could not write the status report: %s", exc)
+
+
+def conduct(
+    scenarios: pd.DataFrame | str | Path,
+    build: str | Path,
+    *,
+    base_config: Mapping[str, Any] | str | Path | None = None,
+    runs_root: str | Path = "runs",
+    instance_column: str | None = None,
+    max_parallel: int | None = None,
+    fail_fast: bool = False,
+    dry_run: bool = False,
+    executor: str | Executor | None = None,
+    progress: bool | Reporter | None = None,
+    project_root: str | Path | None = None,
+    timeout: float | None = None,
+    raise_on_failure: bool = True,
+) -> pd.DataFrame:
+    """Run ``build`` once per scenario row into ``<runs_root>/<build>/<instance>/``.
+
+    Each row, merged over ``base_config`` (default: the build's own default config), is
+    one build instance. Returns the scenario table with ``instance``, ``status``,
+    ``state``, ``duration``, ``instance_dir``, ``error`` and ``worst_flow`` added. Raises
+    :class:`ConductorFailed` (carrying the table) when any scenario is red, unless
+    ``raise_on_failure=False``; re-raises ``KeyboardInterrupt`` after an orderly stop.
+    Relative ``runs_root`` paths are taken from the project root.
+    """
+    table = load_scenarios(scenarios)
+    build_path = resolve_flow_path(build, project_root)
+    build_flow = read_flow(build_path)
+    root = Path(project_root).resolve() if project_root else find_project_root(build_flow.path)
+    for flow_path in referenced_flows(build_flow.path, root):
+        if not flow_path.is_file():
+            raise FlowFileError(f"build {build_flow.path.name} runs {flow_path}, which does not exist")
+        read_flow(flow_path)
+    if base_config is None:
+        default = build_flow.default_config_path(root)
+        base = normalise_config(default) if default else {}
+    else:
+        base = normalise_config(base_config, "base_config")
+    plans = plan_scenarios(table, base, instance_column)
+    runs = Path(runs_root)
+    runs = (runs if runs.is_absolute() else root / runs).resolve()
+    build_dir = runs / build_flow.name
+    workers = max(1, int(max_parallel or os.cpu_count() or 1))
+
+    out = table.reset_index(drop=True).copy()
+    out["instance"] = [p.instance for p in plans]
+    out["instance_dir"] = [str(build_dir / p.instance) for p in plans]
+    reporter = make_reporter(progress)
+    if dry_run:
+        out["state"] = "planned"
+        reporter.message(f"dry run: {len(plans)} scenario(s) of build {build_flow.name} -> {build_dir}")
+        for p in plans:
+            reporter.message(f"  {p.instance}: {p.values}")
+        return out
+
+    run = _Run(build_flow.path, runs, plans, [str(c) for c in table.columns])
+    pool, owned = make_executor(executor, workers)
+    if isinstance(executor, str) and executor == "serial":
+        workers = 1
+    tasks = [
+        {
+            "build_path": str(build_flow.path),
+            "config": p.config,
+            "instance_dir": str(build_dir / p.instance),
+            "project_root": str(root),
+            "instance": p.instance,
+            "timeout": timeout,
+        }
+        for p in plans
+    ]
+    reporter.start(len(tasks), f"conducting {len(tasks)} scenario(s) of {build_flow.name} on {workers} worker(s)")
+    run.save()
+    interrupted = False
+    try:
+        with sigterm_as_interrupt():
+            _schedule(run, pool, tasks, workers, fail_fast, reporter)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        if owned:
+            pool.shutdown(wait=True, cancel_futures=True)
+        reporter.close()
+    if interrupted:
+        run.state = "interrupted"
+    elif run.state == "running":
+        run.state = "finished"
+    run.save()
+
+    for col in ("status", "state", "duration", "error", "worst_flow"):
+        out[col] = [run.rows[p.instance][col] for p in plans]
+    if interrupted:
+        raise KeyboardInterrupt
+    red = [p.instance for p in plans if run.rows[p.instance]["status"] == "red"]
+    if red and raise_on_failure:
+        raise ConductorFailed(f"{len(red)} of {len(plans)} scenario(s) red: {', '.join(red[:10])}", out)
+    return out
+
+
+def _schedule(
+    run: _Run, pool: Executor, tasks: list[dict[str, Any]], workers: int, fail_fast: bool, reporter: Reporter
+) -> None:
+    """Keep ``workers`` builds in flight; record each as it finishes; stop early on fail-fast.
+
+    On Ctrl-C: launch nothing more, ask busy workers to stop (their kernels are interrupted
+    and reaped, their records say ``interrupted``), record what they report, re-raise.
+    """
+    queue = list(tasks)
+    running: dict[Future[Any], dict[str, Any]] = {}
+    stopping = False
+
+    def record(fut: Future[Any]) -> None:
+        task = running.pop(fut)
+        row = run.rows[task["instance"]]
+        row.update(_outcome(fut, task), state="done")
+        reporter.finished(row, run.counts())
+
+    try:
+        while queue or running:
+            while queue and len(running) < workers and not stopping:
+                task = queue.pop(0)
+                run.rows[task["instance"]]["state"] = "running"
+                run.save(report=False)
+                running[pool.submit(_run_build, task)] = task
+            if not running:
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in done:
+                instance = running[fut]["instance"]
+                record(fut)
+                if run.rows[instance]["status"] == "red" and fail_fast and not stopping:
+                    stopping = True
+                    run.state = "stopped"
+                    reporter.message(f"fail-fast: {instance} is red; not starting {len(queue)} more")
+                run.save()
+            if stopping:
+                for task in queue:
+                    run.rows[task["instance"]]["state"] = "cancelled"
+                queue.clear()
+    except KeyboardInterrupt:
+        reporter.message("interrupted: stopping running builds and reaping their kernels ...")
+        for pid in worker_pids(pool):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                pass
+        done, _ = wait(list(running), timeout=_INTERRUPT_GRACE_S)
+        for fut in done:
+            record(fut)
+        for row in run.rows.values():
+            if row["state"] == "running":
+                summary = summarize_instance(run.runs_root / row["dir"], run.build.stem)
+                duration = summary.build.duration if summary.build else None
+                row.update(state="done", status="red", error="interrupted", duration=duration,
+                           worst_flow=summary.worst_flow)
+            elif row["state"] == "pending":
+                row["state"] = "cancelled"
+        for row in run.rows.values():
+            if row["state"] == "done" and row["status"] == "red" and not row["error"]:
+                row["error"] = "interrupted"
+        raise
+
+
+def _outcome(fut: Future[Any], task: dict[str, Any]) -> dict[str, Any]:
+    """A finished future as row fields; a lost worker still yields a truthful red row."""
+    try:
+        res = fut.result()
+        return {k: res[k] for k in ("status", "duration", "error", "worst_flow")}
+    except Exception as exc:  # noqa: BLE001 - e.g. BrokenProcessPool when a worker died
+        summary = summarize_instance(Path(task["instance_dir"]), Path(task["build_path"]).stem)
+        return {
+            "status": "red",
+            "duration": summary.build.duration if summary.build else None,
+            "error": f"worker lost: {type(exc).__name__}: {exc}",
+            "worst_flow": summary.worst_flow,
+        }
