@@ -30,6 +30,23 @@ from ductaflow.script import (  # noqa: E402
 )
 from ductaflow.status import analyze_execution_logs, classify, is_warning_line  # noqa: E402
 
+# Loaded on first use: the conductor pulls in pandas, the report Jinja2.
+_LAZY = {
+    "conduct": "ductaflow.conductor",
+    "expand_grid": "ductaflow.scenarios",
+    "generate_status_report": "ductaflow.report",
+    "write_report": "ductaflow.report",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ductaflow' has no attribute {name!r}")
+
+
 __all__ = [
     "ConductorFailed",
     "ConfigError",
@@ -46,10 +63,13 @@ __all__ = [
     "__version__",
     "analyze_execution_logs",
     "classify",
+    "conduct",
     "debug_flow",
     "deep_merge",
     "display_config_summary",
+    "expand_grid",
     "flow_config",
+    "generate_status_report",
     "is_notebook_execution",
     "is_warning_line",
     "load_cli_config",
@@ -59,4 +79,5 @@ __all__ = [
     "run_step_flow",
     "step",
     "unpack_config",
+    "write_report",
 ]
