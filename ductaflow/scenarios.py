@@ -69,7 +69,11 @@ def load_scenarios(scenarios: pd.DataFrame | str | Path) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class ScenarioPlan:
-    """One row of the table, ready to run: its name, its values and its full config."""
+    """One row of the table, ready to run: its name, its values and its full config.
+
+    The config is the row over the base config, without the name column, plus
+    ``_instance`` (the instance name) for flows that want to label their output.
+    """
 
     row: int
     instance: str
@@ -138,7 +142,10 @@ def plan_scenarios(
             problems.append(f"rows {seen[key]} and {pos} both name instance '{name}'")
             continue
         seen[key] = pos
-        plans.append(ScenarioPlan(pos, name, values, deep_merge(dict(base_config or {}), _nest(values))))
+        row_cfg = {k: v for k, v in values.items() if k != name_col}  # the name is not a parameter
+        config = deep_merge(dict(base_config or {}), _nest(row_cfg))
+        config["_instance"] = name
+        plans.append(ScenarioPlan(pos, name, values, config))
     if problems:
         shown = "\n  ".join(problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
