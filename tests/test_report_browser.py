@@ -1,0 +1,135 @@
+"""The report in a real (headless Debian) Chromium from file://: expand, follow links, stay inert."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from report_fixtures import IMG_PAYLOAD, SCRIPT_PAYLOAD, make_demo
+
+from ductaflow.report import write_report
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = [
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's Chromium is not at /usr/bin/chromium"),
+    pytest.mark.timeout(60),
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def report_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    runs = tmp_path_factory.mktemp("browser") / "runs"
+    runs.mkdir()
+    make_demo(runs)
+    return write_report(runs).as_uri()
+
+
+@pytest.fixture
+def page(browser: object, report_url: str) -> Iterator[object]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    pg = context.new_page()
+    pg.console_messages = []  # CSP violations and script errors land here
+    pg.on("console", lambda m: pg.console_messages.append(m.text))
+    pg.on("pageerror", lambda e: pg.console_messages.append(str(e)))
+    pg.goto(report_url)
+    yield pg
+    context.close()
+
+
+def _row(page: object, instance: str) -> object:
+    return page.locator(f'details.scn[data-instance="{instance}"]')
+
+
+def test_one_click_expands_a_red_scenario_and_its_log_link_opens_the_log(page: object) -> None:
+    row = _row(page, "g0.03_c1.5")
+    failing = row.locator('tr[data-record="summarize"]')
+    assert not failing.is_visible()
+    row.locator(":scope > summary").click()
+    assert row.evaluate("d => d.open") is True
+    assert failing.is_visible()
+    assert failing.locator(".emsg").inner_text() == "ValueError: boom: negative demand"
+    assert failing.locator(".emsg").is_visible()
+    assert failing.locator(".lamp").inner_text() == "red"
+    failing.get_by_role("link", name="log").click()
+    page.wait_for_url("**/summarize_execution_output.txt")
+    assert "ValueError: boom: negative demand" in page.locator("body").inner_text()
+
+
+def test_red_notebook_link_lands_on_the_error_cell(page: object) -> None:
+    row = _row(page, "g0.03_c1.5")
+    row.locator(":scope > summary").click()
+    row.locator('tr[data-record="summarize"]').get_by_role("link", name="notebook").click()
+    page.wait_for_url("**/summarize.html#papermill-error-cell")
+    assert page.locator("#papermill-error-cell").is_visible()
+
+
+def test_hostile_scenario_value_and_error_render_as_text(page: object) -> None:
+    row = _row(page, "evil")
+    assert SCRIPT_PAYLOAD in row.locator(":scope > summary").inner_text()
+    row.locator(":scope > summary").click()
+    assert row.locator(".errbox").inner_text() == f"model: RuntimeError: {IMG_PAYLOAD}"
+    flow_error = row.locator('tr[data-record="model"]').locator(".emsg")
+    assert flow_error.inner_text() == f"RuntimeError: {IMG_PAYLOAD}" and flow_error.is_visible()
+    page.wait_for_timeout(300)  # give an injected onerror every chance to fire
+    assert page.evaluate("window.__pwned") is None
+    assert page.evaluate("document.querySelectorAll('img').length") == 0
+    assert page.evaluate("document.scripts.length") == 1
+
+
+def test_own_script_runs_under_the_csp_and_nothing_is_blocked(page: object) -> None:
+    assert page.locator("#ago").inner_text().endswith("ago)")  # only the nonce'd script writes this
+    assert not [m for m in page.console_messages if "Content Security Policy" in m or "Error" in m]
+
+
+def test_filter_tiles_and_sorting(page: object) -> None:
+    page.locator("a.tile.l-red").click()
+    visible = [d.get_attribute("data-instance") for d in page.locator("details.scn").all() if d.is_visible()]
+    assert visible == ["g0.03_c1.5", "evil"]
+    page.locator("nav.filters a.all").click()
+    page.locator('.hdr [data-key="dur"]').click()
+    durations = page.eval_on_selector_all("details.scn", "ds => ds.map(d => d.dataset.dur)")
+    timed = [float(d) for d in durations if d]
+    assert len(timed) == 5 and timed == sorted(timed) and durations[5:] == ["", ""]
+    assert page.locator('.hdr [data-key="dur"]').get_attribute("aria-sort") == "ascending"
+
+
+def test_screenshot_for_a_human_eye(page: object) -> None:
+    _row(page, "g0.03_c1.5").locator(":scope > summary").click()
+    page.screenshot(path="/tmp/report.png", full_page=True)
+    assert Path("/tmp/report.png").stat().st_size > 10_000
+
+
+def test_live_reload_keeps_the_filter_and_the_expanded_row(browser: object, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    make_demo(runs, live=True)
+    context = browser.new_context()
+    pg = context.new_page()
+    pg.goto(write_report(runs).as_uri() + "#only-problems")
+    _row(pg, "g0.02_c1.0").locator(":scope > summary").click()
+    assert not _row(pg, "g0.01_c1.0").is_visible()
+    with pg.expect_navigation(timeout=9000):  # the <meta refresh> reload, 5 s
+        pass
+    assert pg.url.endswith("#only-problems")
+    assert _row(pg, "g0.02_c1.0").evaluate("d => d.open") is True
+    assert not _row(pg, "g0.01_c1.0").is_visible()
+    context.close()
