@@ -268,6 +268,12 @@ def _section(runs_root: Path, build: str, rows: list[dict[str, Any]], **meta: An
     return {"build": build, "rows": rows, "totals": _totals(rows), "flow_columns": flow_columns, **meta}
 
 
+def _names_instances(column: str, entries: list[dict[str, Any]]) -> bool:
+    """True for the column the instance names came from (shown once, as the scenario)."""
+    values = [e.get("values") if isinstance(e.get("values"), dict) else {} for e in entries]
+    return bool(entries) and all(v.get(column) == e.get("instance") for v, e in zip(values, entries, strict=True))
+
+
 def _conductor_section(runs_root: Path, path: Path, doc: Any, index: int) -> dict[str, Any]:
     """A section from one conductor state file (raises ValueError when it is not one)."""
     if not isinstance(doc, dict) or not isinstance(doc.get("scenarios"), list):
@@ -276,8 +282,9 @@ def _conductor_section(runs_root: Path, path: Path, doc: Any, index: int) -> dic
         build = validate_name(doc.get("build") or path.stem, "build name")
     except InvalidName as exc:
         raise ValueError(str(exc)) from exc
-    columns = [str(c) for c in doc.get("columns") or [] if isinstance(c, (str, int, float))]
     entries = [e for e in doc["scenarios"] if isinstance(e, dict)]
+    columns = [str(c) for c in doc.get("columns") or [] if isinstance(c, (str, int, float))]
+    columns = [c for c in columns if not _names_instances(c, entries)]
     rows = [scenario_row(runs_root, build, columns, e, i) for i, e in enumerate(entries)]
     state = str(doc.get("state") or "unknown")
     return _section(

@@ -279,3 +279,11 @@ def test_report_never_imports_execution() -> None:
     imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     banned = {"ductaflow.execute", "ductaflow.engine", "ductaflow.conductor", "ductaflow.cli", "ductaflow.build"}
     assert not imported & banned
+
+
+def test_the_instance_name_column_is_not_repeated_as_a_value(runs: Path) -> None:
+    make_instance(runs, "b", "x", [{"flow": "f", "status": "green"}])
+    row = {"instance": "x", "dir": "b/x", "values": {"name": "x", "g": 1}, "state": "done", "status": "green"}
+    write_state(runs, "b", [row], columns=["name", "g"])
+    ctx = collect_report(runs)
+    assert ctx["sections"][0]["columns"] == ["g"] and _rows(ctx)["x"]["cells"] == ["1"]
