@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from jupyter_client.kernelspec import KernelSpec
@@ -34,7 +35,8 @@ ENGINE_NAME = "ductaflow"
 class KernelHandle:
     """The one kernel of one flow execution: who it is and how to kill it."""
 
-    def __init__(self) -> None:
+    def __init__(self, watch_dir: Path | None = None) -> None:
+        self.watch_dir = watch_dir  # nested flows write their status records under here
         self.km: Any = None
         self.pid: int | None = None
         self.pgid: int | None = None
@@ -77,12 +79,25 @@ class KernelHandle:
             deadline = time.monotonic() + grace
             while time.monotonic() < deadline:
                 try:
-                    if not psutil.Process(self.pid).children(recursive=True):  # type: ignore[arg-type]
-                        break
+                    settled = not psutil.Process(self.pid).children(recursive=True)  # type: ignore[arg-type]
                 except psutil.Error:
+                    break
+                if settled and not self._nested_running():
                     break
                 time.sleep(0.1)
         self.kill()
+
+    def _nested_running(self) -> bool:
+        """True while a nested flow under ``watch_dir`` has not yet written its final record."""
+        if self.watch_dir is None:
+            return False
+        for path in self.watch_dir.glob("runs/**/*_status.json"):
+            try:
+                if '"state": "running"' in path.read_text(encoding="utf-8"):
+                    return True
+            except OSError:
+                continue
+        return False
 
     def kill(self) -> None:
         """SIGKILL the kernel, its descendants and its process group."""

@@ -203,7 +203,7 @@ def _execute(
     from ductaflow.engine import ENGINE_NAME, KernelHandle
 
     sink = OutputSink(paths["log"])
-    handle = KernelHandle()
+    handle = KernelHandle(watch_dir=exec_dir)
     timer = threading.Timer(timeout, handle.expire) if timeout else None
     error: ErrorInfo | None = None
     raised = kernel_died = timed_out = interrupted = False
