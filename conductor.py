@@ -31,6 +31,6 @@ scenarios
 # %%
 if __name__ == "__main__":
     results = conduct(scenarios, "builds/demand_model.py", raise_on_failure=False)
-    print(results[["scenario_name", "status", "duration", "worst_flow", "error"]].to_string(index=False))
+    print(results[["scenario_name", "status", "duration", "worst_flow", "error"]].fillna("").to_string(index=False))
     if not is_notebook_execution() and (results["status"] == "red").any():
         sys.exit(1)
