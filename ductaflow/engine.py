@@ -30,6 +30,8 @@ from traitlets import Any as AnyTrait
 log = logging.getLogger(__name__)
 
 ENGINE_NAME = "ductaflow"
+# Keeps the flow's stdout and stderr lines in the order it wrote them (see the file).
+_ORDER_STREAMS = f"--IPKernelApp.exec_files={Path(__file__).with_name('kernel_startup.py')}"
 
 
 class KernelHandle:
@@ -169,7 +171,7 @@ class DuctaflowClient(PapermillNotebookClient):
     async def async_start_new_kernel(self, **kwargs: Any) -> None:
         # The kernel's own start-up chatter (e.g. the TCP notice) is not the flow's output.
         if "--IPKernelApp.log_level=ERROR" not in self.extra_arguments:
-            self.extra_arguments = [*self.extra_arguments, "--IPKernelApp.log_level=ERROR"]
+            self.extra_arguments = [*self.extra_arguments, "--IPKernelApp.log_level=ERROR", _ORDER_STREAMS]
         if self.kernel_env is not None and "env" not in kwargs:
             kwargs["env"] = self.kernel_env
         await super().async_start_new_kernel(**kwargs)
