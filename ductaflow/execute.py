@@ -259,8 +259,8 @@ def _execute(
             timer.cancel()
         handle.release()
         sink.close()
-    if handle.expired:
-        timed_out, kernel_died, raised = True, False, False
+    if handle.expired:  # the watchdog's SIGINT surfaces as a KeyboardInterrupt: still a timeout
+        timed_out, kernel_died, raised, interrupted = True, False, False, False
         error = ErrorInfo("Timeout", f"flow exceeded its timeout of {timeout}s", "", _last_started_cell(flow, paths))
     status = classify(
         raised=raised, kernel_died=kernel_died, timed_out=timed_out, interrupted=interrupted, warnings=sink.warnings
