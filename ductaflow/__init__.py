@@ -3,6 +3,9 @@ its own instance directory with the executed notebook, its output, config and st
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 __version__ = "0.1.0"
 
 from ductaflow.build import step  # noqa: E402
@@ -36,7 +39,16 @@ _LAZY = {
     "expand_grid": "ductaflow.scenarios",
     "generate_status_report": "ductaflow.report",
     "write_report": "ductaflow.report",
+    "record": "ductaflow.results",
+    "record_table": "ductaflow.results",
 }
+
+
+def ledger(runs_root: str | Path = "runs") -> Any:
+    """Every run, skip and failure recorded under ``runs_root`` as a pandas DataFrame."""
+    from ductaflow.ledger import read
+
+    return read(runs_root)
 
 
 def __getattr__(name: str) -> object:
@@ -48,6 +60,9 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "ledger",
+    "record",
+    "record_table",
     "ConductorFailed",
     "ConfigError",
     "DuctaflowError",

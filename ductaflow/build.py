@@ -18,6 +18,10 @@ from ductaflow.records import FLOWS_SUBDIR
 from ductaflow.rundir import validate_name
 
 log = logging.getLogger(__name__)
+#: Fingerprints of the steps already run per build dir in this process (the build's kernel):
+#: each step's fingerprint covers the steps it ran after, so a change flows downstream.
+#: Re-running a step (a notebook cell run twice) forgets what came after it.
+_UPSTREAM: dict[Path, list[tuple[str, str]]] = {}
 
 
 def step(
@@ -39,7 +43,11 @@ def step(
     """
     cfg = deep_merge(normalise_config(config), normalise_config(overrides, "step overrides"))
     name = validate_name(instance or Path(flow).stem, "flow instance name")
-    base = Path(build_dir) if build_dir is not None else Path.cwd()
+    base = (Path(build_dir) if build_dir is not None else Path.cwd()).resolve()
+    upstream = _UPSTREAM.setdefault(base, [])
+    names = [n for n, _ in upstream]
+    if name in names:
+        del upstream[names.index(name) :]
     result = run_notebook(
         flow,
         cfg,
@@ -49,6 +57,9 @@ def step(
         timeout=timeout,
         export_html=export_html,
         raise_on_failure=True,
+        upstream=tuple(fp for _, fp in upstream),
     )
+    if result.fingerprint:
+        upstream.append((name, result.fingerprint))
     log.info("%s %s (%s) %.1fs", result.status.emoji, name, result.flow, result.duration or 0)
     return result

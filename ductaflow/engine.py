@@ -43,6 +43,7 @@ class KernelHandle:
         self.pid: int | None = None
         self.pgid: int | None = None
         self.expired = False  # set by the timeout watchdog before it kills
+        self._peak: float | None = None
         self._lock = threading.Lock()
 
     def started(self, km: Any) -> None:
@@ -88,6 +89,18 @@ class KernelHandle:
                     break
                 time.sleep(0.1)
         self.kill()
+
+    def peak_rss_mb(self) -> float | None:
+        """The kernel's peak resident memory (Linux VmHWM) so far; remembered once it is gone."""
+        if self.pid:
+            try:
+                text = Path(f"/proc/{self.pid}/status").read_text()
+            except OSError:
+                text = ""
+            for line in text.splitlines():
+                if line.startswith("VmHWM:"):
+                    self._peak = max(self._peak or 0.0, round(int(line.split()[1]) / 1024, 1))
+        return self._peak
 
     def _nested_running(self) -> bool:
         """True while a nested flow under ``watch_dir`` has not yet written its final record."""
@@ -191,8 +204,15 @@ class DuctaflowClient(PapermillNotebookClient):
                     self.handle.stop_gracefully()
                 raise
 
-    # nbclient binds the sync wrapper to its own coroutine at class creation: rebind to ours.
+    async def _async_cleanup_kernel(self) -> None:
+        # Read the kernel's memory high-water mark while it still exists.
+        if self.handle is not None:
+            self.handle.peak_rss_mb()
+        await super()._async_cleanup_kernel()
+
+    # nbclient binds the sync wrappers to its own coroutines at class creation: rebind to ours.
     start_new_kernel = run_sync(async_start_new_kernel)
+    _cleanup_kernel = run_sync(_async_cleanup_kernel)
 
     def process_message(self, *args: Any, **kwargs: Any) -> Any:
         output = super().process_message(*args, **kwargs)

@@ -9,6 +9,7 @@ never with ``os.chdir`` here); the flow's source file is only read. Artifacts:
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -18,7 +19,8 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,8 @@ from ductaflow.capture import OutputSink
 from ductaflow.config import find_project_root, load_config_file, normalise_config
 from ductaflow.errors import DuctaflowError, FlowFailed, MissingExtra
 from ductaflow.flow import Flow, parameterise, read_flow
+from ductaflow.incremental import Decision, Fingerprint, decide, fingerprint, instance_lock
+from ductaflow.ledger import append_run
 from ductaflow.models import ErrorInfo, FlowResult, Status
 from ductaflow.rundir import artifact_paths, atomic_write_json, clear_artifacts, validate_name
 from ductaflow.status import classify
@@ -35,6 +39,10 @@ from ductaflow.status import classify
 log = logging.getLogger(__name__)
 #: Set in every flow's process so nested runs (a build's flows) find the project root.
 PROJECT_ROOT_ENV = "DUCTAFLOW_PROJECT_ROOT"
+#: Set by a forced parent (``--force``) so a build's nested flows re-run too.
+FORCE_ENV = "DUCTAFLOW_FORCE"
+#: JSON {build, scenario, runs_root} a parent hands to nested runs for their ledger records.
+CONTEXT_ENV = "DUCTAFLOW_CONTEXT"
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -65,8 +73,20 @@ def run_notebook(
     kernel_name: str | None = None,
     no_execute: bool = False,
     raise_on_failure: bool = True,
+    force: bool | None = None,
+    upstream: Sequence[str] = (),
+    context: Mapping[str, Any] | None = None,
 ) -> FlowResult:
     """Execute a flow with papermill in its own instance directory and return the result.
+
+    ``config=None`` means the flow's default config file (``config/<flows|builds>/<name>.json``
+    or the path its ``flow_config``/``load_cli_config`` call names); ``{}`` means empty.
+
+    An instance whose last green/orange run has the same fingerprint (code, config,
+    ``upstream`` steps) and whose artifacts are present is not run again: the last result
+    comes back with ``skipped=True``. ``force`` re-runs regardless (default: the
+    ``DUCTAFLOW_FORCE`` environment a forced parent sets). ``context`` (build, scenario,
+    runs_root) only labels the ledger record.
 
     Raises a :class:`~ductaflow.errors.DuctaflowError` subclass before writing anything
     when the input is bad, :class:`~ductaflow.errors.FlowFailed` when the flow ends red
@@ -84,11 +104,64 @@ def run_notebook(
     if execution_dir is None:
         execution_dir = root / "runs" / flow.name / (instance_name or "default")
     exec_dir = Path(execution_dir).resolve()
+    if config is None:  # no config given: the flow's default config file, as in a notebook
+        default = flow.default_config_path(root)
+        if default is not None and default.is_file():
+            cfg = load_config_file(default)
     cfg["_project_root"] = str(root)
-    notes = tuple(_unknown_key_notes(flow, cfg, root))
-    for note in notes:
-        log.warning("%s", note)
+    if force is None:
+        force = os.environ.get(FORCE_ENV) == "1"
+    ctx = _ledger_context(context, root)
+    if no_execute:
+        return _prepare_only(flow, cfg, exec_dir, root, instance_name, kernel_name)
 
+    fp = fingerprint(flow, cfg, root, upstream)
+    waited: list[bool] = []
+    try:
+        exec_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DuctaflowError(f"cannot create instance directory {exec_dir}: {exc.strerror or exc}") from None
+    with instance_lock(exec_dir, flow.name, waited):
+        decision = decide(exec_dir, flow.name, fp, cfg, force=force, export_html=export_html)
+        if not decision.run and decision.record:
+            result = replace(
+                FlowResult.from_record(decision.record, exec_dir),
+                skipped=True,
+                reasons=(),
+                notes=("waited for another run of this instance",) if waited else (),
+            )
+            log.info("up to date: %s in %s", flow.name, exec_dir)
+            append_run(ctx, result, event="skip")
+            return result
+        log.info("running %s in %s: %s", flow.name, exec_dir, decision.text)
+        child_ctx = {**ctx, "build": ctx.get("build") or (flow.name if fp.flows else None)}
+        env = {CONTEXT_ENV: json.dumps(child_ctx, default=str), FORCE_ENV: "1" if force else "0"}
+        run = _Run(flow, cfg, exec_dir, root, instance_name, kernel_name, fp, decision, env)
+        result = _run_locked(run, timeout, export_html)
+    append_run(ctx, result, event="run")
+    if result.interrupted:
+        raise KeyboardInterrupt
+    if result.status is Status.RED and raise_on_failure:
+        raise FlowFailed(result)
+    return result
+
+
+def _prepare_only(
+    flow: Flow, cfg: dict[str, Any], exec_dir: Path, root: Path, instance_name: str | None, kernel_name: str | None
+) -> FlowResult:
+    """``no_execute``: write the config and the parameterised notebook, run nothing."""
+    import nbformat
+
+    notes = tuple(_unknown_key_notes(flow, cfg, root))
+    paths = _fresh_instance(flow, cfg, exec_dir)
+    nbformat.write(parameterise(flow, cfg, kernel_name), str(paths["notebook"]))
+    log.info("prepared %s in %s (not executed)", flow.name, exec_dir)
+    instance = instance_name or exec_dir.name
+    return FlowResult(flow.name, flow.path, exec_dir, Status.GREEN, "prepared", instance=instance, notes=notes)
+
+
+def _fresh_instance(flow: Flow, cfg: dict[str, Any], exec_dir: Path) -> dict[str, Path]:
+    """Clear an earlier run's artifacts (status first) and write this run's config."""
     try:
         exec_dir.mkdir(parents=True, exist_ok=True)
         clear_artifacts(exec_dir, flow.name)
@@ -96,20 +169,38 @@ def run_notebook(
         atomic_write_json(paths["config"], cfg)
     except OSError as exc:
         raise DuctaflowError(f"cannot write to instance directory {exec_dir}: {exc.strerror or exc}") from None
+    return paths
+
+
+@dataclass(frozen=True)
+class _Run:
+    """Everything one execution needs, decided before the kernel starts."""
+
+    flow: Flow
+    cfg: dict[str, Any]
+    exec_dir: Path
+    root: Path
+    instance_name: str | None
+    kernel_name: str | None
+    fp: Fingerprint
+    decision: Decision
+    env: dict[str, str]
+
+
+def _run_locked(run: _Run, timeout: float | None, export_html: bool) -> FlowResult:
+    """Execute under the instance lock; the status record is written last, atomically."""
+    flow, cfg, exec_dir, root, fp = run.flow, run.cfg, run.exec_dir, run.root, run.fp
+    instance_name, kernel_name, decision = run.instance_name, run.kernel_name, run.decision
+    notes = tuple(_unknown_key_notes(flow, cfg, root))
+    for note in notes:
+        log.warning("%s", note)
+    paths = _fresh_instance(flow, cfg, exec_dir)
     nb = parameterise(flow, cfg, kernel_name)
     instance = instance_name or exec_dir.name
-
-    if no_execute:
-        import nbformat
-
-        nbformat.write(nb, str(paths["notebook"]))
-        log.info("prepared %s in %s (not executed)", flow.name, exec_dir)
-        return FlowResult(flow.name, flow.path, exec_dir, Status.GREEN, "prepared", instance=instance, notes=notes)
-
     started, t0 = now_iso(), time.monotonic()
     base = {"flow": flow.name, "flow_path": str(flow.path), "execution_dir": str(exec_dir), "instance": instance}
     atomic_write_json(paths["status"], _running_record(base, started))
-    outcome = _execute(flow, nb, exec_dir, paths, kernel_name, timeout, root)
+    outcome = _execute(flow, nb, exec_dir, paths, kernel_name, timeout, root, run.env)
     html_ok = False
     if export_html and paths["notebook"].exists():
         html_ok = _export_html(paths["notebook"], paths["html"])
@@ -130,14 +221,27 @@ def run_notebook(
         instance=instance,
         notes=notes,
         html_exported=html_ok,
+        fingerprint=fp.value,
+        fingerprint_parts=fp.parts,
+        peak_rss_mb=outcome["peak_rss_mb"],
+        reasons=decision.reasons,
     )
     write_status(result, mode="papermill")
     log.info("%s %s in %.1fs -> %s", result.status.emoji, flow.name, result.duration or 0, exec_dir)
-    if result.interrupted:
-        raise KeyboardInterrupt
-    if result.status is Status.RED and raise_on_failure:
-        raise FlowFailed(result)
     return result
+
+
+def _ledger_context(context: Mapping[str, Any] | None, root: Path) -> dict[str, Any]:
+    """Who this run belongs to (build, scenario) and where the ledger lives, for nested runs too."""
+    inherited: dict[str, Any] = {}
+    raw = os.environ.get(CONTEXT_ENV)
+    if raw:
+        with contextlib.suppress(ValueError):
+            inherited = json.loads(raw)
+    ctx = {**inherited, **(context or {})}
+    ctx.setdefault("runs_root", str(root / "runs"))
+    ctx["project_root"] = str(root)
+    return ctx
 
 
 def run_step_flow(
@@ -194,6 +298,7 @@ def _execute(
     kernel_name: str | None,
     timeout: float | None,
     root: Path,
+    extra_env: Mapping[str, str],
 ) -> dict[str, Any]:
     """Run the parameterised notebook; classify whatever happens. Never leaves a kernel."""
     import papermill as pm
@@ -213,6 +318,7 @@ def _execute(
         "DUCTAFLOW_EXECUTION_DIR": str(exec_dir),
         PROJECT_ROOT_ENV: str(root),
         "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+        **extra_env,
     }
     try:
         with _sigterm_as_interrupt():
@@ -257,6 +363,7 @@ def _execute(
     finally:
         if timer:
             timer.cancel()
+        peak_rss = handle.peak_rss_mb()
         handle.release()
         sink.close()
     if handle.expired:  # the watchdog's SIGINT surfaces as a KeyboardInterrupt: still a timeout
@@ -272,6 +379,7 @@ def _execute(
         "interrupted": interrupted,
         "timed_out": timed_out,
         "kernel_died": kernel_died,
+        "peak_rss_mb": peak_rss,
     }
 
 

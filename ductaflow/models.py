@@ -76,6 +76,11 @@ class FlowResult:
     instance: str | None = None
     notes: tuple[str, ...] = field(default=())
     html_exported: bool = False
+    fingerprint: str | None = None
+    fingerprint_parts: dict[str, Any] | None = field(default=None, compare=False)
+    peak_rss_mb: float | None = None
+    skipped: bool = False  # up to date: this call ran nothing and returned the last record
+    reasons: tuple[str, ...] = ()  # why it ran (new, config keys changed ...); empty when skipped
 
     @property
     def ok(self) -> bool:
@@ -125,6 +130,8 @@ class FlowResult:
         rec["execution_dir"] = str(self.execution_dir)
         rec["warnings"] = list(self.warnings)
         rec["notes"] = list(self.notes)
+        rec["reasons"] = list(self.reasons)
+        rec.pop("skipped")
         return rec
 
     @classmethod
@@ -148,4 +155,8 @@ class FlowResult:
             instance=rec.get("instance"),
             notes=tuple(rec.get("notes") or ()),
             html_exported=bool(rec.get("html_exported")),
+            fingerprint=rec.get("fingerprint"),
+            fingerprint_parts=rec.get("fingerprint_parts"),
+            peak_rss_mb=rec.get("peak_rss_mb"),
+            reasons=tuple(rec.get("reasons") or ()),
         )

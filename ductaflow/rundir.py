@@ -64,6 +64,12 @@ def clear_artifacts(execution_dir: Path, flow: str) -> None:
             paths[key].unlink()
         except FileNotFoundError:
             pass
+    # Results recorded by the earlier run (ductaflow.record / record_table) go too.
+    for stale in [execution_dir / f"{flow}_metrics.parquet", *execution_dir.glob(f"{flow}_table_*.parquet")]:
+        try:
+            stale.unlink()
+        except FileNotFoundError:
+            pass
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -1,0 +1,215 @@
+"""The run ledger: one small Parquet file per execution record, queried with DuckDB.
+
+Files are written under a temporary name and renamed into place, and never rewritten, so
+concurrent writers and crashes lose nothing. ``compact`` merges them later, atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+LEDGER_DIR = Path(".ductaflow") / "ledger"
+#: Column order of a ledger record (all present in every file; missing values are null).
+COLUMNS = (
+    "run_id",
+    "kind",
+    "event",
+    "flow",
+    "build",
+    "instance",
+    "instance_dir",
+    "scenario",
+    "status",
+    "started",
+    "finished",
+    "duration",
+    "peak_rss_mb",
+    "warning_count",
+    "error_type",
+    "error_message",
+    "fingerprint",
+    "config_hash",
+    "ductaflow_version",
+    "python_version",
+    "git_commit",
+    "host",
+    "reason",
+)
+
+
+def ledger_dir(runs_root: str | Path) -> Path:
+    return Path(runs_root) / LEDGER_DIR
+
+
+@lru_cache(maxsize=32)
+def git_commit(project_root: str) -> str | None:
+    """The project's HEAD commit, or None outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", project_root, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _normalise(record: Mapping[str, Any]) -> dict[str, Any]:
+    from ductaflow import __version__
+
+    rec = {c: record.get(c) for c in COLUMNS}
+    rec["run_id"] = rec["run_id"] or uuid.uuid4().hex
+    rec["ductaflow_version"] = rec["ductaflow_version"] or __version__
+    rec["python_version"] = rec["python_version"] or sys.version.split()[0]
+    rec["host"] = rec["host"] or socket.gethostname()
+    if isinstance(rec["scenario"], Mapping):
+        rec["scenario"] = json.dumps(rec["scenario"], sort_keys=True, ensure_ascii=False)
+    return rec
+
+
+def _schema() -> Any:
+    import pyarrow as pa
+
+    types = {
+        "duration": pa.float64(),
+        "peak_rss_mb": pa.float64(),
+        "warning_count": pa.int64(),
+    }
+    return pa.schema([(c, types.get(c, pa.string())) for c in COLUMNS])
+
+
+def append(runs_root: str | Path, records: Iterable[Mapping[str, Any]]) -> Path | None:
+    """Write ``records`` as one new Parquet file in the ledger; returns its path."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [_normalise(r) for r in records]
+    if not rows:
+        return None
+    folder = ledger_dir(runs_root)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:12]}.parquet"
+    table = pa.Table.from_pylist(rows, schema=_schema())
+    tmp = folder / f".{name}.tmp"
+    pq.write_table(table, tmp)
+    os.replace(tmp, folder / name)
+    return folder / name
+
+
+def append_run(ctx: Mapping[str, Any], result: Any, event: str) -> None:
+    """Append one flow execution (``event`` "run" or "skip") to the ledger; never raises."""
+    append_runs(ctx, [(result, event, ctx.get("scenario"))])
+
+
+def append_runs(ctx: Mapping[str, Any], items: Iterable[tuple[Any, str, Any]]) -> None:
+    """Append (result, event, scenario) records as ONE ledger file; never raises."""
+    runs_root = Path(ctx["runs_root"])
+    try:
+        append(runs_root, [_run_record(ctx, runs_root, r, e, sc) for r, e, sc in items])
+    except Exception as exc:  # noqa: BLE001 - the ledger is a record of runs, never a reason to fail one
+        log.warning("could not append to the ledger under %s: %s", runs_root, exc)
+
+
+def _run_record(ctx: Mapping[str, Any], runs_root: Path, result: Any, event: str, scenario: Any) -> dict[str, Any]:
+    try:
+        rel = result.execution_dir.relative_to(runs_root).as_posix()
+    except ValueError:
+        rel = str(result.execution_dir)
+    parts = result.fingerprint_parts or {}
+    kind = "build" if parts.get("flows") else "flow"
+    err = result.error
+    rec = {
+        "kind": kind,
+        "event": event,
+        "flow": result.flow,
+        "build": ctx.get("build") or (result.flow if kind == "build" else None),
+        "instance": result.instance,
+        "instance_dir": rel,
+        "scenario": scenario,
+        "status": result.status.value,
+        "started": result.started,
+        "finished": result.finished,
+        "duration": result.duration,
+        "peak_rss_mb": result.peak_rss_mb,
+        "warning_count": len(result.warnings),
+        "error_type": err.type if err else None,
+        "error_message": err.message if err else None,
+        "fingerprint": result.fingerprint,
+        "config_hash": parts.get("config"),
+        "git_commit": git_commit(str(ctx.get("project_root") or runs_root.parent)),
+        "reason": "up to date" if event == "skip" else "; ".join(result.reasons) or None,
+    }
+    if event == "skip":
+        rec["started"] = rec["finished"] = _now()
+        rec["duration"] = 0.0
+        rec["peak_rss_mb"] = None
+    return rec
+
+
+def _now() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _files(runs_root: str | Path) -> list[Path]:
+    folder = ledger_dir(runs_root)
+    return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+
+
+def read(runs_root: str | Path = "runs") -> pd.DataFrame:
+    """Every ledger record, oldest first; unreadable files are skipped with a warning."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    frames = []
+    for path in _files(runs_root):
+        try:
+            frames.append(pq.read_table(path).to_pandas())
+        except Exception as exc:  # noqa: BLE001 - a torn or foreign file must not hide the rest
+            log.warning("skipping unreadable ledger file %s: %s", path, exc)
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in COLUMNS})
+    df = pd.concat(frames, ignore_index=True).drop_duplicates("run_id")  # a read racing a compaction
+    return df.sort_values(["started", "finished"], na_position="first", kind="stable").reset_index(drop=True)
+
+
+def compact(runs_root: str | Path = "runs") -> Path | None:
+    """Merge every ledger file into one, atomically; the merged originals are removed."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = _files(runs_root)
+    if len(files) < 2:
+        return files[0] if files else None
+    tables = []
+    merged: list[Path] = []
+    for path in files:
+        try:
+            tables.append(pq.read_table(path).cast(_schema()))
+            merged.append(path)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("leaving unreadable ledger file %s in place: %s", path, exc)
+    folder = ledger_dir(runs_root)
+    name = f"{time.strftime('%Y%m%dT%H%M%S')}-compacted-{uuid.uuid4().hex[:12]}.parquet"
+    tmp = folder / f".{name}.tmp"
+    pq.write_table(pa.concat_tables(tables), tmp)
+    os.replace(tmp, folder / name)
+    for path in merged:
+        path.unlink(missing_ok=True)
+    return folder / name
