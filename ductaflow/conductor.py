@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import signal
 import time
 from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,9 @@ from ductaflow.execute import now_iso, resolve_flow_path
 from ductaflow.execute import _sigterm_as_interrupt as sigterm_as_interrupt
 from ductaflow.executors import make_executor, mark_busy, worker_pids
 from ductaflow.flow import read_flow
+from ductaflow.incremental import Decision, decide, fingerprint, referenced_flows
+from ductaflow.ledger import append_runs
+from ductaflow.results import collect_metrics
 from ductaflow.models import Status
 from ductaflow.progress import Reporter, make_reporter
 from ductaflow.records import summarize_instance
@@ -35,7 +38,6 @@ log = logging.getLogger(__name__)
 
 STATE_DIR = Path(".ductaflow") / "conductor"
 REPORT_NAME = "conductor_status_report.html"
-_FLOW_LITERAL = re.compile(r"""(?:step|run_notebook|run_step_flow)\(\s*[rR]?["']([^"']+\.(?:py|ipynb))["']""")
 _INTERRUPT_GRACE_S = 30.0
 
 
@@ -48,8 +50,9 @@ def _run_build(task: dict[str, Any]) -> dict[str, Any]:
     interrupted = False
     error: str | None = None
     t0 = time.monotonic()
+    skipped, notes = False, ()
     try:
-        run_notebook(
+        result = run_notebook(
             task["build_path"],
             task["config"],
             execution_dir=exec_dir,
@@ -57,7 +60,10 @@ def _run_build(task: dict[str, Any]) -> dict[str, Any]:
             instance_name=task["instance"],
             timeout=task.get("timeout"),
             raise_on_failure=False,
+            force=task.get("force", False),
+            context=task.get("context"),
         )
+        skipped, notes = result.skipped, result.notes
     except KeyboardInterrupt:
         interrupted = True
     except DuctaflowError as exc:
@@ -74,18 +80,9 @@ def _run_build(task: dict[str, Any]) -> dict[str, Any]:
         "error": error or summary.error or ("interrupted" if interrupted else None),
         "worst_flow": summary.worst_flow,
         "interrupted": interrupted,
+        "skipped": skipped,
+        "notes": list(notes),
     }
-
-
-def referenced_flows(build: Path, project_root: Path) -> list[Path]:
-    """Flow files a build names as string literals in step()/run_notebook() calls."""
-    flow = read_flow(build)
-    found = []
-    for src in flow.code_sources:
-        for rel in _FLOW_LITERAL.findall(src):
-            path = Path(rel) if Path(rel).is_absolute() else project_root / rel
-            found.append(path)
-    return found
 
 
 class _Run:
@@ -108,6 +105,7 @@ class _Run:
                 "duration": None,
                 "error": None,
                 "worst_flow": None,
+                "metrics": {},
             }
             for p in plans
         }
@@ -158,6 +156,9 @@ def conduct(
     project_root: str | Path | None = None,
     timeout: float | None = None,
     raise_on_failure: bool = True,
+    force: bool = False,
+    only_failed: bool = False,
+    explain: bool = False,
 ) -> pd.DataFrame:
     """Run ``build`` once per scenario row into ``<runs_root>/<build>/<instance>/``.
 
@@ -167,12 +168,17 @@ def conduct(
     :class:`ConductorFailed` (carrying the table) when any scenario is red, unless
     ``raise_on_failure=False``; re-raises ``KeyboardInterrupt`` after an orderly stop.
     Relative ``runs_root`` paths are taken from the project root.
+
+    Instances whose last green/orange run matches their fingerprint are skipped ("up to
+    date", no kernel started); ``force`` re-runs all, ``only_failed`` only red and
+    never-run ones, ``explain`` runs nothing and says per instance what would run and why.
+    Metrics the flows ``record()`` come back as columns and go to ``<build>/results.parquet``.
     """
     table = load_scenarios(scenarios)
     build_path = resolve_flow_path(build, project_root)
     build_flow = read_flow(build_path)
     root = Path(project_root).resolve() if project_root else find_project_root(build_flow.path)
-    for flow_path in referenced_flows(build_flow.path, root):
+    for flow_path in referenced_flows(build_flow, root):
         if not flow_path.is_file():
             raise FlowFileError(f"build {build_flow.path.name} runs {flow_path}, which does not exist")
         read_flow(flow_path)
@@ -191,6 +197,24 @@ def conduct(
     out["instance"] = [p.instance for p in plans]
     out["instance_dir"] = [str(build_dir / p.instance) for p in plans]
     reporter = make_reporter(progress)
+    decisions = {
+        p.instance: decide(
+            build_dir / p.instance,
+            build_flow.name,
+            fingerprint(build_flow, p.config, root),
+            p.config,
+            force=force,
+            only_failed=only_failed,
+        )
+        for p in plans
+    }
+    if explain:
+        out["action"] = ["run" if decisions[p.instance].run else "skip" for p in plans]
+        out["reasons"] = [decisions[p.instance].text for p in plans]
+        for p in plans:
+            d = decisions[p.instance]
+            reporter.message(f"{p.instance}: {'run' if d.run else 'skip'} ({d.text})")
+        return out
     if dry_run:
         out["state"] = "planned"
         reporter.message(f"dry run: {len(plans)} scenario(s) of build {build_flow.name} -> {build_dir}")
@@ -210,9 +234,13 @@ def conduct(
             "project_root": str(root),
             "instance": p.instance,
             "timeout": timeout,
+            "force": force,
+            "context": {"build": build_flow.name, "scenario": p.values, "runs_root": str(runs)},
         }
         for p in plans
+        if decisions[p.instance].run
     ]
+    _mark_up_to_date(run, plans, decisions, reporter, root)
     reporter.start(len(tasks), f"conducting {len(tasks)} scenario(s) of {build_flow.name} on {workers} worker(s)")
     run.save()
     interrupted = False
@@ -233,6 +261,8 @@ def conduct(
 
     for col in ("status", "state", "duration", "error", "worst_flow"):
         out[col] = [run.rows[p.instance][col] for p in plans]
+    out = _join_metrics(out, [run.rows[p.instance]["metrics"] for p in plans])
+    _write_results(out, build_dir)
     if interrupted:
         raise KeyboardInterrupt
     red = [p.instance for p in plans if run.rows[p.instance]["status"] == "red"]
@@ -256,7 +286,12 @@ def _schedule(
     def record(fut: Future[Any]) -> None:
         task = running.pop(fut)
         row = run.rows[task["instance"]]
-        row.update(_outcome(fut, task), state="done")
+        outcome = _outcome(fut, task)
+        skipped = outcome.pop("skipped", False)
+        row.update(outcome, state="skipped" if skipped else "done")
+        row["metrics"] = collect_metrics(Path(task["instance_dir"]))
+        for note in outcome.pop("notes", ()):
+            reporter.message(f"{task['instance']}: {note}")
         reporter.finished(row, run.counts())
 
     try:
@@ -309,7 +344,7 @@ def _outcome(fut: Future[Any], task: dict[str, Any]) -> dict[str, Any]:
     """A finished future as row fields; a lost worker still yields a truthful red row."""
     try:
         res = fut.result()
-        return {k: res[k] for k in ("status", "duration", "error", "worst_flow")}
+        return {k: res.get(k) for k in ("status", "duration", "error", "worst_flow", "skipped", "notes")}
     except Exception as exc:  # noqa: BLE001 - e.g. BrokenProcessPool when a worker died
         summary = summarize_instance(Path(task["instance_dir"]), Path(task["build_path"]).stem)
         return {
@@ -318,3 +353,60 @@ def _outcome(fut: Future[Any], task: dict[str, Any]) -> dict[str, Any]:
             "error": f"worker lost: {type(exc).__name__}: {exc}",
             "worst_flow": summary.worst_flow,
         }
+
+
+def _mark_up_to_date(
+    run: _Run, plans: list[ScenarioPlan], decisions: dict[str, Decision], reporter: Reporter, root: Path
+) -> None:
+    """Rows whose instance is up to date: filled from disk, logged once in the ledger."""
+    skipped = []
+    for p in plans:
+        d = decisions[p.instance]
+        if d.run:
+            continue
+        row = run.rows[p.instance]
+        summary = summarize_instance(run.runs_root / row["dir"], run.build.stem)
+        status = summary.status or Status(d.record["status"]) if d.record else summary.status
+        row.update(
+            state="skipped",
+            status=status.value if status else None,
+            duration=summary.build.duration if summary.build else None,
+            error=summary.error,
+            worst_flow=summary.worst_flow,
+            metrics=collect_metrics(run.runs_root / row["dir"]),
+        )
+        if summary.build is not None:
+            skipped.append((replace(summary.build, skipped=True), "skip", p.values))
+    if skipped:
+        ctx = {"build": run.build.stem, "runs_root": str(run.runs_root), "project_root": str(root)}
+        append_runs(ctx, skipped)
+        reporter.message(f"{len(skipped)} scenario(s) up to date; not re-run (use force=True / --force to re-run)")
+
+
+def _join_metrics(out: pd.DataFrame, metrics: list[dict[str, Any]]) -> pd.DataFrame:
+    """Recorded metrics as columns beside the scenario values (existing columns win)."""
+    if not any(metrics):
+        return out
+    extra = pd.DataFrame(metrics, index=out.index)
+    clash = [c for c in extra.columns if c in out.columns]
+    if clash:
+        log.warning("recorded metrics named like scenario columns were prefixed with 'metric.': %s", clash)
+        extra = extra.rename(columns={c: f"metric.{c}" for c in clash})
+    return pd.concat([out, extra], axis=1)
+
+
+def _write_results(out: pd.DataFrame, build_dir: Path) -> None:
+    """``<build>/results.parquet``: the whole scenario table with lights and metrics, atomically."""
+    build_dir.mkdir(parents=True, exist_ok=True)
+    tmp = build_dir / ".results.parquet.tmp"
+    table = out.copy()
+    for col in table.columns:
+        if table[col].dtype == object:
+            kinds = {type(v) for v in table[col] if v is not None and not (isinstance(v, float) and pd.isna(v))}
+            if len(kinds) > 1 or not kinds <= {str, bool, int, float}:
+                table[col] = table[col].map(lambda v: None if v is None else str(v))
+    try:
+        table.to_parquet(tmp, index=False)
+        os.replace(tmp, build_dir / "results.parquet")
+    except Exception as exc:  # noqa: BLE001 - the table is also returned; a write failure is logged
+        log.warning("could not write %s: %s", build_dir / "results.parquet", exc)

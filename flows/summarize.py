@@ -18,7 +18,7 @@
 config = {}
 
 # %%
-from ductaflow import flow_config, is_notebook_execution, unpack_config
+from ductaflow import flow_config, is_notebook_execution, record, unpack_config
 
 config = flow_config(config, "config/flows/summarize.json")
 vars().update(unpack_config(config, "Summarize", locals()))
@@ -72,6 +72,7 @@ kpis = pd.DataFrame(
     columns=["kpi", "value", "unit"],
 )
 kpis.to_csv("kpis.csv", index=False)
+record(**{row.kpi: float(row.value) for row in kpis.itertuples()})  # joined onto the scenario table
 for row in kpis.itertuples():
     shown = f"{row.value:,.0f}" if abs(row.value) >= 100 else f"{row.value:.4g}"
     print(f"  {row.kpi:<20} {shown:>12} {row.unit}")
