@@ -128,6 +128,9 @@ def debug(instance_dir: Path, flow: str | None, force: bool) -> None:
 @click.option("--timeout", type=float, help="Kill a build after this many seconds.")
 @click.option("--fail-fast", is_flag=True, help="Stop launching builds after the first red one.")
 @click.option("--dry-run", is_flag=True, help="Check everything and print the plan; run nothing.")
+@click.option("--force", is_flag=True, help="Re-run every scenario, up to date or not.")
+@click.option("--only-failed", is_flag=True, help="Re-run only red and never-run scenarios.")
+@click.option("--explain", is_flag=True, help="Say per scenario what would run and why; run nothing.")
 def conduct(
     scenarios: Path,
     build: Path,
@@ -139,8 +142,14 @@ def conduct(
     timeout: float | None,
     fail_fast: bool,
     dry_run: bool,
+    force: bool,
+    only_failed: bool,
+    explain: bool,
 ) -> None:
-    """Run BUILD once per row of SCENARIOS (CSV or Parquet) and keep the live report."""
+    """Run BUILD once per row of SCENARIOS (CSV or Parquet) and keep the live report.
+
+    Scenarios whose last green/orange run is still up to date (same build and flow code,
+    same config) are not run again."""
     from ductaflow.conductor import REPORT_NAME
     from ductaflow.conductor import conduct as run_conductor
 
@@ -156,7 +165,17 @@ def conduct(
         executor=executor,
         timeout=timeout,
         raise_on_failure=False,
+        force=force,
+        only_failed=only_failed,
+        explain=explain,
+        progress=False if explain else None,
     )
+    if explain:
+        for row in table.itertuples():
+            click.echo(f"{row.instance}: {row.action} ({row.reasons})")
+        n = int((table["action"] == "run").sum())
+        click.echo(f"{n} of {len(table)} scenario(s) would run")
+        return
     if dry_run:
         click.echo(f"dry run OK: {len(table)} scenario(s) would run")
         return
@@ -175,6 +194,71 @@ def report(runs_dir: Path) -> None:
     if not runs_dir.is_dir():
         raise DuctaflowError(f"runs directory not found: {runs_dir}")
     click.echo(str(write_report(runs_dir)))
+
+
+_LIGHTS = {"green": "🟢", "orange": "🟠", "red": "🔴"}
+
+
+@cli.command()
+@click.argument("runs_dir", type=click.Path(path_type=Path), default=Path("runs"))
+def status(runs_dir: Path) -> None:
+    """The latest state of every instance in RUNS_DIR, with its light."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ductaflow.query import latest_status
+
+    if not runs_dir.is_dir():
+        raise DuctaflowError(f"runs directory not found: {runs_dir}")
+    df = latest_status(runs_dir)
+    table = Table(box=None, header_style="bold")
+    for col in ("", "flow", "instance", "state", "duration", "finished", "worst flow / error"):
+        table.add_column(col, no_wrap=col != "worst flow / error")
+    for r in df.astype(object).where(df.notna(), None).itertuples():
+        table.add_row(
+            _LIGHTS.get(str(r.status), "⚪"),
+            r.flow,
+            r.instance,
+            r.state,
+            f"{r.duration:.1f}s" if r.duration is not None else "-",
+            str(r.finished or "-")[:19].replace("T", " "),
+            str(r.error or r.worst_flow or ""),
+        )
+    Console().print(table)
+    counts = df["status"].value_counts().to_dict()
+    click.echo(f"{len(df)} instance(s): " + ", ".join(f"{counts.get(k, 0)} {k}" for k in _LIGHTS))
+
+
+@cli.command()
+@click.argument("sql")
+@click.argument("runs_dir", type=click.Path(path_type=Path), default=Path("runs"))
+@click.option("--out", type=click.Path(path_type=Path), help="Write the result to a .csv or .parquet file.")
+def query(sql: str, runs_dir: Path, out: Path | None) -> None:
+    """Run DuckDB SQL over the views `runs` (every execution) and `results` (recorded metrics)."""
+    from ductaflow.query import run_query
+
+    if not runs_dir.is_dir():
+        raise DuctaflowError(f"runs directory not found: {runs_dir}")
+    df = run_query(sql, runs_dir)
+    if out is None:
+        click.echo(df.to_string(index=False) if len(df.columns) else "(no columns)")
+    elif out.suffix == ".parquet":
+        df.to_parquet(out, index=False)
+    elif out.suffix == ".csv":
+        df.to_csv(out, index=False)
+    else:
+        raise DuctaflowError(f"--out {out}: use a .csv or .parquet file name")
+    if out is not None:
+        click.echo(f"{len(df)} row(s) -> {out}")
+
+
+@cli.command()
+@click.argument("runs_dir", type=click.Path(path_type=Path), default=Path("runs"))
+def compact(runs_dir: Path) -> None:
+    """Merge RUNS_DIR's ledger files into one (atomically; nothing is lost)."""
+    from ductaflow.ledger import compact as compact_ledger
+
+    click.echo(str(compact_ledger(runs_dir) or "ledger is empty"))
 
 
 def main(argv: list[str] | None = None) -> None:
