@@ -231,14 +231,16 @@ def scenario_row(runs_root: Path, build: str, columns: list[str], entry: dict[st
     error = str(entry.get("error") or (summary.error if summary else "") or "")
     worst = str(entry.get("worst_flow") or (summary.worst_flow if summary else "") or "")
     values = entry.get("values") if isinstance(entry.get("values"), dict) else {}
+    up_to_date = state == "skipped" and light in _STATUSES
     return {
         "index": index,
         "instance": instance,
         "dir": instance_dir.relative_to(runs_root).as_posix() if instance_dir else "",
         "state": state,
         "light": light,
-        "label": LIGHT_LABELS[light],
+        "label": f"{LIGHT_LABELS[light]} · up to date" if up_to_date else LIGHT_LABELS[light],
         "rank": LIGHTS.index(light),
+        "metrics": entry.get("metrics") if isinstance(entry.get("metrics"), dict) else {},
         "duration": duration,
         "duration_text": _fmt_duration(duration),
         "cells": [_fmt_value(values.get(c)) for c in columns],
@@ -248,6 +250,47 @@ def scenario_row(runs_root: Path, build: str, columns: list[str], entry: dict[st
         "records": records,
         "flows": {r["instance"]: r for r in records if r["role"] == "flow"},
     }
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        return None
+    return float(value)
+
+
+def _fmt_metric(value: Any) -> str:
+    num = _number(value)
+    if num is None:
+        return _fmt_value(value)
+    return f"{num:,.0f}" if abs(num) >= 1000 else f"{num:.4g}"
+
+
+def results_view(rows: list[dict[str, Any]], max_charts: int = 3) -> dict[str, Any] | None:
+    """The scenario comparison: a table of recorded metrics and bar charts of the numeric ones."""
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row["metrics"] if k not in columns)
+    if not columns:
+        return None
+    table = [
+        {"instance": r["instance"], "light": r["light"], "index": r["index"],
+         "cells": [_fmt_metric(r["metrics"].get(c)) for c in columns]}
+        for r in rows
+    ]
+    charts = []
+    for col in columns:
+        nums = [(r, _number(r["metrics"].get(col))) for r in rows]
+        nums = [(r, v) for r, v in nums if v is not None]
+        if not nums or len(charts) >= max_charts or (len(nums) > 1 and len({v for _, v in nums}) == 1):
+            continue  # a metric equal in every scenario compares nothing
+        top = max(abs(v) for _, v in nums) or 1.0
+        bars = [
+            {"instance": r["instance"], "light": r["light"], "y": 4 + 20 * i, "value": _fmt_metric(v),
+             "width": round(360 * abs(v) / top, 1)}
+            for i, (r, v) in enumerate(nums)
+        ]
+        charts.append({"metric": col, "bars": bars, "height": 8 + 20 * len(bars)})
+    return {"columns": columns, "rows": table, "charts": charts}
 
 
 def _totals(rows: Iterable[dict[str, Any]]) -> dict[str, int]:
@@ -265,7 +308,14 @@ def _section(runs_root: Path, build: str, rows: list[dict[str, Any]], **meta: An
     flow_columns: list[str] = []
     for row in rows:
         flow_columns.extend(k for k in row["flows"] if k not in flow_columns)
-    return {"build": build, "rows": rows, "totals": _totals(rows), "flow_columns": flow_columns, **meta}
+    return {
+        "build": build,
+        "rows": rows,
+        "totals": _totals(rows),
+        "flow_columns": flow_columns,
+        "results": results_view(rows),
+        **meta,
+    }
 
 
 def _names_instances(column: str, entries: list[dict[str, Any]]) -> bool:
@@ -461,7 +511,7 @@ def generate_status_report(results: Any, runs_root: str | Path) -> str:
                 order.setdefault(d.resolve().relative_to(root).as_posix(), i)
         for section in context["sections"]:
             rows = sorted((r for r in section["rows"] if r["dir"] in order), key=lambda r: order[r["dir"]])
-            section.update(rows=rows, totals=_totals(rows))
+            section.update(rows=rows, totals=_totals(rows), results=results_view(rows))
         context["sections"] = [s for s in context["sections"] if s["rows"]]
         context["totals"] = _totals(r for s in context["sections"] for r in s["rows"])
     return render_report(context)
