@@ -37,7 +37,9 @@ def result_line(result: FlowResult) -> str:
     """One line: light, flow, duration, instance dir (and the reason when not green)."""
     dur = f"{result.duration:.1f}s" if result.duration is not None else "-"
     line = f"{result.status.emoji} {result.status.value:<6} {result.flow}  {dur}  {result.execution_dir}"
-    if result.status.value != "green":
+    if result.skipped:
+        line += "  (up to date: not re-run; --force to run anyway)"
+    elif result.status.value != "green":
         line += f"  ({result.reason})"
     return line
 
@@ -60,6 +62,7 @@ def cli(verbose: int) -> None:
 @click.option("--timeout", type=float, help="Kill the flow after this many seconds.")
 @click.option("--html", is_flag=True, help="Also export the executed notebook as HTML.")
 @click.option("--no-execute", is_flag=True, help="Prepare the instance directory only.")
+@click.option("--force", is_flag=True, help="Run even when the instance is up to date.")
 def run(
     flow: Path,
     config_file: Path | None,
@@ -69,8 +72,12 @@ def run(
     timeout: float | None,
     html: bool,
     no_execute: bool,
+    force: bool,
 ) -> None:
-    """Run FLOW once and print its light, duration and instance directory."""
+    """Run FLOW once and print its light, duration and instance directory.
+
+    An instance whose last green/orange run had the same code and config is not run
+    again (use --force)."""
     from ductaflow.execute import run_notebook
     from ductaflow.flow import read_flow
 
@@ -95,6 +102,7 @@ def run(
         export_html=html,
         no_execute=no_execute,
         raise_on_failure=False,
+        force=force,
     )
     if no_execute:
         click.echo(f"prepared {result.flow} in {result.execution_dir} (not executed)")
