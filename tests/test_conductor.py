@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import psutil
 import pytest
+from procs import kernels_mentioning
 
 from ductaflow import ConductorFailed, FlowFileError, ScenarioError, conduct, expand_grid
 from ductaflow.scenarios import plan_scenarios, slug
@@ -82,15 +83,7 @@ def _kernels_of(pid: int) -> list[psutil.Process]:
 
 
 def _kernels_mentioning(text: str) -> list[psutil.Process]:
-    """Kernel processes whose environment points into a directory (survivors of a dead parent)."""
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        try:
-            if "ipykernel" in " ".join(proc.info["cmdline"] or []) and text in str(proc.environ()):
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
+    return kernels_mentioning(text)
 
 
 def test_parallel_keep_going_reports_every_light(project: Path) -> None:

@@ -228,6 +228,31 @@ def test_build_with_fail_at_is_red_and_stops_before_summarize(project: Path) -> 
     assert "prepare_zones: green" in log and "summarize" not in log.split("fail_at:", 1)[1]
 
 
+def test_conduct_command_runs_the_shipped_scenario_csv(project: Path) -> None:
+    """The README's `ductaflow conduct config/scenarios.csv ...`: a dotted column reaches a nested key."""
+    command = [str(Path(sys.executable).with_name("ductaflow")), "conduct", "config/scenarios.csv"]
+    command += ["--build", "builds/demand_model.py"]
+    dry = subprocess.run([*command, "--dry-run"], cwd=project, env=_env(), capture_output=True, text=True, timeout=60)
+    assert dry.returncode == 0, dry.stderr
+    assert "dry run OK: 3 scenario(s) would run" in dry.stdout
+    assert not (project / "runs").exists(), "a dry run wrote something"
+
+    proc = subprocess.run(
+        [*command, "--parallel", "2"], cwd=project, env=_env(), capture_output=True, text=True, timeout=180
+    )
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+    assert "3 scenario(s): 2 green, 1 orange, 0 red" in proc.stdout
+    runs = project / "runs" / "demand_model"
+    lights = {
+        n: _status(runs / n / "runs" / "prepare_zones", "prepare_zones")["status"]
+        for n in ("base", "high_growth", "high_growth_recalibrated")
+    }
+    assert lights == {"base": "green", "high_growth": "orange", "high_growth_recalibrated": "green"}
+    config = load_config_file(runs / "high_growth_recalibrated" / "demand_model_config.json")
+    assert config["prepare_zones"] == {"area_km": 30.0, "max_calibrated_growth": 0.05, "trips_per_person": 1.2}
+    assert (project / "runs" / "conductor_status_report.html").is_file()
+
+
 # ----------------------------------------------------------------- python conductor.py, once
 @pytest.fixture(scope="module")
 def conducted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:

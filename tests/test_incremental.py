@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import psutil
 import pytest
+from procs import wait_for_no_kernels
 
 import ductaflow
 from ductaflow import conduct, run_notebook
@@ -304,21 +304,10 @@ def _read(path: Path) -> str:
 
 def _wait_for_orphan_kernels(text: str, timeout: float = 20) -> None:
     """Kernels whose parent was SIGKILLed notice it (ipykernel's parent poller) and exit."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        alive = []
-        for proc in psutil.process_iter(["cmdline"]):
-            try:
-                if "ipykernel" in " ".join(proc.info["cmdline"] or []) and text in str(proc.environ()):
-                    alive.append(proc)
-            except psutil.Error:
-                continue
-        if not alive:
-            return
-        time.sleep(0.5)
+    alive = wait_for_no_kernels(text, timeout)
     for proc in alive:
         proc.kill()
-    pytest.fail(f"{len(alive)} kernel(s) outlived their SIGKILLed conductor by {timeout}s")
+    assert not alive, f"{len(alive)} kernel(s) outlived their SIGKILLed conductor by {timeout}s"
 
 
 def test_record_rejects_non_scalars(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

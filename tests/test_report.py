@@ -287,3 +287,27 @@ def test_the_instance_name_column_is_not_repeated_as_a_value(runs: Path) -> None
     write_state(runs, "b", [row], columns=["name", "g"])
     ctx = collect_report(runs)
     assert ctx["sections"][0]["columns"] == ["g"] and _rows(ctx)["x"]["cells"] == ["1"]
+
+
+def test_results_table_charts_and_up_to_date_rows(runs: Path) -> None:
+    rows = [
+        {"instance": "a", "dir": "m/a", "values": {"g": 1}, "state": "skipped", "status": "green",
+         "metrics": {"trips": 100.0, "zones": 40, "note": SCRIPT_PAYLOAD}},
+        {"instance": "b", "dir": "m/b", "values": {"g": 2}, "state": "done", "status": "orange",
+         "metrics": {"trips": 250.0, "zones": 40}},
+        {"instance": "c", "dir": "m/c", "values": {"g": 3}, "state": "done", "status": "red", "metrics": {}},
+    ]
+    write_state(runs, "m", rows, columns=["g"])
+    ctx = collect_report(runs)
+    section = ctx["sections"][0]
+    assert _rows(ctx)["a"]["label"] == "green · up to date" and _rows(ctx)["b"]["label"] == "orange"
+    res = section["results"]
+    assert res["columns"] == ["trips", "zones", "note"]
+    assert [r["cells"] for r in res["rows"]] == [["100", "40", SCRIPT_PAYLOAD], ["250", "40", ""], ["", "", ""]]
+    [chart] = res["charts"]  # zones is the same everywhere: no chart; note is not a number
+    assert chart["metric"] == "trips"
+    widths = {b["instance"]: b["width"] for b in chart["bars"]}
+    assert widths["b"] == 360 and widths["a"] == 144
+    page = render_report(ctx)
+    assert "Results by scenario" in page and page.count('<rect class="bar') == 2
+    assert SCRIPT_PAYLOAD not in page  # a recorded string is user text too
