@@ -149,8 +149,9 @@ def test_red_run_raises_flowfailed_and_keeps_the_evidence(project: Path) -> None
     assert rec["error"]["type"] == "ValueError" and rec["error"]["cell_index"] == 3
     assert rec["error"]["message"] == "bad value 1" and "Traceback" in rec["error"]["traceback"]
 
-    # raise_on_failure=False returns the same kind of result instead of raising
-    again = run_notebook(flow, {"k": 2}, exec_dir, raise_on_failure=False)
+    # raise_on_failure=False returns the result; kernel_name picks a named kernelspec instead of this interpreter
+    again = run_notebook(flow, {"k": 2}, exec_dir, raise_on_failure=False, kernel_name="python3")
+    assert nbformat.read(again.notebook_path, as_version=4).metadata.kernelspec.name == "python3"
     assert again.status is Status.RED and again.error is not None and again.error.type == "ValueError"
     assert read_json(again.config_path)["k"] == 2
     assert my_kernels() == []
@@ -161,12 +162,20 @@ def test_no_execute_prepares_and_runs_nothing(project: Path) -> None:
     exec_dir = project / "runs" / "prep" / "p1"
     result = run_notebook(flow, {"alpha": 0.5}, exec_dir, no_execute=True)
     assert result.state == "prepared"
-    assert sorted(p.name for p in exec_dir.iterdir()) == ["prep.ipynb", "prep_config.json"]
+    assert sorted(p.name for p in exec_dir.iterdir() if not p.name.startswith(".")) == [
+        "prep.ipynb",
+        "prep_config.json",
+    ]
     assert read_json(exec_dir / "prep_config.json") == {"alpha": 0.5, "_project_root": str(project.resolve())}
     nb = nbformat.read(exec_dir / "prep.ipynb", as_version=4)
     assert [c.metadata.get("tags", []) for c in nb.cells[:2]] == [["parameters"], ["injected-parameters"]]
     assert "'alpha': 0.5" in nb.cells[1].source
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code")
+    assert not (exec_dir / "ran.txt").exists()
+    # without an execution_dir, instance_name picks runs/<flow>/<instance>/ under the project root
+    named = run_notebook(flow, {"alpha": 1}, instance_name="named", no_execute=True)
+    assert named.execution_dir == project.resolve() / "runs" / "prep" / "named"
+    assert read_json(named.config_path)["alpha"] == 1 and named.notebook_path.is_file()
     assert my_kernels() == []
 
 
