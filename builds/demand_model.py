@@ -21,6 +21,9 @@
 # raise `ValueError("deliberate failure requested by scenario")`. The failing flow is red,
 # `step()` raises `FlowFailed`, the build stops there and is red too; later flows do not
 # run. It exists to show (and test) what a red scenario looks like; leave it `null`.
+#
+# Run again into the same instance directory, a step whose code, config and upstream steps
+# are unchanged is not executed again: its line says "up to date" and its files stay.
 
 # %% tags=["parameters"]
 config = {}
@@ -38,7 +41,10 @@ if fail_at not in (None, *FLOWS):
 
 
 def report(result):
-    """One line per finished flow: light, name, why, how long."""
+    """One line per finished flow: light, name, why, how long (or that it was up to date)."""
+    if result.skipped:  # same code, config and upstream as its last run: step() ran nothing
+        print(f"{result.status.emoji} {result.flow}: {result.status}, up to date: not re-run")
+        return
     print(f"{result.status.emoji} {result.flow}: {result.status} ({result.reason}) in {result.duration:.1f}s")
 
 

@@ -195,13 +195,27 @@ def test_build_runs_its_flows_into_its_own_runs_dir(project: Path) -> None:
     assert load_config_file(instance / "runs" / "summarize" / "summarize_config.json")["zones_path"] == (
         "../prepare_zones/zones.parquet"
     )
-    assert _kpis(instance / "runs" / "summarize")["zones"] == 40
+    kpis_first = _kpis(instance / "runs" / "summarize")
+    assert kpis_first["zones"] == 40
     log = (instance / "demand_model_execution_output.txt").read_text(encoding="utf-8")
     for flow in FLOWS:
         assert f"🟢 {flow}: green (ok)" in log
     assert "mean_trip_length" in log  # the build's last cell printed the KPIs it read back
     # nothing was written next to the sources
     assert not (project / "flows" / "zones.parquet").exists() and not (project / "runs" / "prepare_zones").exists()
+
+    # again with only a summarize setting changed: the upstream steps are up to date, summarize re-runs
+    before = {f: _status(instance / "runs" / f, f)["started"] for f in FLOWS}
+    changed = _build_config(project, summarize={"long_trip_km": 5.0, "trip_length_bin_km": 2.0})
+    again = run_notebook(project / "builds" / "demand_model.py", changed, instance)
+    assert again.status is Status.GREEN and not again.skipped, again.reason
+    after = {f: _status(instance / "runs" / f, f)["started"] for f in FLOWS}
+    assert [after[f] == before[f] for f in FLOWS] == [True, True, False]
+    log = (instance / "demand_model_execution_output.txt").read_text(encoding="utf-8")
+    assert "🟢 prepare_zones: green, up to date: not re-run" in log
+    assert "🟢 distribute_trips: green, up to date: not re-run" in log
+    assert "🟢 summarize: green (ok)" in log
+    assert _kpis(instance / "runs" / "summarize")["long_trip_share"] > kpis_first["long_trip_share"]
 
 
 def test_build_with_fail_at_is_red_and_stops_before_summarize(project: Path) -> None:
