@@ -25,12 +25,15 @@ scenarios
 
 # %% [markdown]
 # `conduct` merges each row over `config/builds/demand_model.json` and returns the table
-# with each scenario's light, duration, instance directory and error (if any).
+# with each scenario's light, duration, instance directory and error (if any), plus the
+# KPIs that `flows/summarize.py` stores with `record()`. A scenario whose last run is
+# still up to date (same code, same config) is not run again: pass `force=True` for that.
 # Process pools start fresh Python processes, so the call sits under the usual guard.
 
 # %%
 if __name__ == "__main__":
     results = conduct(scenarios, "builds/demand_model.py", raise_on_failure=False)
-    print(results[["scenario_name", "status", "duration", "worst_flow", "error"]].fillna("").to_string(index=False))
+    shown = ["scenario_name", "status", "duration", "mean_trip_length", "worst_flow", "error"]
+    print(results[[c for c in shown if c in results]].fillna("").to_string(index=False))
     if not is_notebook_execution() and (results["status"] == "red").any():
         sys.exit(1)

@@ -328,6 +328,12 @@ def test_conductor_gives_six_green_and_the_three_4_percent_scenarios_orange(cond
 
     table = {line.split()[0]: line.split()[1:] for line in proc.stdout.splitlines() if re.match(r"\s*g0\.", line)}
     assert {n: cols[0] for n, cols in table.items()} == lights
+    # the KPIs summarize record()s come back as columns of the table conduct returns
+    header = next(line.split() for line in proc.stdout.splitlines() if line.lstrip().startswith("scenario_name"))
+    lengths = {n: float(cols[header.index("mean_trip_length") - 1]) for n, cols in table.items()}
+    for name, _, _ in _grid():
+        kpi = _kpis(project / "runs" / "demand_model" / name / "runs" / "summarize")["mean_trip_length"]
+        assert lengths[name] == pytest.approx(kpi, rel=1e-5)
 
 
 def test_orange_scenarios_name_their_warning_line(conducted) -> None:
