@@ -14,8 +14,8 @@ from typing import Any
 from ductaflow.config import deep_merge, normalise_config
 from ductaflow.execute import run_notebook
 from ductaflow.models import FlowResult
-from ductaflow.records import FLOWS_SUBDIR
-from ductaflow.rundir import validate_name
+from ductaflow.records import FLOWS_SUBDIR, STEPS_FILE, current_steps
+from ductaflow.rundir import atomic_write_json, validate_name
 
 log = logging.getLogger(__name__)
 #: Fingerprints of the steps already run per build dir in this process (the build's kernel):
@@ -48,6 +48,7 @@ def step(
     names = [n for n, _ in upstream]
     if name in names:
         del upstream[names.index(name) :]
+    _note_step(base, name)
     result = run_notebook(
         flow,
         cfg,
@@ -63,3 +64,11 @@ def step(
         upstream.append((name, result.fingerprint))
     log.info("%s %s (%s) %.1fs", result.status.emoji, name, result.flow, result.duration or 0)
     return result
+
+
+def _note_step(base: Path, name: str) -> None:
+    """Add ``name`` to the build's step list before it runs (so a red step is listed too)."""
+    steps = current_steps(base) or []
+    if name in steps:  # the same step run again (a notebook cell re-run): forget what followed
+        del steps[steps.index(name) :]
+    atomic_write_json(base / FLOWS_SUBDIR / STEPS_FILE, [*steps, name])

@@ -129,7 +129,9 @@ def debug(instance_dir: Path, flow: str | None, force: bool) -> None:
 @click.argument("scenarios", type=click.Path(path_type=Path))
 @click.option("--build", "build", required=True, type=click.Path(path_type=Path), help="The build flow to run per row.")
 @click.option("--base-config", type=click.Path(path_type=Path), help="JSON config the rows are merged over.")
-@click.option("--runs-root", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+@click.option(
+    "--runs-root", type=click.Path(path_type=Path), help="Where instances go (default: runs/ in the project root)."
+)
 @click.option("--instance-column", help="Column holding instance names.")
 @click.option("--parallel", "max_parallel", type=int, help="Builds at once (default: number of cores).")
 @click.option("--executor", default="local", show_default=True, help="local or serial.")
@@ -143,7 +145,7 @@ def conduct(
     scenarios: Path,
     build: Path,
     base_config: Path | None,
-    runs_root: Path,
+    runs_root: Path | None,
     instance_column: str | None,
     max_parallel: int | None,
     executor: str,
@@ -165,7 +167,7 @@ def conduct(
         scenarios,
         build,
         base_config=base_config,
-        runs_root=runs_root.resolve(),
+        runs_root=runs_root.resolve() if runs_root else "runs",
         instance_column=instance_column,
         max_parallel=max_parallel,
         fail_fast=fail_fast,
@@ -189,7 +191,8 @@ def conduct(
         return
     counts = table["status"].value_counts().to_dict()
     summary = ", ".join(f"{counts.get(k, 0)} {k}" for k in ("green", "orange", "red"))
-    click.echo(f"{len(table)} scenario(s): {summary}; report: {runs_root.resolve() / REPORT_NAME}")
+    report = Path(table["instance_dir"].iloc[0]).parents[1] / REPORT_NAME if len(table) else REPORT_NAME
+    click.echo(f"{len(table)} scenario(s): {summary}; report: {report}")
     sys.exit(1 if counts.get("red") else 0)
 
 
@@ -232,7 +235,7 @@ def status(runs_dir: Path) -> None:
             str(r.finished or "-")[:19].replace("T", " "),
             str(r.error or r.worst_flow or ""),
         )
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
     counts = df["status"].value_counts().to_dict()
     click.echo(f"{len(df)} instance(s): " + ", ".join(f"{counts.get(k, 0)} {k}" for k in _LIGHTS))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import re
 import signal
@@ -261,7 +262,7 @@ def run_step_flow(
     root = Path(root_hint).resolve() if root_hint else find_project_root(flow_path)
     return run_notebook(
         flow_path,
-        cfg,
+        None if config is None else cfg,  # None: the flow's default config, as run_notebook does
         execution_dir=root / "runs" / step_name / instance,
         project_root=root,
         instance_name=instance,
@@ -332,7 +333,7 @@ def _execute(
                 kernel_name=kernel_name,
                 progress_bar=False,
                 request_save_on_cell_execute=True,
-                execution_timeout=timeout,
+                execution_timeout=math.ceil(timeout) if timeout else None,  # nbclient wants an int
                 resources={"metadata": {"path": str(exec_dir)}},
                 sink=sink,
                 handle=handle,

@@ -17,6 +17,21 @@ log = logging.getLogger(__name__)
 
 STATUS_SUFFIX = "_status.json"
 FLOWS_SUBDIR = "runs"
+#: The steps a build's latest run reached, in order (written by ``step``): older step
+#: directories left by an earlier run that went further are not part of this run.
+STEPS_FILE = ".steps.json"
+
+
+def current_steps(instance_dir: Path) -> list[str] | None:
+    """Step names of the build's latest run, or None when no manifest exists."""
+    try:
+        steps = json.loads((instance_dir / FLOWS_SUBDIR / STEPS_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("unreadable step list %s: %s", instance_dir / FLOWS_SUBDIR / STEPS_FILE, exc)
+        return None
+    return [str(s) for s in steps] if isinstance(steps, list) else None
 
 
 def read_status(path: Path) -> FlowResult | None:
@@ -35,8 +50,11 @@ def flow_records(instance_dir: Path) -> list[FlowResult]:
     """Records of the flows a build ran in ``instance_dir/runs/<flow instance>/``, in start order."""
     found = []
     base = instance_dir / FLOWS_SUBDIR
+    steps = current_steps(instance_dir)
     if base.is_dir():
         for path in sorted(base.glob(f"*/*{STATUS_SUFFIX}")):
+            if steps is not None and path.parent.name not in steps:
+                continue
             rec = read_status(path)
             if rec is not None:
                 found.append(rec)

@@ -91,11 +91,16 @@ def collect_metrics(instance_dir: Path) -> dict[str, Any]:
     row: dict[str, Any] = {}
     owner: dict[str, str] = {}
     dirs = [instance_dir]
-    sub = instance_dir / "runs"
-    if sub.is_dir():
+    from ductaflow.records import FLOWS_SUBDIR, current_steps
+
+    sub = instance_dir / FLOWS_SUBDIR
+    steps = current_steps(instance_dir)
+    if steps is not None:
+        dirs += [sub / name for name in steps]
+    elif sub.is_dir():
         dirs += sorted(p for p in sub.iterdir() if p.is_dir())
     for d in dirs:
-        for flow, metrics in read_metrics(d).items():
+        for flow, metrics in (read_metrics(d) if d.is_dir() else {}).items():
             for key, value in metrics.items():
                 if key in owner and owner[key] != flow:
                     log.warning("metric %r recorded by both %s and %s in %s", key, owner[key], flow, instance_dir)

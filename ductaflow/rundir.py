@@ -64,10 +64,12 @@ def clear_artifacts(execution_dir: Path, flow: str) -> None:
             paths[key].unlink()
         except FileNotFoundError:
             pass
-    # Results recorded by the earlier run (ductaflow.record / record_table) go too.
-    for stale in [execution_dir / f"{flow}_metrics.parquet", *execution_dir.glob(f"{flow}_table_*.parquet")]:
+    # Also the results the earlier run recorded (record / record_table) and a build's list of
+    # the steps its last run reached (this run writes its own).
+    extra = [execution_dir / "runs" / ".steps.json", execution_dir / f"{flow}_metrics.parquet"]
+    for path in [*extra, *execution_dir.glob(f"{flow}_table_*.parquet")]:
         try:
-            stale.unlink()
+            path.unlink()
         except FileNotFoundError:
             pass
 

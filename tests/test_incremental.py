@@ -63,6 +63,8 @@ config = {}
 # %%
 from ductaflow import step
 step("flows/a.py", "a", {"x": config["x"], "hold": config.get("hold", False)})
+if config.get("stop_after_a"):
+    raise RuntimeError("stopped after a")
 step("flows/b.py", "b", {"src": "../a/a.txt"})
 '''
 
@@ -324,3 +326,22 @@ def test_record_rejects_non_scalars(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     with pytest.raises(DuctaflowError):
         record(d=float("nan"))
 
+
+
+def test_a_build_that_stops_earlier_does_not_report_older_steps(project: Path) -> None:
+    from ductaflow.records import summarize_instance
+    from ductaflow.results import collect_metrics
+
+    build = project / "builds" / "chain.py"
+    inst = project / "runs" / "chain" / "one"
+    first = run_notebook(build, {"x": 2}, inst, project, timeout=60.5)  # a float timeout is fine
+    assert first.status.value == "green"
+    assert [f.flow for f in summarize_instance(inst, "chain").flows] == ["a", "b"]
+    assert collect_metrics(inst)["doubled"] == 4.0
+    second = run_notebook(build, {"x": 2, "stop_after_a": True}, inst, project, raise_on_failure=False)
+    assert second.status.value == "red" and second.error and "stopped after a" in second.error.message
+    summary = summarize_instance(inst, "chain")
+    assert [f.flow for f in summary.flows] == ["a"]  # b's record from the first run is not this run's
+    assert summary.status.value == "red" and "stopped after a" in (summary.error or "")
+    assert "doubled" not in collect_metrics(inst)
+    assert (inst / "runs" / "b" / "b_status.json").exists()  # kept on disk, just not reported
