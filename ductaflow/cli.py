@@ -44,6 +44,14 @@ def result_line(result: FlowResult) -> str:
     return line
 
 
+_LIGHTS = {"green": "🟢", "orange": "🟠", "red": "🔴"}
+
+
+def _light_counts(counts: dict[str, int]) -> str:
+    """'6 green, 3 orange, 0 red' from a status value count."""
+    return ", ".join(f"{counts.get(k, 0)} {k}" for k in _LIGHTS)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="ductaflow")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
@@ -190,7 +198,7 @@ def conduct(
         click.echo(f"dry run OK: {len(table)} scenario(s) would run")
         return
     counts = table["status"].value_counts().to_dict()
-    summary = ", ".join(f"{counts.get(k, 0)} {k}" for k in ("green", "orange", "red"))
+    summary = _light_counts(counts)
     report = Path(table["instance_dir"].iloc[0]).parents[1] / REPORT_NAME if len(table) else REPORT_NAME
     click.echo(f"{len(table)} scenario(s): {summary}; report: {report}")
     sys.exit(1 if counts.get("red") else 0)
@@ -205,9 +213,6 @@ def report(runs_dir: Path) -> None:
     if not runs_dir.is_dir():
         raise DuctaflowError(f"runs directory not found: {runs_dir}")
     click.echo(str(write_report(runs_dir)))
-
-
-_LIGHTS = {"green": "🟢", "orange": "🟠", "red": "🔴"}
 
 
 @cli.command()
@@ -237,7 +242,7 @@ def status(runs_dir: Path) -> None:
         )
     Console(width=None if sys.stdout.isatty() else 200).print(table)
     counts = df["status"].value_counts().to_dict()
-    click.echo(f"{len(df)} instance(s): " + ", ".join(f"{counts.get(k, 0)} {k}" for k in _LIGHTS))
+    click.echo(f"{len(df)} instance(s): {_light_counts(counts)}")
 
 
 @cli.command()

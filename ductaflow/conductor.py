@@ -178,10 +178,11 @@ def conduct(
     build_path = resolve_flow_path(build, project_root)
     build_flow = read_flow(build_path)
     root = Path(project_root).resolve() if project_root else find_project_root(build_flow.path)
+    hashes: dict[str, str] = {}  # read (and checked) once, shared by every scenario's fingerprint
     for flow_path in referenced_flows(build_flow, root):
         if not flow_path.is_file():
             raise FlowFileError(f"build {build_flow.path.name} runs {flow_path}, which does not exist")
-        read_flow(flow_path)
+        hashes[flow_path.stem] = read_flow(flow_path).code_hash()
     if base_config is None:
         default = build_flow.default_config_path(root)
         base = normalise_config(default) if default else {}
@@ -201,7 +202,7 @@ def conduct(
         p.instance: decide(
             build_dir / p.instance,
             build_flow.name,
-            fingerprint(build_flow, p.config, root),
+            fingerprint(build_flow, p.config, root, flows=hashes),
             p.config,
             force=force,
             only_failed=only_failed,
@@ -366,10 +367,9 @@ def _mark_up_to_date(
             continue
         row = run.rows[p.instance]
         summary = summarize_instance(run.runs_root / row["dir"], run.build.stem)
-        status = summary.status or Status(d.record["status"]) if d.record else summary.status
         row.update(
             state="skipped",
-            status=status.value if status else None,
+            status=(summary.status or Status(d.record["status"])).value,
             duration=summary.build.duration if summary.build else None,
             error=summary.error,
             worst_flow=summary.worst_flow,

@@ -74,15 +74,31 @@ class Fingerprint:
         return hashlib.sha256(json.dumps(self.parts, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def fingerprint(flow: Flow, cfg: Mapping[str, Any], project_root: Path, upstream: Sequence[str] = ()) -> Fingerprint:
-    """The fingerprint of running ``flow`` with ``cfg`` after ``upstream`` steps."""
-    flows: dict[str, str] = {}
+def flow_hashes(flow: Flow, project_root: Path) -> dict[str, str]:
+    """Code hashes of the flows a build names (``missing`` for one that cannot be read)."""
+    hashes: dict[str, str] = {}
     for path in referenced_flows(flow, project_root):
         try:
-            flows[path.stem] = read_flow(path).code_hash()
+            hashes[path.stem] = read_flow(path).code_hash()
         except Exception:  # noqa: BLE001 - a missing flow fails the build itself, loudly
-            flows[path.stem] = "missing"
-    return Fingerprint(flow.code_hash(), config_hash(cfg), tuple(upstream), flows)
+            hashes[path.stem] = "missing"
+    return hashes
+
+
+def fingerprint(
+    flow: Flow,
+    cfg: Mapping[str, Any],
+    project_root: Path,
+    upstream: Sequence[str] = (),
+    flows: Mapping[str, str] | None = None,
+) -> Fingerprint:
+    """The fingerprint of running ``flow`` with ``cfg`` after ``upstream`` steps.
+
+    ``flows`` are the build's flow hashes when the caller already has them (the conductor
+    computes them once for all its scenarios instead of re-reading every flow per row).
+    """
+    hashes = dict(flows) if flows is not None else flow_hashes(flow, project_root)
+    return Fingerprint(flow.code_hash(), config_hash(cfg), tuple(upstream), hashes)
 
 
 @dataclass(frozen=True)
