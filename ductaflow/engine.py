@@ -16,7 +16,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ from traitlets import Any as AnyTrait
 log = logging.getLogger(__name__)
 
 ENGINE_NAME = "ductaflow"
+# Kernel channels over Unix domain sockets where the platform has them.
+_IPC = sys.platform != "win32" and os.environ.get("DUCTAFLOW_KERNEL_TRANSPORT", "ipc") == "ipc"
 # Keeps the flow's stdout and stderr lines in the order it wrote them (see the file).
 _ORDER_STREAMS = f"--IPKernelApp.exec_files={Path(__file__).with_name('kernel_startup.py')}"
 
@@ -43,6 +46,7 @@ class KernelHandle:
         self.pid: int | None = None
         self.pgid: int | None = None
         self.expired = False  # set by the timeout watchdog before it kills
+        self.stopped = False  # set when another thread asked this flow to stop (see stop_kernels)
         self._peak: float | None = None
         self._lock = threading.Lock()
 
@@ -149,6 +153,18 @@ class KernelHandle:
 _LIVE: set[KernelHandle] = set()
 
 
+def stop_kernels(instance_dirs: Iterable[str | Path], grace: float = 5.0) -> int:
+    """Stop, as a Ctrl-C would, the running flows of this process whose instance directory
+    is one of ``instance_dirs``; returns how many. For executors whose builds run in threads
+    (a Dask worker, a thread pool), where no signal can reach the build."""
+    wanted = {str(Path(d).resolve()) for d in instance_dirs}
+    hits = [h for h in list(_LIVE) if h.watch_dir is not None and str(h.watch_dir) in wanted]
+    for handle in hits:
+        handle.stopped = True
+        threading.Thread(target=handle.stop_gracefully, args=(grace,), daemon=True).start()
+    return len(hits)
+
+
 def kill_all_kernels() -> None:
     """Kill every kernel this process started and has not released (exit, SIGTERM)."""
     for handle in list(_LIVE):
@@ -179,6 +195,15 @@ class DuctaflowClient(PapermillNotebookClient):
         km = super().create_kernel_manager()
         if self.use_current_python:
             km._kernel_spec = _current_python_spec()
+        if _IPC:
+            # Unix sockets, not TCP ports: a free port picked here can be taken by another
+            # process before the kernel binds it ("Address already in use") on a busy machine.
+            from jupyter_core.paths import jupyter_runtime_dir
+
+            runtime = Path(jupyter_runtime_dir())
+            runtime.mkdir(parents=True, exist_ok=True)
+            km.transport = "ipc"
+            km.ip = str(runtime / f"df-{uuid.uuid4().hex[:16]}")
         return km
 
     async def async_start_new_kernel(self, **kwargs: Any) -> None:
