@@ -21,6 +21,7 @@ from ductaflow.errors import (  # noqa: E402
     MissingExtra,
     MissingParametersCell,
     ScenarioError,
+    SharedFilesystemError,
 )
 from ductaflow.execute import run_notebook, run_step_flow  # noqa: E402
 from ductaflow.models import ErrorInfo, FlowResult, Status  # noqa: E402
@@ -74,6 +75,7 @@ __all__ = [
     "MissingExtra",
     "MissingParametersCell",
     "ScenarioError",
+    "SharedFilesystemError",
     "Status",
     "__version__",
     "analyze_execution_logs",

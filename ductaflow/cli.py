@@ -142,7 +142,17 @@ def debug(instance_dir: Path, flow: str | None, force: bool) -> None:
 )
 @click.option("--instance-column", help="Column holding instance names.")
 @click.option("--parallel", "max_parallel", type=int, help="Builds at once (default: number of cores).")
-@click.option("--executor", default="local", show_default=True, help="local or serial.")
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "serial", "dask"]),
+    default=None,
+    help="Where builds run: local processes (default), serial, or dask (--scheduler, else a LocalCluster).",
+)
+@click.option("--scheduler", metavar="ADDRESS", help="Dask scheduler to run on, e.g. tcp://host:8786 (implies dask).")
+@click.option(
+    "--lost-retries", type=click.IntRange(min=0), default=0, show_default=True,
+    help="Re-runs of a build whose worker died (Dask re-submits it), before it is red worker_lost.",
+)
 @click.option("--timeout", type=float, help="Kill a build after this many seconds.")
 @click.option("--fail-fast", is_flag=True, help="Stop launching builds after the first red one.")
 @click.option("--dry-run", is_flag=True, help="Check everything and print the plan; run nothing.")
@@ -156,7 +166,9 @@ def conduct(
     runs_root: Path | None,
     instance_column: str | None,
     max_parallel: int | None,
-    executor: str,
+    executor: str | None,
+    scheduler: str | None,
+    lost_retries: int,
     timeout: float | None,
     fail_fast: bool,
     dry_run: bool,
@@ -171,6 +183,8 @@ def conduct(
     from ductaflow.conductor import REPORT_NAME
     from ductaflow.conductor import conduct as run_conductor
 
+    if scheduler and executor not in (None, "dask"):
+        raise click.UsageError(f"--scheduler runs on Dask; it cannot be combined with --executor {executor}")
     table = run_conductor(
         scenarios,
         build,
@@ -180,7 +194,8 @@ def conduct(
         max_parallel=max_parallel,
         fail_fast=fail_fast,
         dry_run=dry_run,
-        executor=executor,
+        executor=(scheduler if "://" in scheduler else f"tcp://{scheduler}") if scheduler else executor or "local",
+        lost_retries=lost_retries,
         timeout=timeout,
         raise_on_failure=False,
         force=force,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
+import shutil
 import time
 from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
@@ -20,69 +20,28 @@ from typing import Any
 import pandas as pd
 
 from ductaflow.config import find_project_root, normalise_config
-from ductaflow.errors import ConductorFailed, DuctaflowError, FlowFileError
+from ductaflow.errors import ConductorFailed, FlowFileError
 from ductaflow.execute import now_iso, resolve_flow_path
 from ductaflow.execute import _sigterm_as_interrupt as sigterm_as_interrupt
-from ductaflow.executors import make_executor, mark_busy, worker_pids
+from ductaflow.executors import Backend, make_backend
 from ductaflow.flow import read_flow
 from ductaflow.incremental import Decision, decide, fingerprint, referenced_flows
-from ductaflow.ledger import append_runs
-from ductaflow.results import collect_metrics
+from ductaflow.ledger import append_runs, ingest_spool
 from ductaflow.models import Status
+from ductaflow.results import collect_metrics
 from ductaflow.progress import Reporter, make_reporter
 from ductaflow.records import summarize_instance
 from ductaflow.rundir import atomic_write_json
 from ductaflow.scenarios import ScenarioPlan, load_scenarios, plan_scenarios
+from ductaflow.worker import finalize_lost, lost_outcome, run_build
 
 log = logging.getLogger(__name__)
 
 STATE_DIR = Path(".ductaflow") / "conductor"
+#: Ledger records of running builds wait here (per build instance) for the conductor to ingest.
+SPOOL_DIR = Path(".ductaflow") / "spool"
 REPORT_NAME = "conductor_status_report.html"
 _INTERRUPT_GRACE_S = 30.0
-
-
-def _run_build(task: dict[str, Any]) -> dict[str, Any]:
-    """Worker side: run one build instance; always return plain data, never raise."""
-    from ductaflow.execute import run_notebook
-
-    exec_dir = Path(task["instance_dir"])
-    mark_busy(True)
-    interrupted = False
-    error: str | None = None
-    t0 = time.monotonic()
-    skipped, notes = False, ()
-    try:
-        result = run_notebook(
-            task["build_path"],
-            task["config"],
-            execution_dir=exec_dir,
-            project_root=task["project_root"],
-            instance_name=task["instance"],
-            timeout=task.get("timeout"),
-            raise_on_failure=False,
-            force=task.get("force", False),
-            context=task.get("context"),
-        )
-        skipped, notes = result.skipped, result.notes
-    except KeyboardInterrupt:
-        interrupted = True
-    except DuctaflowError as exc:
-        error = str(exc)
-    except Exception as exc:  # noqa: BLE001 - a worker must report, not die
-        error = f"{type(exc).__name__}: {exc}"
-    finally:
-        mark_busy(False)
-    summary = summarize_instance(exec_dir, Path(task["build_path"]).stem)
-    return {
-        "instance": task["instance"],
-        "status": (summary.status or Status.RED).value if not error else Status.RED.value,
-        "duration": summary.build.duration if summary.build and summary.build.duration else time.monotonic() - t0,
-        "error": error or summary.error or ("interrupted" if interrupted else None),
-        "worst_flow": summary.worst_flow,
-        "interrupted": interrupted,
-        "skipped": skipped,
-        "notes": list(notes),
-    }
 
 
 class _Run:
@@ -151,7 +110,7 @@ def conduct(
     max_parallel: int | None = None,
     fail_fast: bool = False,
     dry_run: bool = False,
-    executor: str | Executor | None = None,
+    executor: str | Executor | Any | None = None,
     progress: bool | Reporter | None = None,
     project_root: str | Path | None = None,
     timeout: float | None = None,
@@ -159,6 +118,7 @@ def conduct(
     force: bool = False,
     only_failed: bool = False,
     explain: bool = False,
+    lost_retries: int = 0,
 ) -> pd.DataFrame:
     """Run ``build`` once per scenario row into ``<runs_root>/<build>/<instance>/``.
 
@@ -173,13 +133,20 @@ def conduct(
     date", no kernel started); ``force`` re-runs all, ``only_failed`` only red and
     never-run ones, ``explain`` runs nothing and says per instance what would run and why.
     Metrics the flows ``record()`` come back as columns and go to ``<build>/results.parquet``.
+
+    ``executor`` says where builds run: ``"local"`` processes (default), ``"serial"``,
+    ``"dask"`` (a LocalCluster) or a Dask scheduler address, any
+    ``concurrent.futures.Executor``, or a ``distributed.Client``. A build whose worker
+    dies is red ``worker_lost`` (after ``lost_retries`` re-runs, where the executor
+    re-runs lost tasks, as Dask does); the rest of the table carries on.
     """
     table = load_scenarios(scenarios)
     build_path = resolve_flow_path(build, project_root)
     build_flow = read_flow(build_path)
     root = Path(project_root).resolve() if project_root else find_project_root(build_flow.path)
     hashes: dict[str, str] = {}  # read (and checked) once, shared by every scenario's fingerprint
-    for flow_path in referenced_flows(build_flow, root):
+    flow_paths = list(referenced_flows(build_flow, root))
+    for flow_path in flow_paths:
         if not flow_path.is_file():
             raise FlowFileError(f"build {build_flow.path.name} runs {flow_path}, which does not exist")
         hashes[flow_path.stem] = read_flow(flow_path).code_hash()
@@ -192,7 +159,6 @@ def conduct(
     runs = Path(runs_root)
     runs = (runs if runs.is_absolute() else root / runs).resolve()
     build_dir = runs / build_flow.name
-    workers = max(1, int(max_parallel or os.cpu_count() or 1))
 
     out = table.reset_index(drop=True).copy()
     out["instance"] = [p.instance for p in plans]
@@ -223,10 +189,14 @@ def conduct(
             reporter.message(f"  {p.instance}: {p.values}")
         return out
 
+    backend = make_backend(executor, max_parallel)
+    try:
+        backend.check_shared(runs, [build_flow.path, *flow_paths])
+    except BaseException:
+        backend.shutdown()
+        raise
     run = _Run(build_flow.path, runs, plans, [str(c) for c in table.columns])
-    pool, owned = make_executor(executor, workers)
-    if isinstance(executor, str) and executor == "serial":
-        workers = 1
+    attempts = runs / STATE_DIR / "attempts" / f"{build_flow.name}-{os.getpid()}-{time.time_ns()}"
     tasks = [
         {
             "build_path": str(build_flow.path),
@@ -236,24 +206,33 @@ def conduct(
             "instance": p.instance,
             "timeout": timeout,
             "force": force,
-            "context": {"build": build_flow.name, "scenario": p.values, "runs_root": str(runs)},
+            "attempt_file": str(attempts / f"{p.instance}.json"),
+            "lost_retries": lost_retries,
+            "context": {
+                "build": build_flow.name,
+                "scenario": p.values,
+                "runs_root": str(runs),
+                "ledger_spool": str(runs / SPOOL_DIR / build_flow.name / p.instance),
+            },
         }
         for p in plans
         if decisions[p.instance].run
     ]
+    _ingest_leftovers(runs, build_flow.name)
     _mark_up_to_date(run, plans, decisions, reporter, root)
-    reporter.start(len(tasks), f"conducting {len(tasks)} scenario(s) of {build_flow.name} on {workers} worker(s)")
+    reporter.start(len(tasks), f"conducting {len(tasks)} scenario(s) of {build_flow.name} on {backend.describe()}")
     run.save()
     interrupted = False
     try:
         with sigterm_as_interrupt():
-            _schedule(run, pool, tasks, workers, fail_fast, reporter)
+            _schedule(run, backend, tasks, fail_fast, reporter)
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        if owned:
-            pool.shutdown(wait=True, cancel_futures=True)
+        backend.shutdown()
         reporter.close()
+        shutil.rmtree(attempts, ignore_errors=True)
+        _remove_empty(attempts.parent, runs / SPOOL_DIR / build_flow.name, runs / SPOOL_DIR)
     if interrupted:
         run.state = "interrupted"
     elif run.state == "running":
@@ -272,13 +251,12 @@ def conduct(
     return out
 
 
-def _schedule(
-    run: _Run, pool: Executor, tasks: list[dict[str, Any]], workers: int, fail_fast: bool, reporter: Reporter
-) -> None:
-    """Keep ``workers`` builds in flight; record each as it finishes; stop early on fail-fast.
+def _schedule(run: _Run, backend: Backend, tasks: list[dict[str, Any]], fail_fast: bool, reporter: Reporter) -> None:
+    """Keep ``backend.workers`` builds in flight; record each as it finishes; stop early on fail-fast.
 
-    On Ctrl-C: launch nothing more, ask busy workers to stop (their kernels are interrupted
-    and reaped, their records say ``interrupted``), record what they report, re-raise.
+    On Ctrl-C: launch nothing more, ask the running builds to stop (their kernels are
+    interrupted and reaped, their records say ``interrupted``), record what they report,
+    re-raise.
     """
     queue = list(tasks)
     running: dict[Future[Any], dict[str, Any]] = {}
@@ -287,21 +265,27 @@ def _schedule(
     def record(fut: Future[Any]) -> None:
         task = running.pop(fut)
         row = run.rows[task["instance"]]
-        outcome = _outcome(fut, task)
+        outcome = _outcome(fut)
+        if outcome.pop("lost", False):
+            _close_lost(run, task, outcome["error"])
+        ingest_spool(run.runs_root, Path(task["context"]["ledger_spool"]))
         skipped = outcome.pop("skipped", False)
-        row.update(outcome, state="skipped" if skipped else "done")
+        notes = outcome.pop("notes", ())
+        row.update({k: v for k, v in outcome.items() if k in row}, state="skipped" if skipped else "done")
+        if row["duration"] is None or outcome.get("lost"):
+            row["duration"] = _build_duration(run, row)
         row["metrics"] = collect_metrics(Path(task["instance_dir"]))
-        for note in outcome.pop("notes", ()):
+        for note in notes:
             reporter.message(f"{task['instance']}: {note}")
         reporter.finished(row, run.counts())
 
     try:
         while queue or running:
-            while queue and len(running) < workers and not stopping:
+            while queue and len(running) < backend.workers and not stopping:
                 task = queue.pop(0)
                 run.rows[task["instance"]]["state"] = "running"
                 run.save(report=False)
-                running[pool.submit(_run_build, task)] = task
+                running[backend.submit(run_build, task)] = task
             if not running:
                 break
             done, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -319,14 +303,12 @@ def _schedule(
                 queue.clear()
     except KeyboardInterrupt:
         reporter.message("interrupted: stopping running builds and reaping their kernels ...")
-        for pid in worker_pids(pool):
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except (ProcessLookupError, PermissionError):
-                pass
+        backend.stop([t["instance_dir"] for t in running.values()])
         done, _ = wait(list(running), timeout=_INTERRUPT_GRACE_S)
         for fut in done:
             record(fut)
+        for task in running.values():
+            ingest_spool(run.runs_root, Path(task["context"]["ledger_spool"]))
         for row in run.rows.values():
             if row["state"] == "running":
                 summary = summarize_instance(run.runs_root / row["dir"], run.build.stem)
@@ -341,19 +323,49 @@ def _schedule(
         raise
 
 
-def _outcome(fut: Future[Any], task: dict[str, Any]) -> dict[str, Any]:
-    """A finished future as row fields; a lost worker still yields a truthful red row."""
+def _outcome(fut: Future[Any]) -> dict[str, Any]:
+    """A finished future as row fields; a future that failed means the worker was lost."""
     try:
         res = fut.result()
-        return {k: res.get(k) for k in ("status", "duration", "error", "worst_flow", "skipped", "notes")}
-    except Exception as exc:  # noqa: BLE001 - e.g. BrokenProcessPool when a worker died
-        summary = summarize_instance(Path(task["instance_dir"]), Path(task["build_path"]).stem)
-        return {
-            "status": "red",
-            "duration": summary.build.duration if summary.build else None,
-            "error": f"worker lost: {type(exc).__name__}: {exc}",
-            "worst_flow": summary.worst_flow,
-        }
+    except Exception as exc:  # noqa: BLE001 - BrokenProcessPool, Dask's KilledWorker, a lost connection
+        return lost_outcome(f"{type(exc).__name__}: {exc}".rstrip(": "))
+    keys = ("status", "duration", "error", "worst_flow", "skipped", "notes", "lost")
+    return {k: res.get(k) for k in keys if k in res}
+
+
+def _close_lost(run: _Run, task: dict[str, Any], error: str) -> None:
+    """A lost build's records say red (not "running" forever) and the ledger has the run."""
+    instance_dir = Path(task["instance_dir"])
+    detail = error.split(": ", 1)[-1]
+    finalize_lost(instance_dir, detail)
+    summary = summarize_instance(instance_dir, run.build.stem)
+    if summary.build is not None:
+        ctx = {"build": run.build.stem, "runs_root": str(run.runs_root), "project_root": task["project_root"],
+               "ledger_spool": task["context"]["ledger_spool"]}
+        append_runs(ctx, [(summary.build, "run", task["context"]["scenario"])])
+    run.rows[task["instance"]]["worst_flow"] = summary.worst_flow
+
+
+def _build_duration(run: _Run, row: dict[str, Any]) -> float | None:
+    summary = summarize_instance(run.runs_root / row["dir"], run.build.stem)
+    return summary.build.duration if summary.build else None
+
+
+def _remove_empty(*folders: Path) -> None:
+    """Bookkeeping folders go once they are empty (in the order given)."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
+
+
+def _ingest_leftovers(runs: Path, build: str) -> None:
+    """Ledger records a killed conductor left in the spool go into the ledger first."""
+    folder = runs / SPOOL_DIR / build
+    if folder.is_dir():
+        for spool in sorted(p for p in folder.iterdir() if p.is_dir()):
+            ingest_spool(runs, spool)
 
 
 def _mark_up_to_date(

@@ -10,6 +10,7 @@ carries an ``exit_code`` that the CLI uses verbatim:
   - ``InvalidName``: an instance or step name outside the safe set.
   - ``ScenarioError``: a scenario table that cannot become build instances.
   - ``MissingExtra``: an optional integration was asked for but is not installed.
+  - ``SharedFilesystemError``: distributed workers cannot see the runs root at its path.
 - ``FlowFailed`` (1): the flow ran and ended red; ``.result`` holds the evidence.
 - ``ConductorFailed`` (1): at least one scenario ended red.
 """
@@ -55,6 +56,10 @@ class MissingExtra(DuctaflowError):
         super().__init__(
             f"{feature} needs the optional package '{module}': pip install 'ductaflow[{extra}]'"
         )
+
+
+class SharedFilesystemError(DuctaflowError):
+    """Workers on other machines cannot read or write the runs root at the same path."""
 
 
 class FlowFailed(DuctaflowError):

@@ -370,6 +370,9 @@ def _execute(
     if handle.expired:  # the watchdog's SIGINT surfaces as a KeyboardInterrupt: still a timeout
         timed_out, kernel_died, raised, interrupted = True, False, False, False
         error = ErrorInfo("Timeout", f"flow exceeded its timeout of {timeout}s", "", _last_started_cell(flow, paths))
+    elif handle.stopped:  # stopped from another thread (a conductor's Ctrl-C): an interruption
+        timed_out, kernel_died, raised, interrupted = False, False, False, True
+        error = ErrorInfo("KeyboardInterrupt", "interrupted", "", _last_started_cell(flow, paths))
     status = classify(
         raised=raised, kernel_died=kernel_died, timed_out=timed_out, interrupted=interrupted, warnings=sink.warnings
     )

@@ -117,12 +117,57 @@ def append_run(ctx: Mapping[str, Any], result: Any, event: str) -> None:
 
 
 def append_runs(ctx: Mapping[str, Any], items: Iterable[tuple[Any, str, Any]]) -> None:
-    """Append (result, event, scenario) records as ONE ledger file; never raises."""
+    """Append (result, event, scenario) records as ONE ledger file; never raises.
+
+    When the context names a ``ledger_spool`` directory (a build run by the conductor), the
+    records go there as JSON instead, for the conductor alone to move into the ledger.
+    """
     runs_root = Path(ctx["runs_root"])
     try:
-        append(runs_root, [_run_record(ctx, runs_root, r, e, sc) for r, e, sc in items])
+        records = [_run_record(ctx, runs_root, r, e, sc) for r, e, sc in items]
+        if ctx.get("ledger_spool"):
+            _spool(Path(ctx["ledger_spool"]), records)
+        else:
+            append(runs_root, records)
     except Exception as exc:  # noqa: BLE001 - the ledger is a record of runs, never a reason to fail one
         log.warning("could not append to the ledger under %s: %s", runs_root, exc)
+
+
+def _spool(folder: Path, records: list[dict[str, Any]]) -> None:
+    """Park records as one JSON file (written then renamed) until the conductor ingests them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:12]}.json"
+    tmp = folder / f".{name}.tmp"
+    tmp.write_text(json.dumps([_normalise(r) for r in records], default=str), encoding="utf-8")
+    os.replace(tmp, folder / name)
+
+
+def ingest_spool(runs_root: str | Path, folder: Path) -> int:
+    """Move the records parked in ``folder`` into the ledger as one file; returns how many.
+
+    A spool file that cannot be read is left in place with a warning naming it.
+    """
+    records: list[dict[str, Any]] = []
+    taken: list[Path] = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            rows = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(rows, list):
+                raise ValueError("not a list of records")
+        except (OSError, ValueError) as exc:
+            log.warning("leaving unreadable ledger spool file %s: %s", path, exc)
+            continue
+        records.extend(r for r in rows if isinstance(r, dict))
+        taken.append(path)
+    if records:
+        append(runs_root, records)
+    for path in taken:
+        path.unlink(missing_ok=True)
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
+    return len(records)
 
 
 def _run_record(ctx: Mapping[str, Any], runs_root: Path, result: Any, event: str, scenario: Any) -> dict[str, Any]:

@@ -1,8 +1,7 @@
-"""Where builds run: a small registry of ``concurrent.futures`` executors by name.
+"""Builds on this machine: a forkserver process pool (the default) or serially in-process.
 
-The conductor has one scheduling loop over any Executor; this module only chooses the
-pool. ``local`` is a forkserver process pool (a fork pool created after kernels have run
-can hang), ``serial`` runs each build in the calling process, one after another.
+``local`` is a forkserver pool because a fork pool created after kernels have run can
+hang; ``serial`` runs each build at submit time, one after another, for debugging.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Any
 
-from ductaflow.errors import DuctaflowError
+from ductaflow.executors.base import ExecutorBackend
 
 _BUSY = False
 
@@ -53,35 +52,33 @@ class SerialExecutor(Executor):
         return future
 
 
-def local_executor(max_workers: int) -> ProcessPoolExecutor:
-    """A process pool whose workers start from a clean forkserver."""
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    return ProcessPoolExecutor(
-        max_workers=max_workers, mp_context=multiprocessing.get_context(method), initializer=_worker_init
-    )
+class LocalBackend(ExecutorBackend):
+    """A process pool whose workers start from a clean forkserver, sized to the machine."""
+
+    name = "local"
+
+    def __init__(self, max_workers: int | None) -> None:
+        workers = max(1, int(max_workers or os.cpu_count() or 1))
+        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+        pool = ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context(method), initializer=_worker_init
+        )
+        super().__init__(pool, workers, owned=True)
+        self.name = "local"
+
+    def describe(self) -> str:
+        return f"{self.workers} local worker process(es)"
 
 
-EXECUTORS: dict[str, Callable[[int], Executor]] = {
-    "local": local_executor,
-    "serial": lambda _n: SerialExecutor(),
-}
+class SerialBackend(ExecutorBackend):
+    """One build at a time in this process (each flow still gets its own fresh kernel)."""
 
+    def __init__(self) -> None:
+        super().__init__(SerialExecutor(), 1, owned=True)
+        self.name = "serial"
 
-def make_executor(spec: str | Executor | None, max_workers: int) -> tuple[Executor, bool]:
-    """Resolve a name or an Executor; the flag says whether we own (and must shut down) it."""
-    if spec is None:
-        spec = "local"
-    if isinstance(spec, Executor):
-        return spec, False
-    if isinstance(spec, str):
-        factory = EXECUTORS.get(spec)
-        if factory is None:
-            raise DuctaflowError(f"unknown executor '{spec}'; known: {', '.join(sorted(EXECUTORS))}")
-        return factory(max_workers), True
-    raise DuctaflowError(f"executor must be a name or a concurrent.futures.Executor, got {type(spec).__name__}")
+    def describe(self) -> str:
+        return "this process, one build at a time"
 
-
-def worker_pids(executor: Executor) -> list[int]:
-    """The process ids of a process pool's workers (empty for other executors)."""
-    procs = getattr(executor, "_processes", None) or {}
-    return [p.pid for p in list(procs.values()) if p.pid]
+    def stop(self, instance_dirs: Any) -> None:
+        """Nothing to do: the terminal's Ctrl-C already reached the build in this thread."""
