@@ -30,6 +30,19 @@ from traitlets import Any as AnyTrait
 
 log = logging.getLogger(__name__)
 
+
+class _KnownKernelEnds(logging.Filter):
+    """nbclient logs a dead or timed-out kernel as an error; the status record already says
+    so (red, ``kernel died`` / ``timed out`` / ``interrupted``), so the terminal need not."""
+
+    _NOISE = ("Kernel died while waiting for execute reply", "Timeout waiting for execute reply")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self._NOISE)
+
+
+log.addFilter(_KnownKernelEnds())
+
 ENGINE_NAME = "ductaflow"
 # Kernel channels over Unix domain sockets where the platform has them.
 _IPC = sys.platform != "win32" and os.environ.get("DUCTAFLOW_KERNEL_TRANSPORT", "ipc") == "ipc"

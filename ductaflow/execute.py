@@ -34,7 +34,7 @@ from ductaflow.flow import Flow, parameterise, read_flow
 from ductaflow.incremental import Decision, Fingerprint, decide, fingerprint, instance_lock
 from ductaflow.ledger import append_run
 from ductaflow.models import ErrorInfo, FlowResult, Status
-from ductaflow.rundir import artifact_paths, atomic_write_json, clear_artifacts, validate_name
+from ductaflow.rundir import artifact_paths, atomic_write_json, clear_artifacts, contained_dir, validate_name
 from ductaflow.status import classify
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,8 @@ def run_notebook(
         _require_nbconvert()
     if execution_dir is None:
         execution_dir = root / "runs" / flow.name / (instance_name or "default")
-    exec_dir = Path(execution_dir).resolve()
+    ctx = _ledger_context(context, root)
+    exec_dir = contained_dir(execution_dir, (ctx["runs_root"], root / "runs"))  # no symlink out of a runs root
     if config is None:  # no config given: the flow's default config file, as in a notebook
         default = flow.default_config_path(root)
         if default is not None and default.is_file():
@@ -112,7 +113,6 @@ def run_notebook(
     cfg["_project_root"] = str(root)
     if force is None:
         force = os.environ.get(FORCE_ENV) == "1"
-    ctx = _ledger_context(context, root)
     if no_execute:
         return _prepare_only(flow, cfg, exec_dir, root, instance_name, kernel_name)
 
@@ -199,7 +199,16 @@ def _run_locked(run: _Run, timeout: float | None, export_html: bool) -> FlowResu
     nb = parameterise(flow, cfg, kernel_name)
     instance = instance_name or exec_dir.name
     started, t0 = now_iso(), time.monotonic()
-    base = {"flow": flow.name, "flow_path": str(flow.path), "execution_dir": str(exec_dir), "instance": instance}
+    base = {
+        "flow": flow.name,
+        "flow_path": str(flow.path),
+        "execution_dir": str(exec_dir),
+        "instance": instance,
+        # what is being run and why, so a record a lost worker leaves behind still says it
+        "fingerprint": fp.value,
+        "fingerprint_parts": fp.parts,
+        "reasons": list(decision.reasons),
+    }
     atomic_write_json(paths["status"], _running_record(base, started))
     outcome = _execute(flow, nb, exec_dir, paths, kernel_name, timeout, root, run.env)
     html_ok = False

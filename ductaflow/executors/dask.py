@@ -15,9 +15,11 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import socket
+import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -62,6 +64,10 @@ class DaskBackend(Backend):
                 ) from None
             threads = sum(client.nthreads().values())
         self.workers = max(1, int(max_workers or threads or 1))
+        if type(getattr(client, "cluster", None)).__name__ == "LocalCluster":
+            from ductaflow.executors.dask_plugin import IgnoreTerminalInterrupt
+
+            client.register_plugin(IgnoreTerminalInterrupt())
 
     @classmethod
     def create(cls, address: str | None, max_workers: int | None) -> DaskBackend:
@@ -76,7 +82,8 @@ class DaskBackend(Backend):
         n = max(1, int(max_workers or os.cpu_count() or 1))
         # Workers are thin (the work happens in kernels, their children): no memory limit
         # that would pause or restart a worker for its kernels' memory.
-        cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, memory_limit=0)
+        with _terminal_interrupt_ignored():  # inherited by the worker processes it spawns
+            cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, memory_limit=0)
         return cls(distributed.Client(cluster), max_workers, owned=True, cluster=cluster)
 
     @property
@@ -89,7 +96,8 @@ class DaskBackend(Backend):
         return f"{self.workers} slot(s) on {where}" + (f" (dashboard: {link})" if link else "")
 
     def submit(self, fn: Callable[[dict[str, Any]], dict[str, Any]], task: dict[str, Any]) -> Future[Any]:
-        key = f"ductaflow-{task.get('instance', 'build')}-{uuid.uuid4().hex[:12]}"
+        label = task.get("instance", "build") if isinstance(task, dict) else getattr(fn, "__name__", "task")
+        key = f"ductaflow-{label}-{uuid.uuid4().hex[:12]}"  # unique: never deduplicated
         dfut = self.client.submit(fn, task, key=key, pure=False, retries=0)
         relay: Future[Any] = Future()
         relay.set_running_or_notify_cancel()
@@ -165,6 +173,19 @@ class DaskBackend(Backend):
                     self.cluster.close()
             finally:
                 quiet.setLevel(level)
+
+
+@contextlib.contextmanager
+def _terminal_interrupt_ignored() -> Iterator[None]:
+    """SIGINT ignored in this (main) thread for the duration, so child processes start ignoring it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def probe_worker(folder: str, token: str, inputs: list[str]) -> dict[str, Any]:

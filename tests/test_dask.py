@@ -1,0 +1,287 @@
+"""The conductor on Dask distributed, with a real LocalCluster of two worker processes and
+real kernels: same lights and files as local processes, a killed worker, re-submission,
+fail-fast, Ctrl-C, a runs root the workers cannot see, and the missing-extra hint."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from procs import wait_for_no_kernels
+from test_example import _copy_example, _env
+
+from ductaflow import SharedFilesystemError, conduct, ledger
+from ductaflow.executors.dask import DaskBackend
+from ductaflow.worker import claim_attempt
+
+distributed = pytest.importorskip("distributed")
+
+FLOW = '''\
+# %% tags=["parameters"]
+config = {}
+
+# %%
+from ductaflow import flow_config
+config = flow_config(config, "config/flows/work.json")
+
+# %%
+import time
+from pathlib import Path
+print("working on", config["label"])
+time.sleep(config.get("sleep", 0))
+if config.get("fail"):
+    raise RuntimeError("asked to fail")
+Path("out.txt").write_text(config["label"])
+'''
+
+BUILD = '''\
+# %% tags=["parameters"]
+config = {}
+
+# %%
+import os
+from pathlib import Path
+from ductaflow import flow_config, step
+config = flow_config(config, "config/builds/pipe.json")
+Path("worker.pid").write_text(str(os.getppid()))  # the process that started this kernel
+
+# %%
+step("flows/work.py", "work", {k: config[k] for k in ("label", "sleep", "fail")})
+'''
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[object]:
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, memory_limit=0, dashboard_address=":0"
+    )
+    with distributed.Client(cluster) as c:
+        yield c
+    cluster.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_inherited_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in [k for k in os.environ if k.startswith("DUCTAFLOW_")]:
+        monkeypatch.delenv(key)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "dask project"
+    for sub in ("flows", "builds", "config/flows", "config/builds"):
+        (root / sub).mkdir(parents=True)
+    (root / "pyproject.toml").write_text("")
+    (root / "flows" / "work.py").write_text(FLOW)
+    (root / "builds" / "pipe.py").write_text(BUILD)
+    defaults = {"label": "x", "sleep": 0, "fail": False}
+    (root / "config" / "flows" / "work.json").write_text(json.dumps(defaults))
+    (root / "config" / "builds" / "pipe.json").write_text(json.dumps(defaults))
+    return root
+
+
+def _files(runs: Path) -> set[str]:
+    """Artifact paths of every instance, relative to the build dir (bookkeeping excluded)."""
+    return {
+        p.relative_to(runs).as_posix()
+        for p in runs.rglob("*")
+        if p.is_file() and not p.name.startswith(".") and ".ductaflow" not in p.parts
+    }
+
+
+def test_example_on_dask_gives_the_same_lights_and_files_as_local(client, tmp_path: Path) -> None:
+    project = _copy_example(tmp_path / "example project")
+    scenarios, build = project / "config" / "scenarios.csv", project / "builds" / "demand_model.py"
+    on_dask = conduct(scenarios, build, executor=client, runs_root="runs_dask", progress=False)
+    on_local = conduct(scenarios, build, executor="local", max_parallel=2, runs_root="runs_local", progress=False)
+    lights = dict(zip(on_dask["instance"], on_dask["status"], strict=True))
+    assert lights == {"base": "green", "high_growth": "orange", "high_growth_recalibrated": "green"}
+    assert lights == dict(zip(on_local["instance"], on_local["status"], strict=True))
+    assert list(on_dask["mean_trip_length"]) == list(on_local["mean_trip_length"])
+    dask_files, local_files = _files(project / "runs_dask"), _files(project / "runs_local")
+    assert "demand_model/base/runs/summarize/kpis.csv" in dask_files
+    assert dask_files == local_files
+    # the conductor alone wrote the ledger: every build and flow run is there, no spool is left
+    runs = ledger(project / "runs_dask")
+    assert sorted(runs.loc[runs["kind"] == "build", "instance"]) == ["base", "high_growth", "high_growth_recalibrated"]
+    assert (runs["kind"] == "flow").sum() == 9
+    assert not (project / "runs_dask" / ".ductaflow" / "spool").exists()
+    assert (project / "runs_dask" / "conductor_status_report.html").is_file()
+
+
+def test_identical_submissions_both_run(client, tmp_path: Path) -> None:
+    """Dask would hand back the first result for a pure, identical call; ours must run twice."""
+    backend = DaskBackend(client, None)
+    counter = tmp_path / "attempts.json"
+    first = backend.submit(claim_attempt, counter)
+    assert first.result(timeout=30) == 1
+    second = backend.submit(claim_attempt, counter)  # same function, same argument, first still held
+    assert second.result(timeout=30) == 2
+    backend.shutdown()
+
+
+def test_rerunning_a_scenario_with_force_runs_it_again(client, project: Path) -> None:
+    table = pd.DataFrame({"scenario_name": ["same"], "label": ["a"]})
+    conduct(table, project / "builds" / "pipe.py", executor=client, progress=False)
+    conduct(table, project / "builds" / "pipe.py", executor=client, progress=False, force=True)
+    runs = ledger(project / "runs")
+    builds = runs[runs["kind"] == "build"]
+    assert list(builds["event"]) == ["run", "run"]
+    assert builds["started"].nunique() == 2
+
+
+def test_fail_fast_cancels_the_rest_on_dask(client, project: Path) -> None:
+    table = pd.DataFrame({"label": list("abc"), "fail": [True, False, False]})
+    out = conduct(
+        table, project / "builds" / "pipe.py", executor=client, max_parallel=1, fail_fast=True,
+        progress=False, raise_on_failure=False,
+    )
+    assert out.loc[0, "status"] == "red"
+    assert list(out["state"][1:]) == ["cancelled", "cancelled"]
+
+
+def test_killed_worker_is_red_worker_lost_and_the_rest_completes(client, project: Path) -> None:
+    table = pd.DataFrame({"scenario_name": ["victim", "a", "b"], "label": list("vab"), "sleep": [120, 0, 0]})
+    pid_file = project / "runs" / "pipe" / "victim" / "worker.pid"
+    killed: list[int] = []
+
+    def kill_victims_worker() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (pid_file.is_file() and pid_file.read_text()):
+            time.sleep(0.2)
+        time.sleep(1.0)  # let the nested flow's kernel start too
+        pid = int(pid_file.read_text())
+        os.kill(pid, signal.SIGKILL)
+        killed.append(pid)
+
+    import threading
+
+    killer = threading.Thread(target=kill_victims_worker, daemon=True)
+    killer.start()
+    out = conduct(table, project / "builds" / "pipe.py", executor=client, progress=False, raise_on_failure=False)
+    killer.join(5)
+    assert killed, "the victim's worker was never found"
+    rows = out.set_index("scenario_name")
+    assert rows.loc["victim", "status"] == "red"
+    assert rows.loc["victim", "error"].startswith("worker_lost")
+    assert list(rows.loc[["a", "b"], "status"]) == ["green", "green"]
+    record = json.loads((project / "runs" / "pipe" / "victim" / "pipe_status.json").read_text())
+    assert (record["state"], record["status"], record["error"]["type"]) == ("finished", "red", "WorkerLost")
+    runs = ledger(project / "runs")
+    victim = runs[(runs["kind"] == "build") & (runs["instance"] == "victim")]
+    assert list(victim["status"]) == ["red"]
+    assert wait_for_no_kernels(str(project)) == [], "the dead worker's kernels outlived it"
+    client.wait_for_workers(2, timeout=60)  # the nanny restarted it, for the next tests
+
+
+def test_ctrl_c_on_a_dask_local_cluster_stops_builds_and_kernels(project: Path) -> None:
+    pd.DataFrame({"label": list("ab"), "sleep": [120, 120]}).to_csv(project / "slow.csv", index=False)
+    command = [str(Path(sys.executable).with_name("ductaflow")), "conduct", "slow.csv", "--build", "builds/pipe.py"]
+    proc = subprocess.Popen(
+        [*command, "--executor", "dask", "--parallel", "2"],
+        cwd=project,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, like a terminal job
+    )
+    logs = project / "runs" / "pipe"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if len([p for p in logs.glob("*/runs/work/work_execution_output.txt") if p.read_text()]) >= 2:
+            break
+        time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail(f"builds never started: {proc.communicate()[0]}")
+    os.killpg(proc.pid, signal.SIGINT)
+    output = proc.communicate(timeout=90)[0]
+    assert proc.returncode == 130, output
+    records = sorted(logs.glob("*/runs/work/work_status.json"))
+    assert len(records) == 2
+    for path in records:
+        nested = json.loads(path.read_text())
+        assert (nested["state"], nested["status"], nested["interrupted"]) == ("finished", "red", True), path
+    state = json.loads((project / "runs" / ".ductaflow" / "conductor" / "pipe.json").read_text())
+    assert state["state"] == "interrupted"
+    assert [s["status"] for s in state["scenarios"]] == ["red", "red"]
+    assert (project / "runs" / "conductor_status_report.html").is_file()
+    assert wait_for_no_kernels(str(project)) == []
+
+
+def _can_unshare() -> bool:
+    try:
+        return subprocess.run(["unshare", "-m", "true"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+@pytest.mark.skipif(not _can_unshare(), reason="needs `unshare -m` to give a worker its own filesystem view")
+def test_runs_root_the_workers_cannot_see_is_a_clear_error(project: Path, tmp_path: Path) -> None:
+    """A real worker in its own mount namespace, where the runs root's parent is an empty tmpfs."""
+    hidden = tmp_path / "local disk"
+    hidden.mkdir()
+    sched_file = tmp_path / "scheduler.json"
+    dask = str(Path(sys.executable).with_name("dask"))
+    scheduler = subprocess.Popen(
+        [dask, "scheduler", "--scheduler-file", str(sched_file), "--host", "127.0.0.1", "--no-dashboard"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    worker_cmd = f"mount -t tmpfs tmpfs '{hidden}' && exec '{dask}' worker --scheduler-file '{sched_file}' " \
+        "--nthreads 1 --no-dashboard"
+    worker = subprocess.Popen(["unshare", "-m", "sh", "-c", worker_cmd], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        with distributed.Client(scheduler_file=str(sched_file), timeout="30s") as c:
+            c.wait_for_workers(1, timeout=60)
+            (hidden / "runs").mkdir()
+            keep = hidden / "runs" / "keep.txt"
+            keep.write_text("earlier results")
+            table = pd.DataFrame({"label": ["a"]})
+            with pytest.raises(SharedFilesystemError, match="not shared with the Dask workers") as info:
+                conduct(table, project / "builds" / "pipe.py", executor=c, runs_root=hidden / "runs", progress=False)
+            assert str(hidden / "runs") in str(info.value) and "cannot read" in str(info.value)
+            assert keep.read_text() == "earlier results"
+            assert not (hidden / "runs" / "pipe").exists(), "a build started anyway"
+            address = c.scheduler.address
+        table.to_csv(project / "one.csv", index=False)
+        cli = subprocess.run(
+            [str(Path(sys.executable).with_name("ductaflow")), "conduct", "one.csv", "--build", "builds/pipe.py",
+             "--runs-root", str(hidden / "runs"), "--scheduler", address],
+            cwd=project, env=_env(), capture_output=True, text=True, timeout=120,
+        )
+        assert cli.returncode == 2, cli.stdout + cli.stderr
+        assert "not shared with the Dask workers" in cli.stderr and "Traceback" not in cli.stderr
+    finally:
+        worker.terminate()
+        scheduler.terminate()
+        worker.wait(30)
+        scheduler.wait(30)
+
+
+def test_dask_without_the_extra_names_the_install_command(project: Path) -> None:
+    pd.DataFrame({"label": ["a"]}).to_csv(project / "one.csv", index=False)
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.modules["distributed"] = None  # as if the extra were not installed
+        from ductaflow.cli import main
+        sys.argv = ["ductaflow", "conduct", "one.csv", "--build", "builds/pipe.py", "--executor", "dask"]
+        main()
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=project, env=_env(), capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "pip install 'ductaflow[dask]'" in proc.stderr
+    assert not (project / "runs").exists()
