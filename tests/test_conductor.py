@@ -271,3 +271,39 @@ def test_dotted_columns_reach_nested_config_and_expand_grid_links_frames() -> No
     assert plans[0].config["model"] == {"alpha": 0.1, "beta": 2}
     with pytest.raises(ScenarioError, match="given twice"):
         expand_grid(linked, region=["x"])
+
+
+def test_a_killed_local_worker_is_red_worker_lost_and_the_queue_goes_on(project: Path) -> None:
+    """SIGKILL the process running one build: that row is red worker_lost, a fresh pool runs the rest."""
+    import threading
+
+    table = pd.DataFrame({"scenario_name": ["victim", "a", "b"], "label": list("vab"), "sleep": [120, 0, 0]})
+    victim_dir = project / "runs" / "pipe" / "victim"
+    killed: list[int] = []
+
+    def kill_the_victims_worker() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            for kernel in kernels_mentioning(str(victim_dir)):
+                parent = kernel.parent()
+                if parent is not None and "ipykernel" not in " ".join(parent.cmdline()):
+                    time.sleep(1.0)  # let the nested flow's kernel start too
+                    parent.kill()
+                    killed.append(parent.pid)
+                    return
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_the_victims_worker, daemon=True)
+    killer.start()
+    out = conduct(table, project / "builds" / "pipe.py", max_parallel=1, progress=False, raise_on_failure=False)
+    killer.join(5)
+    assert killed, "the victim's worker process was never found"
+    rows = out.set_index("scenario_name")
+    assert rows.loc["victim", "status"] == "red" and rows.loc["victim", "error"].startswith("worker_lost")
+    assert list(rows.loc[["a", "b"], "status"]) == ["green", "green"]
+    record = json.loads((victim_dir / "pipe_status.json").read_text())
+    assert (record["state"], record["error"]["type"]) == ("finished", "WorkerLost")
+    deadline = time.monotonic() + 20
+    while kernels_mentioning(str(victim_dir)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert kernels_mentioning(str(victim_dir)) == [], "the dead worker's kernels outlived it"

@@ -6,14 +6,18 @@ hang; ``serial`` runs each build at submit time, one after another, for debuggin
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import signal
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from ductaflow.executors.base import ExecutorBackend
+
+log = logging.getLogger(__name__)
 
 _BUSY = False
 
@@ -59,12 +63,25 @@ class LocalBackend(ExecutorBackend):
 
     def __init__(self, max_workers: int | None) -> None:
         workers = max(1, int(max_workers or os.cpu_count() or 1))
+        super().__init__(self._pool(workers), workers, owned=True)
+        self.name = "local"
+
+    @staticmethod
+    def _pool(workers: int) -> ProcessPoolExecutor:
         method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-        pool = ProcessPoolExecutor(
+        return ProcessPoolExecutor(
             max_workers=workers, mp_context=multiprocessing.get_context(method), initializer=_worker_init
         )
-        super().__init__(pool, workers, owned=True)
-        self.name = "local"
+
+    def submit(self, fn: Callable[[dict[str, Any]], dict[str, Any]], task: dict[str, Any]) -> Future[Any]:
+        """As the pool's submit; a pool broken by a dead worker is replaced so the queue goes on."""
+        try:
+            return super().submit(fn, task)
+        except BrokenProcessPool:
+            log.warning("a worker process died; the builds it shared the pool with are lost, starting a new pool")
+            self.executor.shutdown(wait=True, cancel_futures=True)
+            self.executor = self._pool(self.workers)
+            return super().submit(fn, task)
 
     def describe(self) -> str:
         return f"{self.workers} local worker process(es)"
