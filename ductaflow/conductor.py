@@ -1,8 +1,9 @@
 """The conductor: one build instance per scenario row, run in parallel, reported live.
 
-One scheduling loop over any ``concurrent.futures.Executor`` (``wait(FIRST_COMPLETED)``,
-never polling). Workers only run a build and return plain data; this process alone
-writes shared files: the conductor state file and the HTML report.
+One scheduling loop over the futures of a :class:`~ductaflow.executors.Backend` (local
+processes, this process, Dask; ``wait(FIRST_COMPLETED)``, never polling). Workers only
+run a build and return plain data; this process alone writes the shared files: the
+conductor state file, the ledger, the results table and the HTML report.
 """
 
 from __future__ import annotations
