@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from procs import wait_for_no_kernels
-from test_example import _copy_example, _env
+from test_example import _copy_example, _env, _no_inherited_root  # noqa: F401 - an autouse fixture
 
 from ductaflow import SharedFilesystemError, conduct, ledger
 from ductaflow.executors.dask import DaskBackend
@@ -67,12 +67,6 @@ def client() -> Iterator[object]:
     with distributed.Client(cluster) as c:
         yield c
     cluster.close()
-
-
-@pytest.fixture(autouse=True)
-def _no_inherited_root(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in [k for k in os.environ if k.startswith("DUCTAFLOW_")]:
-        monkeypatch.delenv(key)
 
 
 @pytest.fixture
