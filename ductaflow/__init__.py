@@ -22,6 +22,7 @@ from ductaflow.errors import (  # noqa: E402
     MissingParametersCell,
     ScenarioError,
     SharedFilesystemError,
+    UnsafePath,
 )
 from ductaflow.execute import run_notebook, run_step_flow  # noqa: E402
 from ductaflow.models import ErrorInfo, FlowResult, Status  # noqa: E402
@@ -77,6 +78,7 @@ __all__ = [
     "ScenarioError",
     "SharedFilesystemError",
     "Status",
+    "UnsafePath",
     "__version__",
     "analyze_execution_logs",
     "classify",

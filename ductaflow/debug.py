@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from ductaflow.config import find_project_root, normalise_config
-from ductaflow.errors import DuctaflowError, FlowFileError
+from ductaflow.errors import DuctaflowError, FlowFileError, UnsafePath
 from ductaflow.execute import resolve_flow_path
 from ductaflow.flow import parameterise, read_flow
-from ductaflow.rundir import atomic_write_json, atomic_write_text, read_json
+from ductaflow.rundir import atomic_write_json, atomic_write_text, contained_dir, read_json
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def debug_flow(
         if default is not None:
             cfg = normalise_config(default)
     cfg["_project_root"] = str(root)
-    exec_dir = Path(execution_dir).resolve()
+    exec_dir = contained_dir(execution_dir, [root / "runs"])
     if exec_dir.exists() and any(exec_dir.iterdir()) and not force:
         raise DuctaflowError(f"{exec_dir} is not empty; pass force=True to prepare a debug session there")
     exec_dir.mkdir(parents=True, exist_ok=True)
@@ -62,7 +62,7 @@ def prepare_debug_notebook(instance_dir: str | Path, flow: str | None = None, fo
     paths resolve exactly as they did in the recorded run. The executed notebook (the
     evidence) is never touched.
     """
-    inst = Path(instance_dir).resolve()
+    inst = contained_dir(instance_dir)  # refuses a link out of the runs root it sits in
     if not inst.is_dir():
         raise DuctaflowError(f"instance directory not found: {inst}")
     configs = sorted(p for p in inst.glob("*_config.json") if not p.name.endswith("_debug_config.json"))
@@ -89,10 +89,12 @@ def prepare_debug_notebook(instance_dir: str | Path, flow: str | None = None, fo
     if flow_path is None:
         raise FlowFileError(f"cannot find the source of flow '{flow}' recorded in {inst}")
     target = inst / f"{flow}_debug.ipynb"
+    if target.is_symlink():
+        raise UnsafePath(f"{target} is a symlink; ductaflow does not write through links (remove it)")
     if target.exists() and not force:
         raise DuctaflowError(f"{target} exists; pass --force to replace it")
     import nbformat
 
     nb = parameterise(read_flow(flow_path), cfg)
-    nbformat.write(nb, str(target))
+    atomic_write_text(target, nbformat.writes(nb))  # replaces the file, never writes into another
     return target

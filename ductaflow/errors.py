@@ -8,6 +8,7 @@ carries an ``exit_code`` that the CLI uses verbatim:
   - ``MissingParametersCell``: the flow has no (or more than one) cell tagged ``parameters``.
   - ``ConfigError``: a config file is missing, not JSON, not an object, or not serialisable.
   - ``InvalidName``: an instance or step name outside the safe set.
+  - ``UnsafePath``: a directory inside a runs root that leads out of it through a symlink.
   - ``ScenarioError``: a scenario table that cannot become build instances.
   - ``MissingExtra``: an optional integration was asked for but is not installed.
   - ``SharedFilesystemError``: distributed workers cannot see the runs root at its path.
@@ -43,6 +44,10 @@ class ConfigError(DuctaflowError):
 
 class InvalidName(DuctaflowError):
     """An instance or step name is unsafe as a directory name."""
+
+
+class UnsafePath(DuctaflowError):
+    """A directory that sits in a runs root but resolves outside it (a symlink): never written or cleared."""
 
 
 class ScenarioError(DuctaflowError):

@@ -111,8 +111,9 @@ def _tail(text: str, lines: int = MAX_TRACEBACK_LINES) -> str:
 def href(runs_root: Path, path: Path, anchor: str = "") -> str | None:
     """A URL for ``path`` relative to the report in ``runs_root``, or None.
 
-    None when the path is not lexically inside the root, has ``.``/``..`` parts, or is
-    not an existing file: a dropped link is better than one that escapes or dangles.
+    None when the path is not lexically inside the root, has ``.``/``..`` parts, is not an
+    existing file, or resolves outside the root through a symlink: a dropped link is better
+    than one that escapes or dangles.
     """
     try:
         rel = Path(path).relative_to(runs_root)
@@ -121,10 +122,18 @@ def href(runs_root: Path, path: Path, anchor: str = "") -> str | None:
     parts = rel.parts
     if not parts or any(p in ("", ".", "..") or "/" in p or "\\" in p for p in parts):
         return None
-    if not Path(path).is_file():
+    if not Path(path).is_file() or not _resolves_inside(runs_root, Path(path)):
         return None
     url = "/".join(quote(p, safe="") for p in parts)
     return f"{url}#{quote(anchor, safe='')}" if anchor else url
+
+
+def _resolves_inside(runs_root: Path, path: Path) -> bool:
+    """True when ``path``, symlinks followed, is still below the (resolved) runs root."""
+    try:
+        return path.resolve().is_relative_to(runs_root.resolve())
+    except OSError:
+        return False
 
 
 def _inside(runs_root: Path, rel: Any) -> Path | None:

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ductaflow.errors import InvalidName
+from ductaflow.errors import InvalidName, UnsafePath
+
+log = logging.getLogger(__name__)
 
 #: Names are 1-128 characters from this set and start with a letter or digit.
 SAFE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]{0,127}$")
 SAFE_NAME_DOC = "1-128 characters from A-Z a-z 0-9 . _ = + -, starting with a letter or digit"
 _WINDOWS_RESERVED = {"con", "prn", "aux", "nul"} | {f"{p}{i}" for p in ("com", "lpt") for i in range(1, 10)}
+#: The runs root's own folder (ledger, conductor state): marks a directory as a runs root.
+RUNS_MARKER = ".ductaflow"
 
 ARTIFACT_SUFFIXES = (
     ".ipynb",
@@ -42,6 +48,35 @@ def validate_name(name: object, what: str = "instance name") -> str:
     return name
 
 
+def _runs_roots_above(path: Path) -> list[Path]:
+    """Ancestors of ``path`` that hold a runs root's ``.ductaflow`` folder, nearest first."""
+    return [p for p in path.parents if (p / RUNS_MARKER).is_dir()]
+
+
+def contained_dir(path: str | Path, runs_roots: Iterable[str | Path | None] = ()) -> Path:
+    """``path`` resolved, refusing one that sits in a runs root but leads out of it by a symlink.
+
+    A runs root is one of ``runs_roots`` or any ancestor holding ``.ductaflow``. A directory
+    lexically inside one must resolve inside it (the root itself may be a symlink, say to a
+    bigger disk): ductaflow deletes and writes in instance directories, and a link planted
+    there must not make it delete or overwrite files elsewhere. Paths outside every runs
+    root (an ``--output-dir`` the user chose) are taken as given.
+    """
+    lexical = Path(os.path.abspath(path))
+    resolved = lexical.resolve()
+    roots = [Path(os.path.abspath(r)) for r in runs_roots if r] + _runs_roots_above(lexical)
+    for root in roots:
+        if root != lexical and root not in lexical.parents:
+            continue
+        real_root = root.resolve()
+        if resolved != real_root and real_root not in resolved.parents:
+            raise UnsafePath(
+                f"{lexical} is inside the runs root {root} but leads to {resolved} through a symlink; "
+                "ductaflow does not write or delete outside the runs root (remove the link)"
+            )
+    return resolved
+
+
 def artifact_paths(execution_dir: Path, flow: str) -> dict[str, Path]:
     """The files ductaflow owns for one flow in one instance directory."""
     return {
@@ -57,17 +92,20 @@ def clear_artifacts(execution_dir: Path, flow: str) -> None:
     """Remove an earlier run's artifacts so none of them survives beside the new ones.
 
     The status record goes first: a crash part-way leaves no record claiming completion.
+    Only names inside ``execution_dir`` are removed: a symlink among them is removed itself
+    (its target is never touched), and nothing is removed through a symlinked sub-folder.
     """
     paths = artifact_paths(execution_dir, flow)
-    for key in ("status", "notebook", "html", "log", "config"):
-        try:
-            paths[key].unlink()
-        except FileNotFoundError:
-            pass
+    home = execution_dir.resolve()
     # Also the results the earlier run recorded (record / record_table) and a build's list of
     # the steps its last run reached (this run writes its own).
     extra = [execution_dir / "runs" / ".steps.json", execution_dir / f"{flow}_metrics.parquet"]
-    for path in [*extra, *execution_dir.glob(f"{flow}_table_*.parquet")]:
+    victims = [paths[k] for k in ("status", "notebook", "html", "log", "config")]
+    for path in [*victims, *extra, *execution_dir.glob(f"{flow}_table_*.parquet")]:
+        parent = path.parent.resolve()
+        if parent != home and home not in parent.parents:
+            log.warning("not removing %s: its folder leads out of %s", path, execution_dir)
+            continue
         try:
             path.unlink()
         except FileNotFoundError:

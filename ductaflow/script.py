@@ -22,7 +22,7 @@ from ductaflow.capture import OutputSink
 from ductaflow.config import find_project_root, load_config_file
 from ductaflow.errors import DuctaflowError
 from ductaflow.models import ErrorInfo, FlowResult
-from ductaflow.rundir import artifact_paths, atomic_write_json, clear_artifacts
+from ductaflow.rundir import artifact_paths, atomic_write_json, clear_artifacts, contained_dir
 from ductaflow.status import classify
 
 PATH_KEY_SUFFIXES = ("_path", "_dir", "_file", "_folder")
@@ -118,7 +118,12 @@ def load_cli_config(
     cfg["_project_root"] = str(root)
     os.environ["DUCTAFLOW_PROJECT_ROOT"] = str(root)  # this process is the flow's own
     if args.output_dir:
-        _CliRecorder.start(Path(args.output_dir).resolve(), flow, cfg, no_execute=args.no_execute)
+        try:
+            out = contained_dir(args.output_dir, [root / "runs"])
+        except DuctaflowError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        _CliRecorder.start(out, flow, cfg, no_execute=args.no_execute)
     if args.no_execute:
         print("--no-execute: config loaded, flow not run")
         raise SystemExit(0)
