@@ -25,7 +25,7 @@ from ductaflow.charts import results_view
 from ductaflow.errors import InvalidName
 from ductaflow.models import FlowResult
 from ductaflow.records import STATUS_SUFFIX, InstanceSummary, summarize_instance
-from ductaflow.rundir import atomic_write_text, validate_name
+from ductaflow.rundir import atomic_write_text, check_component
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def _fmt_value(value: Any) -> str:
 
 
 def _tail(text: str, lines: int = MAX_TRACEBACK_LINES) -> str:
-    parts = (text or "").strip("\n").splitlines()
+    parts = (text or "").strip("\n").split("\n")  # not splitlines(): U+2028 in a message is text
     return "\n".join(parts[-lines:])
 
 
@@ -298,7 +298,7 @@ def _conductor_section(runs_root: Path, path: Path, doc: Any, index: int) -> dic
     if not isinstance(doc, dict) or not isinstance(doc.get("scenarios"), list):
         raise ValueError("not a conductor state document (no 'scenarios' list)")
     try:
-        build = validate_name(doc.get("build") or path.stem, "build name")
+        build = check_component(doc.get("build") or path.stem, "build name")
     except InvalidName as exc:
         raise ValueError(str(exc)) from exc
     entries = [e for e in doc["scenarios"] if isinstance(e, dict)]
