@@ -8,6 +8,7 @@ by ductaflow). Later layers replace earlier ones key by key; nested dicts merge.
 from __future__ import annotations
 
 import json
+import keyword
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,25 +20,98 @@ PROJECT_MARKERS = ("pyproject.toml", ".git", "ductaflow.toml")
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a JSON object from ``path``; errors name the file, line and column."""
+    """Read a JSON object from ``path``; errors name the file and the line/column or key.
+
+    Rejected beyond invalid JSON: a top level that is not an object, ``NaN``/``Infinity``
+    (not JSON), a key given twice in one object (JSON would silently keep the last), lone
+    surrogates (not writable as UTF-8) and top-level keys that are not Python names. A
+    UTF-8 byte order mark, as Windows editors write, is accepted.
+    """
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
     try:
-        text = p.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"config file {p} is not UTF-8 text (byte {exc.start})") from None
+        raw = p.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read config file {p}: {exc.strerror}") from None
     try:
-        data = json.loads(text)
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError(
+            f"config file {p} is not UTF-8 text: byte 0x{raw[exc.start]:02x} at line {line}, column {column} "
+            "(save it as UTF-8)"
+        ) from None
+    try:
+        data = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"config file {p} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
         ) from None
+    except ValueError as exc:  # raised by the two hooks above
+        raise ConfigError(f"config file {p}: {exc}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {p} must hold a JSON object, found {type(data).__name__}")
+        raise ConfigError(f"config file {p} must hold a JSON object {{...}}, found {_json_kind(data)}")
+    check_text(data, f"config file {p}")
+    check_keys(data, f"config file {p}")
     return data
+
+
+def _json_kind(value: Any) -> str:
+    """What a parsed JSON value is, in JSON's words (with Python's in brackets)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false (bool)"
+    kinds = {list: "an array (list)", str: "a string", int: "a number (int)", float: "a number (float)"}
+    return kinds.get(type(value), type(value).__name__)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (JSON has no NaN or infinity)")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"key {key!r} appears twice in one object")
+        out[key] = value
+    return out
+
+
+def check_keys(config: Mapping[str, Any], where: str = "config") -> None:
+    """Top-level keys must be Python names: flows turn them into variables (``unpack_config``).
+
+    Nested keys are data (zone ids, labels) and may be any string.
+    """
+    for key in config:
+        if not isinstance(key, str) or not key.isidentifier() or keyword.iskeyword(key):
+            raise ConfigError(
+                f"{where}: key {key!r} is not a Python name (letters, digits and _, not starting "
+                "with a digit, not a keyword); flows unpack top-level keys into variables, so rename it"
+            )
+
+
+def check_text(value: Any, where: str) -> None:
+    """Raise when a string (key or value) holds a lone surrogate, which UTF-8 files cannot store."""
+    if isinstance(value, str):
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ConfigError(
+                    f"{where} holds a lone surrogate {value[exc.start]!r} at character {exc.start}, "
+                    "which is not text UTF-8 can store"
+                ) from None
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            check_text(k, f"{where}: key")
+            check_text(v, f"{where}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            check_text(v, f"{where}[{i}]")
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -57,7 +131,10 @@ def to_jsonable(value: Any, where: str = "config") -> Any:
     NaN and infinities are rejected: JSON has no spelling for them and silently turning
     them into ``null`` would change a scenario's meaning.
     """
-    if value is None or isinstance(value, (bool, str)):
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        check_text(value, where)
         return value
     if isinstance(value, int):
         return int(value)
@@ -70,6 +147,7 @@ def to_jsonable(value: Any, where: str = "config") -> Any:
         for k, v in value.items():
             if not isinstance(k, str):
                 raise ConfigError(f"{where} has a non-string key {k!r}")
+            check_text(k, f"{where}: key")
             out[k] = to_jsonable(v, f"{where}.{k}")
         return out
     if isinstance(value, (list, tuple)):
@@ -98,6 +176,7 @@ def normalise_config(config: Mapping[str, Any] | str | Path | None, where: str =
         return load_config_file(config)
     if not isinstance(config, Mapping):
         raise ConfigError(f"{where} must be a dict or a path to a JSON file, got {type(config).__name__}")
+    check_keys(config, where)
     return to_jsonable(config, where)
 
 
