@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import json
 import pprint
 import re
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from ductaflow.errors import FlowFileError, MissingParametersCell
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
 FLOW_SUFFIXES = (".py", ".ipynb")
+#: Configs whose JSON is longer than this are injected as one JSON string, not a dict literal.
+LITERAL_LIMIT = 200_000
 _DEFAULT_CONFIG_CALL = re.compile(
     r"""(?:flow_config|load_cli_config)\(\s*(?:config\s*,\s*)?(?:default_config_path\s*=\s*)?[rR]?["']([^"']+\.json)["']"""
 )
@@ -124,18 +127,40 @@ def _strip_magics(source: str) -> str:
     return "\n".join("" if ln.lstrip().startswith(("%", "!", "?")) else ln for ln in source.splitlines())
 
 
-def config_cell_source(config: dict[str, Any]) -> str:
-    """Python source assigning ``config``: a literal that round-trips every JSON value exactly."""
+def config_cell_source(config: dict[str, Any], config_file: str | None = None) -> str:
+    """Python source assigning ``config``, so that the kernel sees exactly the given values.
+
+    A readable dict literal. Above ``LITERAL_LIMIT`` characters of JSON the cell reads
+    ``config_file`` (the recorded config beside the notebook, in the kernel's working
+    directory) instead: a multi-megabyte literal takes minutes to format and compile and
+    makes the notebook too big to open.
+    """
+    text = json.dumps(config, ensure_ascii=False, allow_nan=False)
+    if len(text) > LITERAL_LIMIT:
+        head = f"# Parameters injected by ductaflow: {len(text):,} characters of JSON"
+        if config_file is None:
+            return f"{head}\nconfig = __import__('json').loads({text!r})\n"
+        return (
+            f"{head}, read from the recorded config {config_file} beside this notebook\n"
+            "import json as _ductaflow_json\n"
+            f"with open({config_file!r}, encoding='utf-8') as _ductaflow_file:\n"
+            "    config = _ductaflow_json.load(_ductaflow_file)\n"
+            "del _ductaflow_json, _ductaflow_file\n"
+        )
     body = pprint.pformat(config, indent=1, width=100, sort_dicts=False)
     return f"# Parameters injected by ductaflow\nconfig = {body}\n"
 
 
 def parameterise(flow: Flow, config: dict[str, Any], kernel_name: str | None = None) -> NotebookNode:
-    """A copy of the flow's notebook with the config cell inserted after the parameters cell."""
+    """A copy of the flow's notebook with the config cell inserted after the parameters cell.
+
+    The notebook runs in an instance directory that holds ``<flow>_config.json`` (this
+    config, recorded): a large config is read from there rather than inlined.
+    """
     nb = nbformat.from_dict(flow.notebook)
     nb.cells = [c for c in nb.cells if INJECTED_TAG not in c.get("metadata", {}).get("tags", [])]
     idx = next(i for i, c in enumerate(nb.cells) if PARAMETERS_TAG in c.get("metadata", {}).get("tags", []))
-    cell = nbformat.v4.new_code_cell(config_cell_source(config))
+    cell = nbformat.v4.new_code_cell(config_cell_source(config, f"{flow.name}_config.json"))
     cell.metadata["tags"] = [INJECTED_TAG]
     nb.cells.insert(idx + 1, cell)
     for c in nb.cells:  # nbformat >= 5.1 wants ids; jupytext output may lack them

@@ -22,6 +22,9 @@ _WINDOWS_RESERVED = {"con", "prn", "aux", "nul"} | {f"{p}{i}" for p in ("com", "
 #: The runs root's own folder (ledger, conductor state): marks a directory as a runs root.
 RUNS_MARKER = ".ductaflow"
 
+#: JSON longer than this is written without indentation (the indenting encoder is pure Python).
+_INDENT_LIMIT = 1_000_000
+
 ARTIFACT_SUFFIXES = (
     ".ipynb",
     ".html",
@@ -142,8 +145,11 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
-    """Atomically write ``data`` as indented UTF-8 JSON."""
-    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    """Atomically write ``data`` as UTF-8 JSON: indented, unless it is large (then compact, 10x faster)."""
+    text = json.dumps(data, ensure_ascii=False, allow_nan=False)
+    if len(text) < _INDENT_LIMIT:
+        text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False)
+    atomic_write_text(path, text + "\n")
 
 
 def read_json(path: Path) -> Any:
