@@ -9,6 +9,7 @@ exit. Kernels run in their own session; a terminal's Ctrl-C does not reach them,
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import logging
 import os
@@ -20,9 +21,12 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
+from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.kernelspec import KernelSpec
+from jupyter_client.manager import AsyncKernelManager
 from nbclient.util import run_sync
 from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine, papermill_engines
@@ -187,6 +191,44 @@ def kill_all_kernels() -> None:
 atexit.register(kill_all_kernels)
 
 
+class ReadyClient(AsyncKernelClient):
+    """jupyter_client's async client, minus a fixed cost: its ``wait_for_ready`` ends by
+    draining IOPub until 0.2 s pass in silence, on every kernel. Start-up messages carry no
+    request of ours (nbclient only reads replies to its own requests), so a short drain
+    suffices."""
+
+    async def _ready(self, timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (timeout if timeout is not None else float("inf"))
+        while True:
+            self.kernel_info()
+            try:
+                msg = await self.shell_channel.get_msg(timeout=1)
+            except Empty:
+                msg = None
+            if msg is not None and msg["msg_type"] == "kernel_info_reply":
+                try:  # IOPub connected: the kernel's busy/idle for that request comes through
+                    await self.iopub_channel.get_msg(timeout=1)
+                except Empty:
+                    pass
+                else:
+                    self._handle_kernel_info_reply(msg)
+                    break
+            if not await self._async_is_alive():
+                raise RuntimeError("Kernel died before replying to kernel_info")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Kernel didn't respond in {timeout:.0f} seconds")
+        while True:  # drop what is already queued, without waiting for silence
+            try:
+                await self.iopub_channel.get_msg(timeout=_DRAIN_S)
+            except Empty:
+                break
+
+    wait_for_ready = _ready
+
+
+_DRAIN_S = 0.01
+
+
 def _current_python_spec() -> KernelSpec:
     return KernelSpec(
         argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
@@ -196,6 +238,17 @@ def _current_python_spec() -> KernelSpec:
     )
 
 
+class KernelManager(AsyncKernelManager):
+    """jupyter_client's async manager, except that after killing a kernel it checks every
+    few milliseconds (not every 100 ms) whether it has gone: ~0.1 s less per flow."""
+
+    async def _async_wait(self, pollinterval: float = 0.1) -> None:
+        delay = 0.002
+        while await self._async_is_alive():
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, pollinterval)
+
+
 class DuctaflowClient(PapermillNotebookClient):
     """papermill's client plus live capture and kernel tracking."""
 
@@ -203,6 +256,7 @@ class DuctaflowClient(PapermillNotebookClient):
     handle = AnyTrait(default_value=None, allow_none=True)
     use_current_python = AnyTrait(default_value=True)
     kernel_env = AnyTrait(default_value=None, allow_none=True)
+    kernel_manager_class = AnyTrait(default_value=KernelManager)
 
     def create_kernel_manager(self) -> Any:
         km = super().create_kernel_manager()
@@ -217,6 +271,7 @@ class DuctaflowClient(PapermillNotebookClient):
             runtime.mkdir(parents=True, exist_ok=True)
             km.transport = "ipc"
             km.ip = str(runtime / f"df-{uuid.uuid4().hex[:16]}")
+        km.client_class = f"{__name__}.ReadyClient"
         return km
 
     async def async_start_new_kernel(self, **kwargs: Any) -> None:
