@@ -227,6 +227,7 @@ class ReadyClient(AsyncKernelClient):
 
 
 _DRAIN_S = 0.01
+_SAVE_EVERY_S = 1.0
 
 
 def _current_python_spec() -> KernelSpec:
@@ -333,6 +334,17 @@ class DuctaflowEngine(NBClientEngine):
         kwargs.pop("input_path", None)
         kwargs.pop("timeout", None)
         kwargs.pop("startup_timeout", None)
+        # papermill saves the notebook before and after every cell; at most one
+        # intermediate save a second is plenty to follow a run or survive a crash, and the
+        # final save (also of a failed run) happens after this returns, unthrottled.
+        save, last = nb_man.save, [time.monotonic()]
+
+        def throttled_save(**kw: Any) -> None:
+            if time.monotonic() - last[0] >= _SAVE_EVERY_S:
+                save(**kw)
+                last[0] = time.monotonic()
+
+        nb_man.save = throttled_save
         client = DuctaflowClient(
             nb_man,
             timeout=execution_timeout,
@@ -343,7 +355,10 @@ class DuctaflowEngine(NBClientEngine):
             shutdown_kernel="immediate",
             **kwargs,
         )
-        return client.execute()
+        try:
+            return client.execute()
+        finally:
+            nb_man.save = save
 
 
 papermill_engines.register(ENGINE_NAME, DuctaflowEngine)
