@@ -168,7 +168,11 @@ def findings(sections: list[Section]) -> list[str]:
         )
         seq = med("trivial.run_notebook")
         if seq:
-            out.append(f"run_notebook spends {1 / seq - life:+.2f} s per trivial flow beyond that bare kernel life")
+            out.append(
+                f"a run_notebook loop takes {1 / seq:.2f} s per trivial flow against that bare kernel's {life:.2f} s "
+                f"({1 / seq - life:+.2f} s: ductaflow's own work per flow, lost in the noise when near zero; the two "
+                "were measured minutes apart and the bare kernel talks TCP, ductaflow's IPC)"
+            )
     grace, now = med("anatomy.shutdown_graceful"), med("anatomy.shutdown_now")
     if grace is not None and now is not None:
         out.append(f"graceful kernel shutdown {grace:.3f} s vs immediate {now:.3f} s (papermill's default is graceful)")
