@@ -8,9 +8,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-from ductaflow.build import step  # noqa: E402
 from ductaflow.config import deep_merge, load_config_file  # noqa: E402
-from ductaflow.debug import debug_flow, prepare_debug_notebook  # noqa: E402
 from ductaflow.errors import (  # noqa: E402
     ConductorFailed,
     ConfigError,
@@ -24,7 +22,6 @@ from ductaflow.errors import (  # noqa: E402
     SharedFilesystemError,
     UnsafePath,
 )
-from ductaflow.execute import run_notebook, run_step_flow  # noqa: E402
 from ductaflow.models import ErrorInfo, FlowResult, Status  # noqa: E402
 from ductaflow.script import (  # noqa: E402
     display_config_summary,
@@ -35,8 +32,15 @@ from ductaflow.script import (  # noqa: E402
 )
 from ductaflow.status import analyze_execution_logs, classify, is_warning_line  # noqa: E402
 
-# Loaded on first use: the conductor pulls in pandas, the report Jinja2.
+# Loaded on first use: running flows pulls in papermill and nbformat (~0.2 s even before
+# papermill), the conductor pandas, the report Jinja2. A flow kernel that only calls
+# flow_config pays for none of them.
 _LAZY = {
+    "step": "ductaflow.build",
+    "run_notebook": "ductaflow.execute",
+    "run_step_flow": "ductaflow.execute",
+    "debug_flow": "ductaflow.debug",
+    "prepare_debug_notebook": "ductaflow.debug",
     "conduct": "ductaflow.conductor",
     "expand_grid": "ductaflow.scenarios",
     "generate_status_report": "ductaflow.report",
@@ -44,6 +48,10 @@ _LAZY = {
     "record": "ductaflow.results",
     "record_table": "ductaflow.results",
 }
+
+
+# The submodule first: importing it later would rebind ``ductaflow.ledger`` to the module.
+import ductaflow.ledger  # noqa: E402, F401, I001
 
 
 def ledger(runs_root: str | Path = "runs") -> Any:

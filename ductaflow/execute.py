@@ -311,11 +311,11 @@ def _execute(
     extra_env: Mapping[str, str],
 ) -> dict[str, Any]:
     """Run the parameterised notebook; classify whatever happens. Never leaves a kernel."""
-    import papermill as pm
+    from ductaflow.engine import ENGINE_NAME, KernelHandle, papermill  # it imports papermill lean
+
+    pm = papermill()
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError
-
-    from ductaflow.engine import ENGINE_NAME, KernelHandle
 
     sink = OutputSink(paths["log"])
     handle = KernelHandle(watch_dir=exec_dir)
