@@ -94,24 +94,26 @@ def check_keys(config: Mapping[str, Any], where: str = "config") -> None:
             )
 
 
-def check_text(value: Any, where: str) -> None:
+def check_text(value: Any, where: str, path: str = "") -> None:
     """Raise when a string (key or value) holds a lone surrogate, which UTF-8 files cannot store."""
     if isinstance(value, str):
         if not value.isascii():
             try:
                 value.encode("utf-8")
             except UnicodeEncodeError as exc:
+                at = f" at {path!r}" if path else ""
                 raise ConfigError(
-                    f"{where} holds a lone surrogate {value[exc.start]!r} at character {exc.start}, "
+                    f"{where}{at} holds a lone surrogate {value[exc.start]!r} at character {exc.start}, "
                     "which is not text UTF-8 can store"
                 ) from None
     elif isinstance(value, Mapping):
         for k, v in value.items():
-            check_text(k, f"{where}: key")
-            check_text(v, f"{where}.{k}")
+            sub = f"{path}.{k}" if path else str(k)
+            check_text(k, where, f"{sub} (the key)")
+            check_text(v, where, sub)
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            check_text(v, f"{where}[{i}]")
+            check_text(v, where, f"{path}[{i}]")
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -147,7 +149,7 @@ def to_jsonable(value: Any, where: str = "config") -> Any:
         for k, v in value.items():
             if not isinstance(k, str):
                 raise ConfigError(f"{where} has a non-string key {k!r}")
-            check_text(k, f"{where}: key")
+            check_text(k, f"{where}: the key {k!r}")
             out[k] = to_jsonable(v, f"{where}.{k}")
         return out
     if isinstance(value, (list, tuple)):
