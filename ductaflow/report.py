@@ -8,10 +8,12 @@ Links are relative to the report (which sits in the runs root) and never leave i
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
 import secrets
+import stat
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -113,27 +115,55 @@ def href(runs_root: Path, path: Path, anchor: str = "") -> str | None:
 
     None when the path is not lexically inside the root, has ``.``/``..`` parts, is not an
     existing file, or resolves outside the root through a symlink: a dropped link is better
-    than one that escapes or dangles.
+    than one that escapes or dangles. (Strings, not pathlib: a report checks ~20 links per
+    instance, and pathlib's parsing was most of the cost of a large report.)
     """
-    try:
-        rel = Path(path).relative_to(runs_root)
-    except ValueError:
+    full, root = os.fspath(path), os.fspath(runs_root).rstrip(os.sep) + os.sep
+    if not full.startswith(root):
         return None
-    parts = rel.parts
-    if not parts or any(p in ("", ".", "..") or "/" in p or "\\" in p for p in parts):
+    parts = full[len(root):].split(os.sep)
+    if any(p in ("", ".", "..") or "\\" in p for p in parts):
         return None
-    if not Path(path).is_file() or not _resolves_inside(runs_root, Path(path)):
+    if not _resolves_inside(root, full):
         return None
     url = "/".join(quote(p, safe="") for p in parts)
     return f"{url}#{quote(anchor, safe='')}" if anchor else url
 
 
-def _resolves_inside(runs_root: Path, path: Path) -> bool:
-    """True when ``path``, symlinks followed, is still below the (resolved) runs root."""
+def _resolves_inside(root: str, path: str) -> bool:
+    """True when ``path`` is a file that, symlinks followed, is still below ``root``.
+
+    Folders' real paths are cached for one report; only a file that is itself a symlink
+    is resolved on its own.
+    """
     try:
-        return path.resolve().is_relative_to(runs_root.resolve())
+        st = os.lstat(path)
     except OSError:
         return False
+    if stat.S_ISLNK(st.st_mode):
+        real = os.path.realpath(path)
+        return os.path.isfile(real) and _within(real, _real(root))
+    return stat.S_ISREG(st.st_mode) and _within(_real(os.path.dirname(path)), _real(root))
+
+
+def _within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+@functools.lru_cache(maxsize=16384)
+def _real(folder: str) -> str:
+    """A folder's real path, cached for one report (``collect_report`` clears it): built
+    from its parent's, so each folder costs one lstat instead of one per path component."""
+    parent, name = os.path.split(folder)
+    if not name or parent == folder or name in (".", ".."):
+        return os.path.realpath(folder)
+    candidate = os.path.join(_real(parent), name)
+    try:
+        if not stat.S_ISLNK(os.lstat(candidate).st_mode):
+            return candidate
+    except OSError:
+        pass
+    return os.path.realpath(candidate)
 
 
 def _inside(runs_root: Path, rel: Any) -> Path | None:
@@ -385,6 +415,7 @@ def collect_report(runs_root: str | Path) -> dict[str, Any]:
     flow directory. ``live`` is true while any conductor says it is running.
     """
     root = Path(runs_root).absolute()
+    _real.cache_clear()  # symlinks may have changed since the last report
     notices: list[str] = []
     sections: list[dict[str, Any]] = []
     with _captured_warnings(notices, root):
