@@ -34,7 +34,7 @@ from ductaflow.progress import Reporter, make_reporter
 from ductaflow.records import summarize_instance
 from ductaflow.rundir import atomic_write_json
 from ductaflow.scenarios import ScenarioPlan, load_scenarios, plan_scenarios
-from ductaflow.worker import finalize_lost, lost_outcome, run_build
+from ductaflow.worker import conductor_identity, finalize_lost, lost_outcome, run_build
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +198,7 @@ def conduct(
         raise
     run = _Run(build_flow.path, runs, plans, [str(c) for c in table.columns])
     attempts = runs / STATE_DIR / "attempts" / f"{build_flow.name}-{os.getpid()}-{time.time_ns()}"
+    me = conductor_identity()  # workers this process started stop their builds if it dies
     tasks = [
         {
             "build_path": str(build_flow.path),
@@ -209,6 +210,7 @@ def conduct(
             "force": force,
             "attempt_file": str(attempts / f"{p.instance}.json"),
             "lost_retries": lost_retries,
+            "conductor": me,
             "context": {
                 "build": build_flow.name,
                 "scenario": p.values,

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -21,8 +23,79 @@ from typing import Any
 from ductaflow.errors import DuctaflowError
 from ductaflow.models import Status
 
+log = logging.getLogger(__name__)
+
 #: The error text of a build whose worker died; the conductor's rows and records start with it.
 WORKER_LOST = "worker_lost"
+#: How often a worker checks that the conductor that started it is still alive.
+_WATCH_INTERVAL_S = 1.0
+#: How long an orphaned worker waits for its interrupted builds to record themselves.
+_ORPHAN_GRACE_S = 30.0
+_WATCH_LOCK = threading.Lock()
+_RUNNING: set[str] = set()  # instance dirs of the builds this process is running now
+_WATCHING: list[int] = []  # the conductor pid the watchdog of this process follows
+
+
+def conductor_identity() -> dict[str, Any]:
+    """Who the conductor is (pid and start time), for its workers to watch it."""
+    import psutil
+
+    return {"pid": os.getpid(), "created": psutil.Process().create_time()}
+
+
+def _alive(pid: int, created: float) -> bool:
+    """The process ``pid`` started at ``created`` still runs (a zombie or a reused pid does not count)."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        return proc.create_time() == created and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _watch_conductor(conductor: Any) -> None:
+    """Start (once per process) a thread that stops this worker's builds when its conductor dies.
+
+    Only in a process the conductor started (a local pool worker, a LocalCluster worker): its
+    pool outlives a SIGKILLed conductor, and would otherwise finish the builds unwatched, then
+    wait forever for tasks, kernels and all. A worker elsewhere (another host) is left alone.
+    """
+    import psutil
+
+    if not isinstance(conductor, dict) or conductor.get("pid") in (None, os.getpid()):
+        return
+    pid, created = int(conductor["pid"]), float(conductor.get("created") or 0)
+    with _WATCH_LOCK:
+        if _WATCHING:
+            return
+        try:
+            ancestors = {(p.pid, p.create_time()) for p in psutil.Process().parents()}
+        except psutil.Error:
+            return
+        if (pid, created) not in ancestors:
+            return
+        _WATCHING.append(pid)
+    threading.Thread(target=_watchdog, args=(pid, created), name="ductaflow-conductor-watch", daemon=True).start()
+
+
+def _watchdog(pid: int, created: float) -> None:
+    """Wait for the conductor to die; then interrupt the running builds as Ctrl-C would, and exit."""
+    from ductaflow.engine import stop_kernels
+
+    while _alive(pid, created):
+        time.sleep(_WATCH_INTERVAL_S)
+    with _WATCH_LOCK:
+        running = sorted(_RUNNING)
+    log.warning("the conductor (pid %d) is gone; stopping %d build(s) and exiting", pid, len(running))
+    stop_kernels(running)
+    deadline = time.monotonic() + _ORPHAN_GRACE_S
+    while time.monotonic() < deadline:
+        with _WATCH_LOCK:
+            if not _RUNNING:
+                break
+        time.sleep(0.2)
+    os._exit(0)
 
 
 def claim_attempt(path: Path) -> int:
@@ -45,6 +118,7 @@ def run_build(task: dict[str, Any]) -> dict[str, Any]:
     from ductaflow.records import summarize_instance
 
     exec_dir = Path(task["instance_dir"])
+    _watch_conductor(task.get("conductor"))
     attempt_file = task.get("attempt_file")
     if attempt_file:
         attempt = claim_attempt(Path(attempt_file))
@@ -52,6 +126,8 @@ def run_build(task: dict[str, Any]) -> dict[str, Any]:
         if attempt > allowed:
             return lost_outcome(f"the worker running it died ({attempt - 1} attempt(s))")
     mark_busy(True)
+    with _WATCH_LOCK:
+        _RUNNING.add(str(exec_dir))
     interrupted = False
     error: str | None = None
     t0 = time.monotonic()
@@ -78,6 +154,8 @@ def run_build(task: dict[str, Any]) -> dict[str, Any]:
     finally:
         mark_busy(False)
     summary = summarize_instance(exec_dir, Path(task["build_path"]).stem)
+    with _WATCH_LOCK:  # after the record is read back: an orphaned worker exits once this is empty
+        _RUNNING.discard(str(exec_dir))
     return {
         "instance": task["instance"],
         "status": (summary.status or Status.RED).value if not error else Status.RED.value,
