@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from ductaflow.config import find_project_root, normalise_config
-from ductaflow.errors import ConductorFailed, FlowFileError
+from ductaflow.errors import ConductorFailed, DuctaflowError, FlowFileError
 from ductaflow.execute import now_iso, resolve_flow_path
 from ductaflow.execute import _sigterm_as_interrupt as sigterm_as_interrupt
 from ductaflow.executors import Backend, make_backend
@@ -91,7 +91,13 @@ class _Run:
             "columns": self.columns,
             "scenarios": list(self.rows.values()),
         }
-        atomic_write_json(self.state_path, doc)
+        try:
+            atomic_write_json(self.state_path, doc)
+        except OSError as exc:  # read-only or full disk: say so and stop, never a traceback
+            raise DuctaflowError(
+                f"cannot write the conductor state {self.state_path}: {exc.strerror or exc}; "
+                "the runs root must be writable and have free space"
+            ) from None
         if report:
             try:
                 from ductaflow.report import write_report
@@ -224,7 +230,12 @@ def conduct(
     _ingest_leftovers(runs, build_flow.name)
     _mark_up_to_date(run, plans, decisions, reporter, root)
     reporter.start(len(tasks), f"conducting {len(tasks)} scenario(s) of {build_flow.name} on {backend.describe()}")
-    run.save()
+    try:
+        run.save()
+    except BaseException:
+        backend.shutdown()
+        reporter.close()
+        raise
     interrupted = False
     try:
         with sigterm_as_interrupt():
