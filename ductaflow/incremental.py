@@ -214,15 +214,22 @@ def instance_lock(exec_dir: Path, flow_name: str, waited: list[bool] | None = No
     """Hold ``<exec_dir>/.<flow>.lock`` while a flow runs there; wait (and say so) if taken."""
     from filelock import FileLock, Timeout
 
-    exec_dir.mkdir(parents=True, exist_ok=True)
+    from ductaflow.errors import DuctaflowError
+
     lock = FileLock(str(exec_dir / f".{flow_name}.lock"))
     try:
-        lock.acquire(timeout=0)
+        exec_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:  # (a subclass of OSError) another process runs this instance
+            log.warning("%s in %s is being run by another process; waiting for it", flow_name, exec_dir)
+            if waited is not None:
+                waited.append(True)
+            lock.acquire()
     except Timeout:
-        log.warning("%s in %s is being run by another process; waiting for it", flow_name, exec_dir)
-        if waited is not None:
-            waited.append(True)
-        lock.acquire()
+        raise
+    except OSError as exc:  # a read-only or full disk: one clear line, not a bare OSError
+        raise DuctaflowError(f"cannot write to instance directory {exec_dir}: {exc.strerror or exc}") from None
     try:
         yield lock
     finally:
