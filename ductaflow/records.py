@@ -38,6 +38,8 @@ def read_status(path: Path) -> FlowResult | None:
     """The record at ``path`` as a FlowResult, or None (with a warning) when unreadable."""
     try:
         rec = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(rec, dict):  # null, a list, a string: JSON, but no record
+            raise ValueError(f"not a JSON object but {type(rec).__name__}")
         return FlowResult.from_record(rec, execution_dir=path.parent)
     except FileNotFoundError:
         return None
