@@ -36,6 +36,7 @@ SECTION_ORDER = (
     "Security: HTML report",
     "Security: links and deletion",
     "Kernel faults",
+    "Conductor faults",
 )
 
 
