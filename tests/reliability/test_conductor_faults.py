@@ -199,9 +199,11 @@ def test_conductor_sigkilled_at_four_points_then_rerun(tmp_path: Path, case) -> 
 
     def after_kill(proc: subprocess.Popen[str], evidence: Any = None) -> str:
         """Checks after every kill; ``evidence()`` looks at the files first, before the tools rewrite any."""
-        finish(proc)
+        t0 = time.monotonic()
+        finish(proc)  # also waits for the workers, which share its stdout pipe
         assert proc.returncode != 0, "the conductor was not killed"
-        survivors, waited = wait_untagged(tag)
+        survivors, _ = wait_untagged(tag)
+        waited = time.monotonic() - t0
         assert survivors == [], f"processes outlived the killed conductor: {survivors}"
         assert wait_for_no_kernels(str(root), timeout=1) == []
         for inst, started in seen.items():  # a completed instance is never lost or re-run
