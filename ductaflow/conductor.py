@@ -275,13 +275,16 @@ def _schedule(run: _Run, backend: Backend, tasks: list[dict[str, Any]], fail_fas
     queue = list(tasks)
     running: dict[Future[Any], dict[str, Any]] = {}
     stopping = False
+    interrupting = False  # a worker that goes during a Ctrl-C was stopped, not lost
 
     def record(fut: Future[Any]) -> None:
         task = running.pop(fut)
         row = run.rows[task["instance"]]
         outcome = _outcome(fut)
         if outcome.pop("lost", False):
-            _close_lost(run, task, outcome["error"])
+            if interrupting:
+                outcome["error"] = "interrupted"
+            _close_lost(run, task, outcome["error"], interrupted=interrupting)
         ingest_spool(run.runs_root, Path(task["context"]["ledger_spool"]))
         skipped = outcome.pop("skipped", False)
         notes = outcome.pop("notes", ())
@@ -317,6 +320,7 @@ def _schedule(run: _Run, backend: Backend, tasks: list[dict[str, Any]], fail_fas
                 queue.clear()
     except KeyboardInterrupt:
         reporter.message("interrupted: stopping running builds and reaping their kernels ...")
+        interrupting = True
         backend.stop([t["instance_dir"] for t in running.values()])
         done, _ = wait(list(running), timeout=_INTERRUPT_GRACE_S)
         for fut in done:
@@ -347,11 +351,11 @@ def _outcome(fut: Future[Any]) -> dict[str, Any]:
     return {k: res.get(k) for k in keys if k in res}
 
 
-def _close_lost(run: _Run, task: dict[str, Any], error: str) -> None:
+def _close_lost(run: _Run, task: dict[str, Any], error: str, interrupted: bool = False) -> None:
     """A lost build's records say red (not "running" forever) and the ledger has the run."""
     instance_dir = Path(task["instance_dir"])
     detail = error.split(": ", 1)[-1]
-    finalize_lost(instance_dir, detail)
+    finalize_lost(instance_dir, detail, interrupted=interrupted)
     summary = summarize_instance(instance_dir, run.build.stem)
     if summary.build is not None:
         ctx = {"build": run.build.stem, "runs_root": str(run.runs_root), "project_root": task["project_root"],

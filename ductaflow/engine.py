@@ -30,6 +30,8 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient.util import run_sync
 from traitlets import Any as AnyTrait
 
+from ductaflow import stopping
+
 
 @contextmanager
 def _hidden(module: str) -> Iterator[None]:
@@ -64,7 +66,11 @@ class _KnownKernelEnds(logging.Filter):
     """nbclient logs a dead or timed-out kernel as an error; the status record already says
     so (red, ``kernel died`` / ``timed out`` / ``interrupted``), so the terminal need not."""
 
-    _NOISE = ("Kernel died while waiting for execute reply", "Timeout waiting for execute reply")
+    _NOISE = (
+        "Kernel died while waiting for execute reply",
+        "Timeout waiting for execute reply",
+        "Error occurred while starting new kernel client",  # a kernel stopped while it booted
+    )
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not str(record.msg).startswith(self._NOISE)
@@ -100,6 +106,9 @@ class KernelHandle:
             self.pgid = getattr(prov, "pgid", None) or self.pid
         _LIVE.add(self)
         if self.expired:  # the deadline passed while the kernel was still booting
+            self.kill()
+        elif stopping.requested(self.watch_dir):  # asked to stop before its kernel was up
+            self.stopped = True
             self.kill()
 
     def _tree(self) -> list[Any]:
@@ -199,8 +208,8 @@ def stop_kernels(instance_dirs: Iterable[str | Path], grace: float = 5.0) -> int
     """Stop, as a Ctrl-C would, the running flows of this process whose instance directory
     is one of ``instance_dirs``; returns how many. For executors whose builds run in threads
     (a Dask worker, a thread pool), where no signal can reach the build."""
-    wanted = {str(Path(d).resolve()) for d in instance_dirs}
-    hits = [h for h in list(_LIVE) if h.watch_dir is not None and str(h.watch_dir) in wanted]
+    wanted = stopping.request(instance_dirs)  # also stops a kernel that starts later
+    hits = [h for h in list(_LIVE) if h.watch_dir is not None and os.path.realpath(h.watch_dir) in wanted]
     for handle in hits:
         handle.stopped = True
         threading.Thread(target=handle.stop_gracefully, args=(grace,), daemon=True).start()

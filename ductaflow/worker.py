@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ductaflow import stopping
 from ductaflow.errors import DuctaflowError
 from ductaflow.models import Status
 
@@ -125,7 +126,8 @@ def run_build(task: dict[str, Any]) -> dict[str, Any]:
         allowed = 1 + int(task.get("lost_retries") or 0)
         if attempt > allowed:
             return lost_outcome(f"the worker running it died ({attempt - 1} attempt(s))")
-    mark_busy(True)
+    stopping.forget(exec_dir)  # a stop meant for an earlier build of this dir
+    mark_busy(str(exec_dir))
     with _WATCH_LOCK:
         _RUNNING.add(str(exec_dir))
     interrupted = False
@@ -152,7 +154,7 @@ def run_build(task: dict[str, Any]) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - a worker must report, not die
         error = f"{type(exc).__name__}: {exc}"
     finally:
-        mark_busy(False)
+        mark_busy(None)
     summary = summarize_instance(exec_dir, Path(task["build_path"]).stem)
     with _WATCH_LOCK:  # after the record is read back: an orphaned worker exits once this is empty
         _RUNNING.discard(str(exec_dir))
@@ -173,9 +175,10 @@ def lost_outcome(detail: str) -> dict[str, Any]:
     return {"status": Status.RED.value, "error": f"{WORKER_LOST}: {detail}", "lost": True}
 
 
-def finalize_lost(instance_dir: Path, detail: str) -> int:
+def finalize_lost(instance_dir: Path, detail: str, interrupted: bool = False) -> int:
     """Close every status record under a lost build instance that still says ``running``:
-    red, ``WorkerLost``. Returns how many. Run by the conductor, never by a worker."""
+    red, ``WorkerLost`` (or ``interrupted`` when the worker went because of a Ctrl-C).
+    Returns how many. Run by the conductor, never by a worker."""
     from datetime import datetime, timezone
 
     closed = 0
@@ -192,6 +195,8 @@ def finalize_lost(instance_dir: Path, detail: str) -> int:
             finished=datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
             error={"type": "WorkerLost", "message": f"{WORKER_LOST}: {detail}", "traceback": "", "cell_index": None},
         )
+        if interrupted:
+            rec.update(interrupted=True, error={**rec["error"], "type": "KeyboardInterrupt", "message": "interrupted"})
         tmp = path.with_name(f".{path.name}.tmp")
         with contextlib.suppress(OSError):
             tmp.write_text(json.dumps(rec, indent=2, default=str), encoding="utf-8")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,20 @@ class Backend:
 
     def shutdown(self) -> None:
         """Release what this backend started (never a pool the user passed in)."""
+
+
+@contextlib.contextmanager
+def terminal_interrupt_ignored() -> Iterator[None]:
+    """SIGINT ignored for the duration (main thread only), so that processes started meanwhile
+    inherit the ignored disposition: a terminal's Ctrl-C cannot kill them before they set up."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _signal_pool_workers(executor: Executor) -> int:

@@ -15,17 +15,15 @@ import contextlib
 import logging
 import os
 import shutil
-import signal
 import socket
-import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 from ductaflow.errors import DuctaflowError, MissingExtra, SharedFilesystemError
-from ductaflow.executors.base import Backend
+from ductaflow.executors.base import Backend, terminal_interrupt_ignored
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +80,7 @@ class DaskBackend(Backend):
         n = max(1, int(max_workers or os.cpu_count() or 1))
         # Workers are thin (the work happens in kernels, their children): no memory limit
         # that would pause or restart a worker for its kernels' memory.
-        with _terminal_interrupt_ignored():  # inherited by the worker processes it spawns
+        with terminal_interrupt_ignored():  # inherited by the worker processes it spawns
             cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, memory_limit=0)
         return cls(distributed.Client(cluster), max_workers, owned=True, cluster=cluster)
 
@@ -173,19 +171,6 @@ class DaskBackend(Backend):
                     self.cluster.close()
             finally:
                 quiet.setLevel(level)
-
-
-@contextlib.contextmanager
-def _terminal_interrupt_ignored() -> Iterator[None]:
-    """SIGINT ignored in this (main) thread for the duration, so child processes start ignoring it."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def probe_worker(folder: str, token: str, inputs: list[str]) -> dict[str, Any]:

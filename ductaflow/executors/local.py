@@ -10,35 +10,49 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from ductaflow.executors.base import ExecutorBackend
+from ductaflow import stopping
+from ductaflow.executors.base import ExecutorBackend, terminal_interrupt_ignored
 
 log = logging.getLogger(__name__)
 
-_BUSY = False
+_BUSY: str | None = None  # the instance dir of the build this worker runs, if any
+#: How long idle workers get to exit after the pool is shut down before they are killed.
+_SHUTDOWN_GRACE_S = 10.0
 
 
 def _worker_init() -> None:
-    """Worker processes ignore the terminal's Ctrl-C (the parent coordinates shutdown)
-    and turn SIGTERM into KeyboardInterrupt while a build runs, so its kernels are reaped."""
+    """Worker processes ignore the terminal's Ctrl-C (the parent coordinates shutdown);
+    SIGTERM stops the running build as Ctrl-C would (its kernels reaped, its record
+    ``interrupted``), or ends an idle worker."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def _on_term(signum: int, frame: Any) -> None:
-        if _BUSY:
-            raise KeyboardInterrupt
-        os._exit(0)
+        if _BUSY is None:
+            os._exit(0)
+        # Nothing may raise from here into whatever the main thread was doing (an import,
+        # a file write). A kernel that is not up yet is stopped when it starts.
+        try:
+            stopping.request([_BUSY])
+            stop = getattr(sys.modules.get("ductaflow.engine"), "stop_kernels", None)  # may be mid-import
+            if stop is not None:
+                stop([_BUSY])
+        except Exception:  # noqa: BLE001, S110 - a signal handler must not raise
+            pass
 
     signal.signal(signal.SIGTERM, _on_term)
 
 
-def mark_busy(busy: bool) -> None:
-    """Called by the task wrapper around a build so SIGTERM knows what to do."""
+def mark_busy(instance_dir: str | None) -> None:
+    """Called by the task wrapper around a build so SIGTERM knows what to stop."""
     global _BUSY
-    _BUSY = busy
+    _BUSY = instance_dir
 
 
 class SerialExecutor(Executor):
@@ -69,6 +83,13 @@ class LocalBackend(ExecutorBackend):
     @staticmethod
     def _pool(workers: int) -> ProcessPoolExecutor:
         method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+        if method == "forkserver":
+            # Workers are forked from the forkserver with its signal dispositions: start it
+            # with SIGINT ignored, so a Ctrl-C cannot kill a worker before _worker_init runs.
+            from multiprocessing import forkserver
+
+            with terminal_interrupt_ignored():
+                forkserver.ensure_running()
         return ProcessPoolExecutor(
             max_workers=workers, mp_context=multiprocessing.get_context(method), initializer=_worker_init
         )
@@ -85,6 +106,21 @@ class LocalBackend(ExecutorBackend):
 
     def describe(self) -> str:
         return f"{self.workers} local worker process(es)"
+
+    def shutdown(self) -> None:
+        """Stop the pool without trusting it to stop: a Ctrl-C that reaches a worker while
+        it is still starting can leave ``shutdown(wait=True)`` waiting forever. The builds
+        are over (finished, or interrupted and waited for) when this is called."""
+        procs = list((getattr(self.executor, "_processes", None) or {}).values())
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + _SHUTDOWN_GRACE_S
+        for proc in procs:
+            proc.join(timeout=max(0.0, deadline - time.monotonic()))
+        for proc in procs:
+            if proc.is_alive():
+                log.warning("worker process %s did not exit; killing it", proc.pid)
+                proc.kill()
+                proc.join(timeout=5)
 
 
 class SerialBackend(ExecutorBackend):
