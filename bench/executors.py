@@ -40,8 +40,13 @@ def _conduct(work: Path, executor: object) -> float:
     grid = expand_grid(growth_rate=[0.01, 0.02, 0.04], cost_sensitivity=[0.05, 0.1, 0.2])
     t0 = time.perf_counter()
     out = conduct(
-        grid, work / "builds" / "demand_model.py", executor=executor, max_parallel=WORKERS,
-        force=True, progress=False, raise_on_failure=False,
+        grid,
+        work / "builds" / "demand_model.py",
+        executor=executor,
+        max_parallel=WORKERS,
+        force=True,
+        progress=False,
+        raise_on_failure=False,
     )
     elapsed = time.perf_counter() - t0
     lights = out["status"].value_counts().to_dict()
