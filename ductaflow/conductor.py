@@ -32,7 +32,7 @@ from ductaflow.models import Status
 from ductaflow.results import collect_metrics
 from ductaflow.progress import Reporter, make_reporter
 from ductaflow.records import summarize_instance
-from ductaflow.rundir import atomic_write_json
+from ductaflow.rundir import atomic_write_json, contained_dir
 from ductaflow.scenarios import ScenarioPlan, load_scenarios, plan_scenarios
 from ductaflow.worker import conductor_identity, finalize_lost, lost_outcome, run_build
 
@@ -166,6 +166,9 @@ def conduct(
     runs = Path(runs_root)
     runs = (runs if runs.is_absolute() else root / runs).resolve()
     build_dir = runs / build_flow.name
+    for folder in [build_dir, *(build_dir / p.instance for p in plans)]:
+        if os.path.lexists(folder):  # refused up front (exit 2), not as a red row from the worker
+            contained_dir(folder, [runs])
 
     out = table.reset_index(drop=True).copy()
     out["instance"] = [p.instance for p in plans]

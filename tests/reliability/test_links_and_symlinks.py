@@ -103,8 +103,9 @@ def test_conduct_does_not_clear_a_symlinked_instance(project: Path, outside: Pat
     out_before = snapshot(outside)
     ran = cli("conduct", "s.csv", "--build", "builds/pipe.py", "--parallel", "1", cwd=project)
     assert snapshot(outside) == out_before, "files outside the runs root changed"
-    assert ran.code == 1 and "0 green, 0 orange, 1 red" in ran.out, ran.out + ran.err
-    c.outcome = "outside untouched; the scenario is red (the worker refused the link before writing), exit 1"
+    assert ran.code == 2 and "through a symlink" in ran.err and "Traceback" not in ran.err, ran.out + ran.err
+    assert not (project / "runs" / ".ductaflow" / "conductor").exists(), "the conductor started anyway"
+    c.outcome = f"exit 2 before anything ran, outside untouched: {ran.err.strip()[:150]}…"
 
 
 def test_script_mode_refuses_a_symlinked_output_dir(project: Path, outside: Path, case) -> None:
