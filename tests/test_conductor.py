@@ -307,3 +307,14 @@ def test_a_killed_local_worker_is_red_worker_lost_and_the_queue_goes_on(project:
     while kernels_mentioning(str(victim_dir)) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert kernels_mentioning(str(victim_dir)) == [], "the dead worker's kernels outlived it"
+
+
+def test_a_conductor_script_read_from_stdin_runs_on_local_processes(project: Path) -> None:
+    """`python - < script`: workers must not try to re-run a __main__ file named "<stdin>"."""
+    script = "import pandas as pd\nfrom ductaflow import conduct\n"
+    script += "out = conduct(pd.DataFrame({'label': ['a', 'b']}), 'builds/pipe.py', max_parallel=2, progress=False)\n"
+    script += "print(list(out['status']))\n"
+    proc = subprocess.run([sys.executable, "-"], input=script, cwd=project, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "['green', 'green']" in proc.stdout
+    assert "worker process died" not in proc.stderr

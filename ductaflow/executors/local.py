@@ -6,13 +6,14 @@ hang; ``serial`` runs each build at submit time, one after another, for debuggin
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -53,6 +54,23 @@ def mark_busy(instance_dir: str | None) -> None:
     """Called by the task wrapper around a build so SIGTERM knows what to stop."""
     global _BUSY
     _BUSY = instance_dir
+
+
+@contextlib.contextmanager
+def _main_file_hidden_when_missing() -> Iterator[None]:
+    """A script read from stdin has ``__main__.__file__ == "<stdin>"``; new workers would try
+    to re-run that file and die. They need nothing from ``__main__`` (the task is
+    ``ductaflow.worker.run_build``), so while they start it looks like ``python -c``."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or path is None or os.path.exists(path):
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
 
 
 class SerialExecutor(Executor):
@@ -96,13 +114,14 @@ class LocalBackend(ExecutorBackend):
 
     def submit(self, fn: Callable[[dict[str, Any]], dict[str, Any]], task: dict[str, Any]) -> Future[Any]:
         """As the pool's submit; a pool broken by a dead worker is replaced so the queue goes on."""
-        try:
-            return super().submit(fn, task)
-        except BrokenProcessPool:
-            log.warning("a worker process died; the builds it shared the pool with are lost, starting a new pool")
-            self.executor.shutdown(wait=True, cancel_futures=True)
-            self.executor = self._pool(self.workers)
-            return super().submit(fn, task)
+        with _main_file_hidden_when_missing():  # workers start here, on demand
+            try:
+                return super().submit(fn, task)
+            except BrokenProcessPool:
+                log.warning("a worker process died; the builds it shared the pool with are lost, starting a new pool")
+                self.executor.shutdown(wait=True, cancel_futures=True)
+                self.executor = self._pool(self.workers)
+                return super().submit(fn, task)
 
     def describe(self) -> str:
         return f"{self.workers} local worker process(es)"
