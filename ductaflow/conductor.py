@@ -43,6 +43,8 @@ STATE_DIR = Path(".ductaflow") / "conductor"
 SPOOL_DIR = Path(".ductaflow") / "spool"
 REPORT_NAME = "conductor_status_report.html"
 _INTERRUPT_GRACE_S = 30.0
+#: A live report that took t seconds to write is not rewritten for the next 4t seconds.
+_REPORT_COST_FACTOR = 4.0
 
 
 class _Run:
@@ -55,6 +57,7 @@ class _Run:
         self.started = now_iso()
         self.state = "running"
         self.columns = columns
+        self._report_due = 0.0  # monotonic time before which a live report is not rewritten
         self.rows: dict[str, dict[str, Any]] = {
             p.instance: {
                 "instance": p.instance,
@@ -98,13 +101,19 @@ class _Run:
                 f"cannot write the conductor state {self.state_path}: {exc.strerror or exc}; "
                 "the runs root must be writable and have free space"
             ) from None
-        if report:
-            try:
-                from ductaflow.report import write_report
+        if not report or (self.state == "running" and time.monotonic() < self._report_due):
+            return
+        t0 = time.monotonic()
+        try:
+            from ductaflow.report import write_report
 
-                write_report(self.runs_root)
-            except Exception as exc:  # noqa: BLE001 - a report problem must not stop the builds
-                log.warning("could not write the status report: %s", exc)
+            write_report(self.runs_root)
+        except Exception as exc:  # noqa: BLE001 - a report problem must not stop the builds
+            log.warning("could not write the status report: %s", exc)
+        # The report is rebuilt from disk, so its cost grows with the table: rewriting it after
+        # every build would make a long table quadratic. Rewrite at most at the pace that
+        # keeps it under a fifth of the time (the final report is always written).
+        self._report_due = time.monotonic() + _REPORT_COST_FACTOR * (time.monotonic() - t0)
 
 
 def conduct(
