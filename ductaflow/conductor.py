@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import time
 from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
@@ -58,6 +59,8 @@ class _Run:
         self.state = "running"
         self.columns = columns
         self._report_due = 0.0  # monotonic time before which a live report is not rewritten
+        # who writes this state: a report can tell a conductor that was killed from one that runs
+        self.owner = {**conductor_identity(), "host": socket.gethostname()}
         self.rows: dict[str, dict[str, Any]] = {
             p.instance: {
                 "instance": p.instance,
@@ -92,6 +95,7 @@ class _Run:
             "updated": now_iso(),
             "finished": None if self.state == "running" else now_iso(),
             "columns": self.columns,
+            "conductor": self.owner,
             "scenarios": list(self.rows.values()),
         }
         try:

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import secrets
+import socket
 import stat
 import threading
 import time
@@ -334,8 +335,11 @@ def _conductor_section(runs_root: Path, path: Path, doc: Any, index: int) -> dic
     entries = [e for e in doc["scenarios"] if isinstance(e, dict)]
     columns = [str(c) for c in doc.get("columns") or [] if isinstance(c, (str, int, float))]
     columns = [c for c in columns if not _names_instances(c, entries)]
-    rows = [scenario_row(runs_root, build, columns, e, i) for i, e in enumerate(entries)]
     state = str(doc.get("state") or "unknown")
+    if state == "running" and _conductor_gone(doc.get("conductor")):
+        state = "abandoned"  # killed without a word: not live, no refreshing page
+        entries = [_abandoned(e) for e in entries]
+    rows = [scenario_row(runs_root, build, columns, e, i) for i, e in enumerate(entries)]
     return _section(
         runs_root,
         build,
@@ -351,6 +355,35 @@ def _conductor_section(runs_root: Path, path: Path, doc: Any, index: int) -> dic
         finished=_fmt_time(doc.get("finished")),
         elapsed=_fmt_duration(_elapsed(doc.get("started"), doc.get("finished") if state != "running" else None)),
     )
+
+
+def _abandoned(entry: dict[str, Any]) -> dict[str, Any]:
+    """A scenario of a killed conductor: running ones did not finish, pending ones never will."""
+    if entry.get("state") == "running":
+        return {**entry, "state": "done", "status": "red", "error": entry.get("error") or "its conductor was killed"}
+    if entry.get("state") == "pending":
+        return {**entry, "state": "cancelled"}
+    return entry
+
+
+def _conductor_gone(owner: Any) -> bool:
+    """True when the state file names a conductor on this host that no longer runs (a
+    SIGKILL or a crash left it ``running``). Unknown or on another host: not gone."""
+    if not isinstance(owner, dict) or owner.get("host") != socket.gethostname():
+        return False
+    try:
+        pid, created = int(owner["pid"]), float(owner["created"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        return abs(proc.create_time() - created) > 0.01 or proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False
 
 
 def _discovered_sections(runs_root: Path, first_index: int) -> list[dict[str, Any]]:

@@ -311,3 +311,32 @@ def test_results_table_charts_and_up_to_date_rows(runs: Path) -> None:
     page = render_report(ctx)
     assert "Results by scenario" in page and page.count('<rect class="bar') == 2
     assert SCRIPT_PAYLOAD not in page  # a recorded string is user text too
+
+
+def test_a_killed_conductor_is_shown_gone_not_live(runs: Path) -> None:
+    """A state file left 'running' by a conductor that no longer exists: no refresh, rows red."""
+    import socket
+    import subprocess
+    import sys
+
+    import psutil
+
+    make_demo(runs, live=True)
+    path = runs / report.STATE_DIR / "demand_model.json"
+    doc = json.loads(path.read_text())
+    me = psutil.Process()
+    doc["conductor"] = {"pid": me.pid, "created": me.create_time(), "host": socket.gethostname()}
+    path.write_text(json.dumps(doc))
+    assert '<meta http-equiv="refresh"' in write_report(runs).read_text(), "a live conductor stopped refreshing"
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    created = psutil.Process(gone.pid).create_time()
+    gone.wait()
+    doc["conductor"] = {"pid": gone.pid, "created": created, "host": socket.gethostname()}
+    path.write_text(json.dumps(doc))
+    ctx = report.collect_report(runs)
+    section = next(s for s in ctx["sections"] if s["build"] == "demand_model")
+    assert section["state"] == "abandoned" and not ctx["live"]
+    assert "running" not in {r["light"] for r in section["rows"]}
+    page = write_report(runs).read_text()
+    assert '<meta http-equiv="refresh"' not in page and "its conductor is gone" in page
