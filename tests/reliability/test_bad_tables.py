@@ -115,10 +115,16 @@ def test_ten_thousand_rows_dry_run(project: Path, case) -> None:
     kernels: list[str] = []
     done = threading.Event()
 
+    me = psutil.Process()
+    # Earlier in-process tests may have left this process a multiprocessing forkserver and
+    # resource tracker: only processes that appear during the dry run count.
+    already = {p.pid for p in me.children(recursive=True)}
+
     def watch() -> None:
-        me = psutil.Process()
         while not done.is_set():
             for child in me.children(recursive=True):
+                if child.pid in already:
+                    continue
                 try:
                     kernels.append(" ".join(child.cmdline()))
                 except psutil.Error:
