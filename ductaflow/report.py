@@ -8,24 +8,22 @@ Links are relative to the report (which sits in the runs root) and never leave i
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
 import os
 import secrets
-import socket
-import stat
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from functools import lru_cache
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from ductaflow.charts import results_view
 from ductaflow.errors import InvalidName
+from ductaflow.links import forget_folders, href, inside
+from ductaflow.liveness import gone
 from ductaflow.models import FlowResult
 from ductaflow.records import STATUS_SUFFIX, InstanceSummary, summarize_instance
 from ductaflow.rundir import atomic_write_text, check_component
@@ -110,73 +108,6 @@ def _tail(text: str, lines: int = MAX_TRACEBACK_LINES) -> str:
     return "\n".join(parts[-lines:])
 
 
-# ---------------------------------------------------------------- links that stay inside the root
-def href(runs_root: Path, path: Path, anchor: str = "") -> str | None:
-    """A URL for ``path`` relative to the report in ``runs_root``, or None.
-
-    None when the path is not lexically inside the root, has ``.``/``..`` parts, is not an
-    existing file, or resolves outside the root through a symlink: a dropped link is better
-    than one that escapes or dangles. (Strings, not pathlib: a report checks ~20 links per
-    instance, and pathlib's parsing was most of the cost of a large report.)
-    """
-    full, root = os.fspath(path), os.fspath(runs_root).rstrip(os.sep) + os.sep
-    if not full.startswith(root):
-        return None
-    parts = full[len(root):].split(os.sep)
-    if any(p in ("", ".", "..") or "\\" in p for p in parts):
-        return None
-    if not _resolves_inside(root, full):
-        return None
-    url = "/".join(quote(p, safe="") for p in parts)
-    return f"{url}#{quote(anchor, safe='')}" if anchor else url
-
-
-def _resolves_inside(root: str, path: str) -> bool:
-    """True when ``path`` is a file that, symlinks followed, is still below ``root``.
-
-    Folders' real paths are cached for one report; only a file that is itself a symlink
-    is resolved on its own.
-    """
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return False
-    if stat.S_ISLNK(st.st_mode):
-        real = os.path.realpath(path)
-        return os.path.isfile(real) and _within(real, _real(root))
-    return stat.S_ISREG(st.st_mode) and _within(_real(os.path.dirname(path)), _real(root))
-
-
-def _within(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
-
-
-@functools.lru_cache(maxsize=16384)
-def _real(folder: str) -> str:
-    """A folder's real path, cached for one report (``collect_report`` clears it): built
-    from its parent's, so each folder costs one lstat instead of one per path component."""
-    parent, name = os.path.split(folder)
-    if not name or parent == folder or name in (".", ".."):
-        return os.path.realpath(folder)
-    candidate = os.path.join(_real(parent), name)
-    try:
-        if not stat.S_ISLNK(os.lstat(candidate).st_mode):
-            return candidate
-    except OSError:
-        pass
-    return os.path.realpath(candidate)
-
-
-def _inside(runs_root: Path, rel: Any) -> Path | None:
-    """``runs_root / rel`` for a state file's relative ``dir``, or None if it would escape."""
-    if not isinstance(rel, str) or not rel.strip():
-        return None
-    pure = PurePosixPath(rel.replace("\\", "/"))
-    if pure.is_absolute() or ":" in rel or any(p in ("", ".", "..") for p in pure.parts):
-        return None
-    return runs_root.joinpath(*pure.parts)
-
-
 def _links(runs_root: Path, exec_dir: Path, name: str, red: bool) -> list[dict[str, str]]:
     """Notebook (HTML at the error cell when red and exported), log, config and HTML links."""
     html = href(runs_root, exec_dir / f"{name}.html")
@@ -256,7 +187,7 @@ def _note(light: str, error: str, worst: str, flows: list[dict[str, Any]]) -> st
 def scenario_row(runs_root: Path, build: str, columns: list[str], entry: dict[str, Any], index: int) -> dict[str, Any]:
     """One scenario of a state file (or a discovered instance) as a report row."""
     instance = str(entry.get("instance") or f"#{index + 1}")
-    instance_dir = _inside(runs_root, entry.get("dir"))
+    instance_dir = inside(runs_root, entry.get("dir"))
     summary = summarize_instance(instance_dir, build) if instance_dir and instance_dir.is_dir() else None
     state = entry.get("state") if entry.get("state") in _ROW_STATES else "done"
     light = _row_light(state, entry.get("status"), summary)
@@ -336,7 +267,7 @@ def _conductor_section(runs_root: Path, path: Path, doc: Any, index: int) -> dic
     columns = [str(c) for c in doc.get("columns") or [] if isinstance(c, (str, int, float))]
     columns = [c for c in columns if not _names_instances(c, entries)]
     state = str(doc.get("state") or "unknown")
-    if state == "running" and _conductor_gone(doc.get("conductor")):
+    if state == "running" and gone(doc.get("conductor")):
         state = "abandoned"  # killed without a word: not live, no refreshing page
         entries = [_abandoned(e) for e in entries]
     rows = [scenario_row(runs_root, build, columns, e, i) for i, e in enumerate(entries)]
@@ -364,26 +295,6 @@ def _abandoned(entry: dict[str, Any]) -> dict[str, Any]:
     if entry.get("state") == "pending":
         return {**entry, "state": "cancelled"}
     return entry
-
-
-def _conductor_gone(owner: Any) -> bool:
-    """True when the state file names a conductor on this host that no longer runs (a
-    SIGKILL or a crash left it ``running``). Unknown or on another host: not gone."""
-    if not isinstance(owner, dict) or owner.get("host") != socket.gethostname():
-        return False
-    try:
-        pid, created = int(owner["pid"]), float(owner["created"])
-    except (KeyError, TypeError, ValueError):
-        return False
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        return abs(proc.create_time() - created) > 0.01 or proc.status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-    except psutil.Error:
-        return False
 
 
 def _discovered_sections(runs_root: Path, first_index: int) -> list[dict[str, Any]]:
@@ -448,7 +359,7 @@ def collect_report(runs_root: str | Path) -> dict[str, Any]:
     flow directory. ``live`` is true while any conductor says it is running.
     """
     root = Path(runs_root).absolute()
-    _real.cache_clear()  # symlinks may have changed since the last report
+    forget_folders()  # symlinks may have changed since the last report
     notices: list[str] = []
     sections: list[dict[str, Any]] = []
     with _captured_warnings(notices, root):
