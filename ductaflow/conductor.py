@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import socket
 import time
 from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
@@ -35,7 +34,8 @@ from ductaflow.progress import Reporter, make_reporter
 from ductaflow.records import summarize_instance
 from ductaflow.rundir import atomic_write_json, contained_dir
 from ductaflow.scenarios import ScenarioPlan, load_scenarios, plan_scenarios
-from ductaflow.worker import conductor_identity, finalize_lost, lost_outcome, run_build
+from ductaflow.liveness import identity
+from ductaflow.worker import finalize_lost, lost_outcome, run_build
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class _Run:
         self.columns = columns
         self._report_due = 0.0  # monotonic time before which a live report is not rewritten
         # who writes this state: a report can tell a conductor that was killed from one that runs
-        self.owner = {**conductor_identity(), "host": socket.gethostname()}
+        self.owner = identity()
         self.rows: dict[str, dict[str, Any]] = {
             p.instance: {
                 "instance": p.instance,
@@ -220,7 +220,6 @@ def conduct(
         raise
     run = _Run(build_flow.path, runs, plans, [str(c) for c in table.columns])
     attempts = runs / STATE_DIR / "attempts" / f"{build_flow.name}-{os.getpid()}-{time.time_ns()}"
-    me = conductor_identity()  # workers this process started stop their builds if it dies
     tasks = [
         {
             "build_path": str(build_flow.path),
@@ -232,7 +231,7 @@ def conduct(
             "force": force,
             "attempt_file": str(attempts / f"{p.instance}.json"),
             "lost_retries": lost_retries,
-            "conductor": me,
+            "conductor": run.owner,  # workers this process started stop their builds if it dies
             "context": {
                 "build": build_flow.name,
                 "scenario": p.values,
@@ -305,7 +304,7 @@ def _schedule(run: _Run, backend: Backend, tasks: list[dict[str, Any]], fail_fas
         skipped = outcome.pop("skipped", False)
         notes = outcome.pop("notes", ())
         row.update({k: v for k, v in outcome.items() if k in row}, state="skipped" if skipped else "done")
-        if row["duration"] is None or outcome.get("lost"):
+        if row["duration"] is None:  # a lost build reports none: take it from its record
             row["duration"] = _build_duration(run, row)
         row["metrics"] = collect_metrics(Path(task["instance_dir"]))
         for note in notes:

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ductaflow import stopping
+from ductaflow import liveness, stopping
 from ductaflow.errors import DuctaflowError
 from ductaflow.models import Status
 
@@ -35,24 +35,6 @@ _ORPHAN_GRACE_S = 30.0
 _WATCH_LOCK = threading.Lock()
 _RUNNING: set[str] = set()  # instance dirs of the builds this process is running now
 _WATCHING: list[int] = []  # the conductor pid the watchdog of this process follows
-
-
-def conductor_identity() -> dict[str, Any]:
-    """Who the conductor is (pid and start time), for its workers to watch it."""
-    import psutil
-
-    return {"pid": os.getpid(), "created": psutil.Process().create_time()}
-
-
-def _alive(pid: int, created: float) -> bool:
-    """The process ``pid`` started at ``created`` still runs (a zombie or a reused pid does not count)."""
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        return proc.create_time() == created and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
 
 
 def _watch_conductor(conductor: Any) -> None:
@@ -84,7 +66,7 @@ def _watchdog(pid: int, created: float) -> None:
     """Wait for the conductor to die; then interrupt the running builds as Ctrl-C would, and exit."""
     from ductaflow.engine import stop_kernels
 
-    while _alive(pid, created):
+    while liveness.running(pid, created):
         time.sleep(_WATCH_INTERVAL_S)
     with _WATCH_LOCK:
         running = sorted(_RUNNING)
