@@ -224,28 +224,9 @@ def unicode_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return run_unicode_project(tmp_path_factory.mktemp("paths"))
 
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
 @pytest.fixture(scope="module")
 def browser() -> Any:
-    """Debian's headless Chromium through Playwright (skips when either is missing).
+    """Debian's headless Chromium through Playwright (skips when either is missing)."""
+    from browserkit import chromium
 
-    Module scope: Playwright's sync API runs an event loop while it is open, and other test
-    modules start their own.
-    """
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's Chromium is not at /usr/bin/chromium")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+    yield from chromium()
