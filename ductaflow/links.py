@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import stat
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote
@@ -64,6 +65,72 @@ def _real(folder: str) -> str:
     except OSError:
         pass
     return os.path.realpath(candidate)
+
+
+class Folder:
+    """The files one folder may link to, from a listing taken once (``{name: kind}``, see
+    :data:`FILE`, :data:`LINK`, :data:`DIR`).
+
+    Gives the URLs :func:`href` would give for the same paths, with the folder's part of the
+    checks done once instead of once per file, and a subfolder's from its parent's.
+    """
+
+    def __init__(
+        self,
+        runs_root: Path | str,
+        folder: str,
+        files: Mapping[str, str],
+        checked: tuple[str | None, str | None] | None = None,
+    ) -> None:
+        root = os.fspath(runs_root).rstrip(os.sep) + os.sep
+        self.path, self._root, self._files = folder, root, files
+        self._prefix: str | None = None  # the folder's URL ("a/b%20c/"), None when it may not be linked
+        self._real: str | None = None  # its real path
+        if checked is not None:  # a subfolder: its parent did the checks
+            self._prefix, self._real = checked
+        elif folder.startswith(root):
+            parts = folder[len(root):].split(os.sep)
+            if not any(p in ("", ".", "..") or "\\" in p for p in parts):
+                self._prefix = "".join(_quote(p) + "/" for p in parts)
+                self._real = _real(folder)
+        self._inside = self._real is not None and _within(self._real, _real(root))
+
+    def child(self, name: str, files: Mapping[str, str]) -> Folder:
+        """The subfolder ``name`` (listed here as a folder or a symlink) with its listing ``files``."""
+        kind = self._files.get(name)
+        prefix = real = None
+        if self._prefix is not None and self._real is not None and kind in (DIR, LINK) and _plain(name):
+            prefix = self._prefix + _quote(name) + "/"
+            real = self._real + os.sep + name if kind == DIR else os.path.realpath(os.path.join(self.path, name))
+        return Folder(self._root, os.path.join(self.path, name), files, (prefix, real))
+
+    def href(self, name: str, anchor: str = "") -> str | None:
+        """A URL for ``<folder>/<name>``, or None when it is missing or not kept inside."""
+        kind = self._files.get(name)
+        if self._prefix is None or kind not in (FILE, LINK) or not _plain(name):
+            return None
+        if kind == LINK:  # only where it really leads counts
+            real = os.path.realpath(os.path.join(self.path, name))
+            if not (os.path.isfile(real) and _within(real, _real(self._root))):
+                return None
+        elif not self._inside:
+            return None
+        url = self._prefix + _quote(name)
+        return f"{url}#{quote(anchor, safe='')}" if anchor else url
+
+
+#: Kinds of entry in a folder listing: a regular file, a symlink (to anything), a folder.
+FILE, LINK, DIR = "f", "l", "d"
+
+
+def _plain(name: str) -> bool:
+    return name not in ("", ".", "..") and "\\" not in name and os.sep not in name
+
+
+@functools.lru_cache(maxsize=65536)
+def _quote(part: str) -> str:
+    """One path part, percent-quoted for a URL (names repeat across instances: kept)."""
+    return quote(part, safe="")
 
 
 def inside(runs_root: Path, rel: Any) -> Path | None:

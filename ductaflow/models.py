@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from enum import Enum
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,12 @@ class Status(str, Enum):
 
 
 _RANK = {Status.GREEN: 0, Status.ORANGE: 1, Status.RED: 2}
+
+
+@lru_cache(maxsize=1024)
+def _path(text: str) -> Path:
+    """A flow's source path: the same few recur in thousands of records (Paths are immutable)."""
+    return Path(text)
 
 
 @dataclass(frozen=True)
@@ -138,10 +145,11 @@ class FlowResult:
     def from_record(cls, rec: dict[str, Any], execution_dir: Path | None = None) -> FlowResult:
         """Rebuild a result from a status record (``execution_dir`` overrides a moved dir)."""
         err = rec.get("error")
+        folder = execution_dir or rec["execution_dir"]
         return cls(
             flow=str(rec["flow"]),
-            flow_path=Path(rec.get("flow_path") or rec["flow"]),
-            execution_dir=Path(execution_dir or rec["execution_dir"]),
+            flow_path=_path(rec.get("flow_path") or rec["flow"]),
+            execution_dir=folder if isinstance(folder, Path) else Path(folder),
             status=Status(rec["status"]),
             state=str(rec.get("state", "finished")),
             started=rec.get("started"),

@@ -3,18 +3,23 @@
 Pure reading and rendering; never imports execution. Everything shown comes from the
 runs root: conductor state files (``.ductaflow/conductor/<build>.json``) and status records.
 Links are relative to the report (which sits in the runs root) and never leave it.
+
+The conductor rewrites the report while it runs, so what one report read and built is kept
+for the next (one runs root at a time): instances whose files have not changed are not read
+again (:mod:`ductaflow.instances`), and their rows and HTML are reused as they are.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import os
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -22,208 +27,115 @@ from typing import Any
 
 from ductaflow.charts import results_view
 from ductaflow.errors import InvalidName
-from ductaflow.links import forget_folders, href, inside
+from ductaflow.instances import RACY_NS, InstanceCache, Sig, Snapshot, signature
+from ductaflow.links import FILE, LINK, forget_folders, href, inside
 from ductaflow.liveness import gone
-from ductaflow.models import FlowResult
-from ductaflow.records import STATUS_SUFFIX, InstanceSummary, summarize_instance
+from ductaflow.records import STATUS_SUFFIX
+from ductaflow.report_html import section_parts
+from ductaflow.report_rows import LIGHTS, elapsed, fmt_time, live, scenario_row
+from ductaflow.report_rows import fmt_duration as _fmt_duration
 from ductaflow.rundir import atomic_write_text, check_component
+
+__all__ = ["REPORT_NAME", "STATE_DIR", "collect_report", "generate_status_report", "href", "render_report",
+           "write_report"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
 REPORT_NAME = "conductor_status_report.html"
 STATE_DIR = Path(".ductaflow") / "conductor"
 REFRESH_SECONDS = 5
-MAX_WARNINGS = 20
-MAX_TRACEBACK_LINES = 60
-ERROR_ANCHOR = "papermill-error-cell"
-
-#: Every light a row or flow can show, worst first (the order of the default sort).
-LIGHTS = ("red", "orange", "running", "unknown", "green", "pending", "cancelled", "skipped")
-LIGHT_LABELS = {
-    "red": "red",
-    "orange": "orange",
-    "green": "green",
-    "running": "running",
-    "pending": "pending",
-    "cancelled": "cancelled",
-    "skipped": "skipped",
-    "unknown": "no record",
-}
-_ROW_STATES = {"pending", "running", "done", "cancelled", "skipped"}
-_STATUSES = {"green", "orange", "red"}
+_row_tokens = itertools.count(1)
 
 
-# ---------------------------------------------------------------- small formatting helpers
-def _fmt_duration(seconds: float | None) -> str:
-    """``12.3 s``, ``4 m 05 s``, ``2 h 03 m``; empty when unknown."""
-    if seconds is None or not isinstance(seconds, (int, float)) or seconds < 0:
-        return ""
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, sec = divmod(int(round(seconds)), 60)
-    if minutes < 60:
-        return f"{minutes} m {sec:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} m"
+class _Memory:
+    """What the last report of one runs root read and built, reused where nothing changed."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.instances = InstanceCache()
+        self.states: dict[str, tuple[Sig, Any]] = {}  # state file -> (signature, parsed document)
+        self.rows: dict[tuple[str, int], tuple[dict[str, Any], tuple[str, ...], int | None, dict[str, Any]]] = {}
+        self.results: dict[str, tuple[tuple[int, ...], Any]] = {}  # section -> (its rows' tokens, view)
+        self.dirs: dict[str, str | None] = {}  # a state file's relative dir -> instance dir or None
+        self.used: set[Any] = set()
+
+    def state(self, path: Path) -> Any:
+        """A state file's document, parsed again only when its signature changed."""
+        key = str(path)
+        self.used.add(key)
+        sig = signature(key)
+        hit = self.states.get(key)
+        if hit is not None and sig is not None and hit[0] == sig:
+            return hit[1]
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if sig is not None and max(sig[2], sig[3]) < time.time_ns() - RACY_NS:
+            self.states[key] = (sig, doc)
+        return doc
+
+    def instance(self, rel: Any, build: str) -> Snapshot | None:
+        """The snapshot of the instance a state file names (None when the name would escape)."""
+        if not isinstance(rel, str):
+            return None
+        if rel not in self.dirs:
+            path = inside(Path(self.root), rel)
+            self.dirs[rel] = str(path) if path is not None else None
+        folder = self.dirs[rel]
+        return self.instances.read(folder, build) if folder is not None else None
+
+    def row(
+        self, skey: str, columns: list[str], entry: dict[str, Any], index: int, build: str, discovered: bool = False
+    ) -> tuple[dict[str, Any], Snapshot | None]:
+        """The row of one entry: the last report's when the entry and its instance are unchanged."""
+        snap = self.instance(entry.get("dir"), build)
+        token = snap.token if snap is not None else None
+        key = (skey, index)
+        self.used.add(key)
+        cols = tuple(columns)
+        hit = self.rows.get(key)
+        if hit is not None and hit[2] == token and hit[1] == cols and (hit[0] is entry or hit[0] == entry):
+            return hit[3], snap
+        row = scenario_row(Path(self.root), columns, entry, index, snap, discovered)
+        row["_token"] = next(_row_tokens)
+        if live(row):  # its running times grow by themselves: built anew each time
+            self.rows.pop(key, None)
+        else:
+            self.rows[key] = (entry, cols, token, row)
+        return row, snap
+
+    def section_results(self, skey: str, rows: list[dict[str, Any]]) -> Any:
+        """The results table and charts of a section, built again only when one of its rows changed."""
+        tokens = tuple(r["_token"] for r in rows)
+        self.used.add(skey)
+        hit = self.results.get(skey)
+        if hit is not None and hit[0] == tokens:
+            return hit[1]
+        view = results_view(rows)
+        self.results[skey] = (tokens, view)
+        return view
+
+    def sweep(self) -> None:
+        """Forget what this report did not use (deleted instances, rows, state files)."""
+        self.instances.sweep()
+        for store in (self.rows, self.results, self.states):
+            for key in [k for k in store if k not in self.used]:
+                del store[key]
+        if len(self.dirs) > 4 * max(len(self.rows), 1024):
+            self.dirs.clear()
+        self.used = set()
 
 
-def _fmt_time(iso: Any) -> str:
-    """An ISO timestamp cut to seconds for display (``2024-05-01 13:02:11``)."""
-    return str(iso)[:19].replace("T", " ") if iso else ""
+_LOCK = threading.Lock()
+_MEMORY: list[_Memory] = []
 
 
-def _parse_time(iso: Any) -> datetime | None:
-    try:
-        return datetime.fromisoformat(str(iso)) if iso else None
-    except ValueError:
-        return None
+def _memory(root: Path) -> _Memory:
+    """The memory of ``root``'s reports (only the last runs root reported on is remembered)."""
+    if not _MEMORY or _MEMORY[0].root != str(root):
+        _MEMORY[:] = [_Memory(str(root))]
+    return _MEMORY[0]
 
 
-def _elapsed(start: Any, end: Any = None) -> float | None:
-    """Seconds from ``start`` to ``end`` (default: now), or None when unparseable."""
-    t0 = _parse_time(start)
-    if t0 is None:
-        return None
-    t1 = _parse_time(end) or datetime.now(t0.tzinfo)
-    try:
-        return max(0.0, (t1 - t0).total_seconds())
-    except TypeError:  # naive vs aware
-        return None
-
-
-def _fmt_value(value: Any) -> str:
-    """A scenario value as the user wrote it: strings verbatim, the rest as compact JSON."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    except (TypeError, ValueError):
-        return str(value)
-
-
-def _tail(text: str, lines: int = MAX_TRACEBACK_LINES) -> str:
-    parts = (text or "").strip("\n").split("\n")  # not splitlines(): U+2028 in a message is text
-    return "\n".join(parts[-lines:])
-
-
-def _links(runs_root: Path, exec_dir: Path, name: str, red: bool) -> list[dict[str, str]]:
-    """Notebook (HTML at the error cell when red and exported), log, config and HTML links."""
-    html = href(runs_root, exec_dir / f"{name}.html")
-    notebook = href(runs_root, exec_dir / f"{name}.html", ERROR_ANCHOR) if red and html else None
-    notebook = notebook or href(runs_root, exec_dir / f"{name}.ipynb")
-    found = [
-        ("notebook", notebook),
-        ("log", href(runs_root, exec_dir / f"{name}_execution_output.txt")),
-        ("config", href(runs_root, exec_dir / f"{name}_config.json")),
-        ("html", html),
-    ]
-    return [{"label": label, "href": url} for label, url in found if url]
-
-
-# ---------------------------------------------------------------- records -> context
-def _record_light(rec: FlowResult) -> str:
-    if rec.state == "running":
-        return "running"
-    if rec.state != "finished":
-        return "pending"
-    return rec.status.value
-
-
-def record_context(runs_root: Path, rec: FlowResult, role: str = "flow") -> dict[str, Any]:
-    """One build or flow record as plain display data."""
-    light = _record_light(rec)
-    err = rec.error
-    duration = rec.duration if light != "running" else _elapsed(rec.started)
-    return {
-        "role": role,
-        "flow": rec.flow,
-        "instance": rec.execution_dir.name,
-        "light": light,
-        "label": LIGHT_LABELS[light],
-        "reason": rec.reason if light in ("red", "orange") else "",
-        "duration": duration,
-        "duration_text": _fmt_duration(duration),
-        "started": _fmt_time(rec.started),
-        "warnings": list(rec.warnings[:MAX_WARNINGS]),
-        "more_warnings": max(0, len(rec.warnings) - MAX_WARNINGS),
-        "error_type": err.type if err else "",
-        "error_message": err.message if err else "",
-        "traceback": _tail(err.traceback) if err else "",
-        "notes": list(rec.notes),
-        "links": _links(runs_root, rec.execution_dir, rec.flow, light == "red"),
-    }
-
-
-def _row_light(entry_state: str, status: Any, summary: InstanceSummary | None) -> str:
-    if entry_state in ("pending", "running", "cancelled"):
-        return entry_state
-    if status in _STATUSES:
-        return str(status)
-    if summary is not None and summary.status is not None:
-        return summary.status.value
-    if summary is not None and summary.running:
-        return "running"
-    return "skipped" if entry_state == "skipped" else "unknown"
-
-
-def _note(light: str, error: str, worst: str, flows: list[dict[str, Any]]) -> str:
-    """The one-line summary shown in a collapsed row."""
-    if light == "red":
-        return error or (f"{worst}: failed" if worst else "failed")
-    if light == "orange":
-        hit = next((f for f in flows if f["light"] == "orange"), None)
-        if hit is None:
-            return f"{worst}: warnings" if worst else "warnings"
-        first = hit["warnings"][0] if hit["warnings"] else ""
-        return f"{hit['instance']}: {first}" if first else f"{hit['instance']}: warnings"
-    if light == "running":
-        busy = [f["instance"] for f in flows if f["light"] == "running" and f["role"] == "flow"]
-        return f"running {', '.join(busy)}" if busy else ""
-    return ""
-
-
-def scenario_row(runs_root: Path, build: str, columns: list[str], entry: dict[str, Any], index: int) -> dict[str, Any]:
-    """One scenario of a state file (or a discovered instance) as a report row."""
-    instance = str(entry.get("instance") or f"#{index + 1}")
-    instance_dir = inside(runs_root, entry.get("dir"))
-    summary = summarize_instance(instance_dir, build) if instance_dir and instance_dir.is_dir() else None
-    state = entry.get("state") if entry.get("state") in _ROW_STATES else "done"
-    light = _row_light(state, entry.get("status"), summary)
-    records: list[dict[str, Any]] = []
-    if summary is not None:
-        if summary.build is not None:
-            records.append(record_context(runs_root, summary.build, "build"))
-        records.extend(record_context(runs_root, f, "flow") for f in summary.flows)
-    build_rec = summary.build if summary else None
-    duration = entry.get("duration") if isinstance(entry.get("duration"), (int, float)) else None
-    if duration is None and build_rec is not None:
-        duration = build_rec.duration if build_rec.state == "finished" else _elapsed(build_rec.started)
-    error = str(entry.get("error") or (summary.error if summary else "") or "")
-    worst = str(entry.get("worst_flow") or (summary.worst_flow if summary else "") or "")
-    values = entry.get("values") if isinstance(entry.get("values"), dict) else {}
-    up_to_date = state == "skipped" and light in _STATUSES
-    return {
-        "index": index,
-        "instance": instance,
-        "dir": instance_dir.relative_to(runs_root).as_posix() if instance_dir else "",
-        "state": state,
-        "light": light,
-        "label": f"{LIGHT_LABELS[light]} · up to date" if up_to_date else LIGHT_LABELS[light],
-        "rank": LIGHTS.index(light),
-        "metrics": entry.get("metrics") if isinstance(entry.get("metrics"), dict) else {},
-        "duration": duration,
-        "duration_text": _fmt_duration(duration),
-        "cells": [_fmt_value(values.get(c)) for c in columns],
-        "error": error if light == "red" else "",
-        "worst_flow": worst,
-        "note": _note(light, error, worst, records),
-        "records": records,
-        "flows": {r["instance"]: r for r in records if r["role"] == "flow"},
-    }
-
-
+# ---------------------------------------------------------------- sections
 def _totals(rows: Iterable[dict[str, Any]]) -> dict[str, int]:
     counts = dict.fromkeys(LIGHTS, 0)
     total = 0
@@ -235,16 +147,20 @@ def _totals(rows: Iterable[dict[str, Any]]) -> dict[str, int]:
     return counts
 
 
-def _section(runs_root: Path, build: str, rows: list[dict[str, Any]], **meta: Any) -> dict[str, Any]:
+def _section(mem: _Memory, skey: str, build: str, rows: list[dict[str, Any]], **meta: Any) -> dict[str, Any]:
     flow_columns: list[str] = []
+    seen: set[str] = set()
     for row in rows:
-        flow_columns.extend(k for k in row["flows"] if k not in flow_columns)
+        for k in row["flows"]:
+            if k not in seen:
+                seen.add(k)
+                flow_columns.append(k)
     return {
         "build": build,
         "rows": rows,
         "totals": _totals(rows),
         "flow_columns": flow_columns,
-        "results": results_view(rows),
+        "results": mem.section_results(skey, rows),
         **meta,
     }
 
@@ -255,7 +171,22 @@ def _names_instances(column: str, entries: list[dict[str, Any]]) -> bool:
     return bool(entries) and all(v.get(column) == e.get("instance") for v, e in zip(values, entries, strict=True))
 
 
-def _conductor_section(runs_root: Path, path: Path, doc: Any, index: int) -> dict[str, Any]:
+def _rows(
+    mem: _Memory, skey: str, build: str, columns: list[str], entries: list[dict[str, Any]], notices: list[str],
+    discovered: bool = False,
+) -> list[dict[str, Any]]:
+    """The rows of one section; what their records' reading warned about goes to ``notices``."""
+    rows = []
+    prefix = mem.root + os.sep
+    for i, entry in enumerate(entries):
+        row, snap = mem.row(skey, columns, entry, i, build, discovered)
+        rows.append(row)
+        if snap is not None and snap.warnings:
+            notices.extend(w.replace(prefix, "") for w in snap.warnings)
+    return rows
+
+
+def _conductor_section(mem: _Memory, path: Path, doc: Any, index: int, notices: list[str]) -> dict[str, Any]:
     """A section from one conductor state file (raises ValueError when it is not one)."""
     if not isinstance(doc, dict) or not isinstance(doc.get("scenarios"), list):
         raise ValueError("not a conductor state document (no 'scenarios' list)")
@@ -270,9 +201,11 @@ def _conductor_section(runs_root: Path, path: Path, doc: Any, index: int) -> dic
     if state == "running" and gone(doc.get("conductor")):
         state = "abandoned"  # killed without a word: not live, no refreshing page
         entries = [_abandoned(e) for e in entries]
-    rows = [scenario_row(runs_root, build, columns, e, i) for i, e in enumerate(entries)]
+    skey = f"state:{path.name}:b{index}"
+    rows = _rows(mem, skey, build, columns, entries, notices)
     return _section(
-        runs_root,
+        mem,
+        skey,
         build,
         rows,
         id=f"b{index}",
@@ -281,10 +214,10 @@ def _conductor_section(runs_root: Path, path: Path, doc: Any, index: int) -> dic
         live=state == "running",
         columns=columns,
         build_path=str(doc.get("build_path") or ""),
-        started=_fmt_time(doc.get("started")),
-        updated=_fmt_time(doc.get("updated")),
-        finished=_fmt_time(doc.get("finished")),
-        elapsed=_fmt_duration(_elapsed(doc.get("started"), doc.get("finished") if state != "running" else None)),
+        started=fmt_time(doc.get("started")),
+        updated=fmt_time(doc.get("updated")),
+        finished=fmt_time(doc.get("finished")),
+        elapsed=_fmt_duration(elapsed(doc.get("started"), doc.get("finished") if state != "running" else None)),
     )
 
 
@@ -297,26 +230,38 @@ def _abandoned(entry: dict[str, Any]) -> dict[str, Any]:
     return entry
 
 
-def _discovered_sections(runs_root: Path, first_index: int) -> list[dict[str, Any]]:
+def _subdirs(folder: Path) -> list[str]:
+    """Names of the folders (or symlinks to folders) in ``folder``, sorted."""
+    try:
+        with os.scandir(folder) as it:
+            return sorted(e.name for e in it if e.is_dir())
+    except OSError:
+        return []
+
+
+def _discovered_sections(mem: _Memory, runs_root: Path, notices: list[str]) -> list[dict[str, Any]]:
     """Without a conductor state file: every ``<name>/<instance>/<name>_status.json``."""
     sections = []
-    for top in sorted(p for p in runs_root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        entries = [
-            {"instance": inst.name, "dir": f"{top.name}/{inst.name}", "state": "done"}
-            for inst in sorted(top.iterdir())
-            if inst.is_dir() and (inst / f"{top.name}{STATUS_SUFFIX}").is_file()
-        ]
+    for top in (n for n in _subdirs(runs_root) if not n.startswith(".")):
+        entries = []
+        for name in _subdirs(runs_root / top):
+            rel = f"{top}/{name}"
+            snap = mem.instance(rel, top)
+            record = f"{top}{STATUS_SUFFIX}"
+            listed = snap.files.get(snap.instance_dir, {}) if snap is not None else {}
+            kind = listed.get(record)
+            if kind == FILE or (kind == LINK and os.path.isfile(os.path.join(snap.instance_dir, record))):
+                entries.append({"instance": name, "dir": rel, "state": "done"})
         if not entries:
             continue
-        rows = [scenario_row(runs_root, top.name, [], e, i) for i, e in enumerate(entries)]
-        for row in rows:  # a build record still running is a running row, not "no record"
-            if row["light"] == "unknown" and any(r["light"] == "running" for r in row["records"]):
-                row.update(light="running", label=LIGHT_LABELS["running"], rank=LIGHTS.index("running"))
-        index = first_index + len(sections)
+        index = len(sections)
+        skey = f"found:{top}:b{index}"
+        rows = _rows(mem, skey, top, [], entries, notices, discovered=True)
         sections.append(
             _section(
-                runs_root,
-                top.name,
+                mem,
+                skey,
+                top,
                 rows,
                 id=f"b{index}",
                 source="discovered",
@@ -333,25 +278,6 @@ def _discovered_sections(runs_root: Path, first_index: int) -> list[dict[str, An
     return sections
 
 
-@contextlib.contextmanager
-def _captured_warnings(into: list[str], runs_root: Path) -> Iterator[None]:
-    """Collect this thread's record-reading warnings so the page can show them too."""
-    me = threading.get_ident()
-
-    class _Grab(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if record.thread == me and record.levelno >= logging.WARNING:
-                into.append(record.getMessage().replace(str(runs_root) + os.sep, ""))
-
-    handler = _Grab()
-    target = logging.getLogger("ductaflow.records")
-    target.addHandler(handler)
-    try:
-        yield
-    finally:
-        target.removeHandler(handler)
-
-
 def collect_report(runs_root: str | Path) -> dict[str, Any]:
     """The template context for ``runs_root``, built only from what is on disk.
 
@@ -359,20 +285,22 @@ def collect_report(runs_root: str | Path) -> dict[str, Any]:
     flow directory. ``live`` is true while any conductor says it is running.
     """
     root = Path(runs_root).absolute()
-    forget_folders()  # symlinks may have changed since the last report
     notices: list[str] = []
     sections: list[dict[str, Any]] = []
-    with _captured_warnings(notices, root):
+    with _LOCK:
+        forget_folders()  # symlinks may have changed since the last report
+        mem = _memory(root)
         state_dir = root / STATE_DIR
         for path in sorted(state_dir.glob("*.json")) if state_dir.is_dir() else []:
             try:
-                doc = json.loads(path.read_text(encoding="utf-8"))
-                sections.append(_conductor_section(root, path, doc, len(sections)))
+                doc = mem.state(path)
+                sections.append(_conductor_section(mem, path, doc, len(sections), notices))
             except (OSError, ValueError) as exc:
                 log.warning("skipping unreadable conductor state %s: %s", path, exc)
                 notices.append(f"conductor state {path.relative_to(root).as_posix()} could not be read: {exc}")
         if not sections and root.is_dir():
-            sections = _discovered_sections(root, 0)
+            sections = _discovered_sections(mem, root, notices)
+        mem.sweep()
     sections.sort(key=lambda s: (not s["live"], s["build"]))
     all_rows = [row for s in sections for row in s["rows"]]
     totals = _totals(all_rows)
@@ -387,7 +315,7 @@ def collect_report(runs_root: str | Path) -> dict[str, Any]:
         "sections": sections,
         "totals": totals,
         "worst": worst,
-        "notices": notices,
+        "notices": list(dict.fromkeys(notices)),
     }
 
 
@@ -408,7 +336,8 @@ def _environment() -> Any:
 def render_report(context: dict[str, Any]) -> str:
     """Render the context to one self-contained HTML page (fresh CSP nonce per render)."""
     template = _environment().get_template("report.html.j2")
-    return template.render(**context, nonce=secrets.token_urlsafe(18))
+    parts = [section_parts(s) for s in context["sections"]]
+    return template.render(**context, parts=parts, nonce=secrets.token_urlsafe(18))
 
 
 def write_report(runs_root: str | Path) -> Path:

@@ -1,0 +1,199 @@
+"""Build instances read once per change: records, roll-up and file listings, cached in-process.
+
+A live report over 10,000 instances is rewritten again and again while most of their 40,000
+records never change. Each instance read here is kept with the stat signature (inode, size,
+mtime, ctime) of every folder it listed and every record it read, taken before reading: an
+atomic rewrite, an edit in place, a new or deleted file and a swapped symlink all change one,
+and the next read starts again from the files. A signature younger than ``RACY_NS`` is not
+trusted (file times are coarse: a change in the same tick would not show), so such an
+instance is read again next time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ductaflow.links import DIR, FILE, LINK
+from ductaflow.models import FlowResult
+from ductaflow.records import (
+    FLOWS_SUBDIR,
+    STATUS_SUFFIX,
+    STEPS_FILE,
+    InstanceSummary,
+    read_status,
+    read_steps,
+    roll_up,
+    sort_flows,
+)
+from ductaflow.records import log as records_log
+
+log = logging.getLogger(__name__)
+
+#: Signatures whose mtime or ctime is this close to the read are not trusted (1 s covers
+#: file systems that keep whole seconds).
+RACY_NS = 1_000_000_000
+
+Sig = tuple[int, int, int, int] | None
+_tokens = itertools.count(1)
+
+
+def signature(path: str) -> Sig:
+    """(inode, size, mtime, ctime) of ``path`` followed through symlinks; None when absent."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def listing(folder: str) -> dict[str, str] | None:
+    """``{name: kind}`` of the files, symlinks and folders in ``folder`` (kinds as in
+    :mod:`ductaflow.links`); None when it cannot be listed."""
+    out = {}
+    try:
+        with os.scandir(folder) as it:
+            for e in it:
+                if e.is_symlink():
+                    out[e.name] = LINK
+                elif e.is_file(follow_symlinks=False):
+                    out[e.name] = FILE
+                elif e.is_dir(follow_symlinks=False):
+                    out[e.name] = DIR
+    except (OSError, ValueError):
+        return None
+    return out
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One build instance as read: its roll-up, what each of its folders holds, what went wrong."""
+
+    token: int  # differs between any two reads that may differ
+    instance_dir: str
+    summary: InstanceSummary | None  # None when the instance dir cannot be listed
+    files: dict[str, dict[str, str]] = field(default_factory=dict)  # folder -> listing()
+    warnings: tuple[str, ...] = ()  # records that could not be read, as logged
+
+
+class _Sink(logging.Handler):
+    """Copies this thread's record-reading warnings into the snapshot being read."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.local = threading.local()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        into = getattr(self.local, "into", None)
+        if into is not None:
+            into.append(record.getMessage())
+
+
+_SINK = _Sink()
+records_log.addHandler(_SINK)
+
+
+@dataclass
+class _Entry:
+    checks: list[tuple[str, Sig]]
+    snapshot: Snapshot
+    racy: bool
+
+
+class InstanceCache:
+    """Snapshots of build instances, re-read only when a signature changed."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, str], _Entry] = {}
+        self._seen: set[tuple[str, str]] = set()
+
+    def read(self, instance_dir: str, build: str) -> Snapshot:
+        """The instance at ``instance_dir`` (records named after ``build``), from memory when unchanged."""
+        key = (instance_dir, build)
+        self._seen.add(key)
+        entry = self._entries.get(key)
+        if entry is not None and not entry.racy and all(signature(p) == s for p, s in entry.checks):
+            return entry.snapshot
+        entry = _read(instance_dir, build)
+        self._entries[key] = entry
+        return entry.snapshot
+
+    def sweep(self) -> None:
+        """Forget the instances not read since the last sweep (deleted, or no longer shown)."""
+        for key in self._entries.keys() - self._seen:
+            del self._entries[key]
+        self._seen = set()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _read(instance_dir: str, build: str) -> _Entry:
+    start = time.time_ns()
+    checks: list[tuple[str, Sig]] = []
+
+    def check(path: str) -> Sig:
+        sig = signature(path)
+        checks.append((path, sig))
+        return sig
+
+    warnings: list[str] = []
+    _SINK.local.into = warnings
+    try:
+        check(instance_dir)
+        own = listing(instance_dir)
+        if own is None:
+            snapshot = Snapshot(next(_tokens), instance_dir, None)
+        else:
+            snapshot = _read_instance(instance_dir, build, own, check)
+    finally:
+        _SINK.local.into = None
+    if warnings:
+        snapshot = Snapshot(snapshot.token, instance_dir, snapshot.summary, snapshot.files, tuple(warnings))
+    limit = start - RACY_NS
+    racy = any(s is not None and (s[2] >= limit or s[3] >= limit) for _, s in checks)
+    return _Entry(checks, snapshot, racy)
+
+
+def _read_instance(instance_dir: str, build: str, own: dict[str, str], check: Callable[[str], Sig]) -> Snapshot:
+    """Read the build record, the step list and every current flow record of one instance."""
+    sep = os.sep
+    files = {instance_dir: own}
+    build_path = f"{instance_dir}{sep}{build}{STATUS_SUFFIX}"
+    own_path = Path(instance_dir)
+    build_rec = read_status(build_path, own_path) if check(build_path) is not None else None
+    base = f"{instance_dir}{sep}{FLOWS_SUBDIR}"
+    flows: list[FlowResult] = []
+    if check(base) is not None:
+        steps_path = f"{base}{sep}{STEPS_FILE}"
+        check(steps_path)
+        steps = read_steps(steps_path)
+        inner = listing(base) or {}
+        files[base] = inner
+        subdirs = (n for n, k in inner.items() if k == DIR or (k == LINK and os.path.isdir(f"{base}{sep}{n}")))
+        for name in sorted(subdirs):
+            if steps is not None and name not in steps:
+                continue
+            folder = f"{base}{sep}{name}"
+            check(folder)
+            names = listing(folder)
+            if names is None:
+                continue
+            files[folder] = names
+            folder_path = None
+            for fname in sorted(n for n, k in names.items() if k != DIR and n.endswith(STATUS_SUFFIX)):
+                path = f"{folder}{sep}{fname}"
+                if check(path) is None:
+                    continue
+                folder_path = folder_path or Path(folder)
+                rec = read_status(path, folder_path)
+                if rec is not None:
+                    flows.append(rec)
+    summary = roll_up(own_path, build_rec, tuple(sort_flows(flows)))
+    return Snapshot(next(_tokens), instance_dir, summary, files)

@@ -1,0 +1,191 @@
+"""The report's repeated HTML (one scenario row, its matrix and results rows, the bar charts),
+written in Python with every piece of user text through ``markupsafe.escape``.
+
+10,000 rows through Jinja macros took seconds; these strings take milliseconds and are kept
+on the row they belong to, so a row unchanged since the last report is not written again.
+Colours, dots and glyphs come from CSS classes (``l-<light>`` on the row, inherited), so a
+row carries its text, its links and little else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from markupsafe import Markup, escape
+
+GLYPHS = {"green": "✓", "orange": "!", "red": "✕", "running": "▶", "pending": "○",
+          "cancelled": "⊘", "skipped": "↷", "unknown": "?"}  # fmt: skip
+_FLOWS_HEAD = (
+    '<table class="flows"><thead><tr><th>Light</th><th>Flow</th><th class="num">Duration</th>'
+    "<th>Warnings / error</th><th>Files</th></tr></thead><tbody>"
+)
+_WHY_EMPTY = {"pending": ": this scenario has not started", "cancelled": ": it was cancelled before it started"}
+#: Cell texts longer than this also get a title (the cell may be cut off with an ellipsis).
+_TITLE_OVER = 10
+
+
+def _e(value: Any) -> str:
+    return str(escape(value))
+
+
+def _titled(cls: str, text: str, over: int = _TITLE_OVER) -> str:
+    """``<span class="c ...">text</span>``, with the text as a title too when it may not fit."""
+    t = _e(text)
+    title = f' title="{t}"' if len(text) > over else ""
+    return f'<span class="c {cls}"{title}>{t}</span>'
+
+
+def record_row(rec: dict[str, Any]) -> str:
+    """One build or flow record in a scenario's flow table."""
+    if rec["role"] == "build":
+        name = f'<span class="fname">{_e(rec["flow"])}</span><span class="tag">build</span>'
+    else:
+        name = f'<span class="fname">{_e(rec["instance"])}</span>'
+        if rec["flow"] != rec["instance"]:
+            name += f'<span class="muted small">{_e(rec["flow"])}</span>'
+    if rec["started"]:
+        name += f'<div class="muted small nowrap">started {_e(rec["started"])}</div>'
+    detail = []
+    if rec["error_type"] or rec["error_message"]:
+        msg = f": {_e(rec['error_message'])}" if rec["error_message"] else ""
+        detail.append(f'<div class="emsg"><span class="etype">{_e(rec["error_type"])}</span>{msg}</div>')
+    elif rec["reason"] and rec["light"] == "red":
+        detail.append(f'<div class="emsg">{_e(rec["reason"])}</div>')
+    if rec["warnings"]:
+        lines = "".join(f"<li>{_e(w)}</li>" for w in rec["warnings"])
+        if rec["more_warnings"]:
+            lines += f'<li class="muted">… {rec["more_warnings"]} more in the log</li>'
+        detail.append(f'<ul class="warns">{lines}</ul>')
+    detail.extend(f'<div class="muted small">{_e(n)}</div>' for n in rec["notes"])
+    if rec["traceback"]:
+        detail.append(f'<details class="tb"><summary>traceback</summary><pre>{_e(rec["traceback"])}</pre></details>')
+    links = "".join(f'<a class="file" href="{_e(ln["href"])}">{_e(ln["label"])}</a>' for ln in rec["links"])
+    return (
+        f'<tr class="l-{rec["light"]}" data-role="{rec["role"]}" data-record="{_e(rec["instance"])}">'
+        f'<td><span class="lamp">{_e(rec["label"])}</span></td><td>{name}</td>'
+        f'<td class="num">{_e(rec["duration_text"])}</td><td class="detail">{"".join(detail)}</td>'
+        f'<td class="files">{links}</td></tr>'
+    )
+
+
+def scenario_item(row: dict[str, Any], sid: str, columns: list[str]) -> str:
+    """One scenario of the list: a ``<details>`` whose summary is the grid row."""
+    key = ("item", sid, tuple(columns))
+    frags = row.setdefault("_html", {})
+    if key in frags:
+        return frags[key]
+    inst = _e(row["instance"])
+    dur = row["duration"]
+    attrs = "".join(f' data-v{i}="{_e(v)}"' for i, v in enumerate(row["cells"]))
+    cells = "".join(_titled("val", v) for v in row["cells"])
+    note = _e(row["note"])
+    note_title = f' title="{note}"' if note else ""
+    where = f'<span class="mono">{_e(row["dir"])}/</span>' if row["dir"] else "no instance directory"
+    if row["worst_flow"]:
+        where += f" · worst flow <strong>{_e(row['worst_flow'])}</strong>"
+    if row["cells"]:
+        pairs = zip(columns, row["cells"], strict=False)
+        where += " · " + ", ".join(f'{_e(c)}=<span class="mono">{_e(v)}</span>' for c, v in pairs)
+    body = [f'<div class="where">{where}</div>']
+    if row["error"]:
+        body.append(f'<div class="errbox">{_e(row["error"])}</div>')
+    if row["records"]:
+        body.append(_FLOWS_HEAD)
+        body.extend(record_row(r) for r in row["records"])
+        body.append("</tbody></table>")
+    else:
+        body.append(f'<p class="muted">No records on disk yet{_WHY_EMPTY.get(row["state"], "")}.</p>')
+    html = (
+        f'<details class="scn l-{row["light"]}" id="{sid}-r{row["index"]}" data-idx="{row["index"]}" '
+        f'data-rank="{row["rank"]}" data-dur="{"" if dur is None else _e(dur)}" data-instance="{inst}"{attrs}>'
+        f'<summary class="row"><span class="c"><span class="chev"></span>'
+        f'<span class="lamp">{_e(row["label"])}</span></span>'
+        f'{_titled("inst", row["instance"], 24)}<span class="c dur">{_e(row["duration_text"])}</span>{cells}'
+        f'<span class="c note"{note_title}>{note}</span></summary>'
+        f'<div class="body">{"".join(body)}</div></details>'
+    )
+    frags[key] = html
+    return html
+
+
+def matrix_row(row: dict[str, Any], sid: str, flow_columns: list[str]) -> str:
+    """One scenario's row of the scenario x flow matrix: a lit cell per flow, linked to its notebook."""
+    key = ("matrix", sid, tuple(flow_columns))
+    frags = row.setdefault("_html", {})
+    if key in frags:
+        return frags[key]
+    cells = []
+    for fc in flow_columns:
+        f = row["flows"].get(fc)
+        if f is None:
+            cells.append(f'<td><span class="cell none" title="{_e(fc)}: not run"></span></td>')
+            continue
+        tip = _e(f"{fc}: {f['label']}" + (f" — {f['reason']}" if f["reason"] else ""))
+        if f["links"]:
+            url = _e(f["links"][0]["href"])
+            cells.append(f'<td><a class="cell l-{f["light"]}" href="{url}" title="{tip}"></a></td>')
+        else:
+            cells.append(f'<td><span class="cell l-{f["light"]}" title="{tip}"></span></td>')
+    html = (
+        f'<tr class="mrow l-{row["light"]}"><th scope="row"><a href="#{sid}-r{row["index"]}" '
+        f'title="{_e(row["instance"])}: {_e(row["label"])}">{_e(row["instance"])}</a></th>{"".join(cells)}</tr>'
+    )
+    frags[key] = html
+    return html
+
+
+def results_rows(view: dict[str, Any], sid: str) -> str:
+    """The rows of the results-by-scenario table (kept on the view, which is kept while rows are)."""
+    key = ("_html", sid)
+    if view.get("_key") == key:
+        return view["_rows_html"]
+    out = []
+    for r in view["rows"]:
+        cells = "".join(f"<td>{_e(v)}</td>" for v in r["cells"])
+        out.append(
+            f'<tr class="mrow l-{r["light"]}"><th scope="row"><a href="#{sid}-r{r["index"]}">{_e(r["instance"])}</a>'
+            f"</th>{cells}</tr>"
+        )
+    view["_key"], view["_rows_html"] = key, "".join(out)
+    return view["_rows_html"]
+
+
+def _short(name: str, length: int = 26) -> str:
+    """Jinja's ``truncate(26, true, "…")`` (leeway 5): cut only names longer than 31."""
+    return name if len(name) <= length + 5 else name[: length - 1] + "…"
+
+
+def chart(ch: dict[str, Any]) -> str:
+    """One bar chart as inline SVG (no script); a bar's title only where its label was cut."""
+    if "_html" in ch:
+        return ch["_html"]
+    bars = []
+    for b in ch["bars"]:
+        name = b["instance"]
+        short = _short(name)
+        title = f"<title>{_e(name)}: {_e(b['value'])}</title>" if short != name else ""
+        y = b["y"]
+        bars.append(
+            f'<text class="lb" x="176" y="{y + 13}">{_e(short)}</text>'
+            f'<rect class="bar l-{b["light"]}" x="184" y="{y}" width="{b["width"]}" height="16">{title}</rect>'
+            f'<text x="{190 + b["width"]}" y="{y + 13}">{_e(b["value"])}</text>'
+        )
+    metric = _e(ch["metric"])
+    ch["_html"] = (
+        f'<figure class="chart"><figcaption>{metric}</figcaption><svg role="img" aria-label="{metric} by scenario" '
+        f'viewBox="0 0 640 {ch["height"]}" width="640" height="{ch["height"]}">{"".join(bars)}</svg></figure>'
+    )
+    return ch["_html"]
+
+
+def section_parts(section: dict[str, Any]) -> dict[str, Markup]:
+    """The repeated parts of one build section, ready for the page template."""
+    sid = section["id"]
+    rows = section["rows"]
+    parts = {"list": Markup("".join(scenario_item(r, sid, section["columns"]) for r in rows))}
+    if section["flow_columns"]:
+        parts["matrix"] = Markup("".join(matrix_row(r, sid, section["flow_columns"]) for r in rows))
+    if section["results"]:
+        parts["results"] = Markup(results_rows(section["results"], sid))
+        parts["charts"] = Markup("".join(chart(ch) for ch in section["results"]["charts"]))
+    return parts
