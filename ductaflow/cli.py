@@ -234,30 +234,20 @@ def report(runs_dir: Path) -> None:
 @click.argument("runs_dir", type=click.Path(path_type=Path), default=Path("runs"))
 def status(runs_dir: Path) -> None:
     """The latest state of every instance in RUNS_DIR, with its light."""
-    from rich.console import Console
-    from rich.table import Table
+    import shutil
 
-    from ductaflow.query import latest_status
+    from ductaflow.query import status_rows, status_table
 
     if not runs_dir.is_dir():
         raise DuctaflowError(f"runs directory not found: {runs_dir}")
-    df = latest_status(runs_dir)
-    table = Table(box=None, header_style="bold")
-    for col in ("", "flow", "instance", "state", "duration", "finished", "worst flow / error"):
-        table.add_column(col, no_wrap=col != "worst flow / error")
-    for r in df.astype(object).where(df.notna(), None).itertuples():
-        table.add_row(
-            _LIGHTS.get(str(r.status), "⚪"),
-            r.flow,
-            r.instance,
-            r.state,
-            f"{r.duration:.1f}s" if r.duration is not None else "-",
-            str(r.finished or "-")[:19].replace("T", " "),
-            str(r.error or r.worst_flow or ""),
-        )
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
-    counts = df["status"].value_counts().to_dict()
-    click.echo(f"{len(df)} instance(s): {_light_counts(counts)}")
+    rows = status_rows(runs_dir)
+    width = shutil.get_terminal_size().columns if sys.stdout.isatty() else 200
+    lines = status_table(rows, width)
+    click.echo(click.style(lines[0], bold=True) + "\n" + "\n".join(lines[1:]))
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[str(r["status"])] = counts.get(str(r["status"]), 0) + 1
+    click.echo(f"{len(rows)} instance(s): {_light_counts(counts)}")
 
 
 @cli.command()

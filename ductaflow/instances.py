@@ -100,17 +100,24 @@ records_log.addHandler(_SINK)
 
 
 @dataclass
-class _Entry:
+class Reading:
+    """A snapshot with what it was read from: ``checks`` are (path, signature) in reading order;
+    ``racy`` when one of them was too young to be trusted next time."""
+
     checks: list[tuple[str, Sig]]
     snapshot: Snapshot
     racy: bool
+
+    def current(self) -> bool:
+        """True when every path still has the signature it had when read (and none was racy)."""
+        return not self.racy and all(signature(p) == s for p, s in self.checks)
 
 
 class InstanceCache:
     """Snapshots of build instances, re-read only when a signature changed."""
 
     def __init__(self) -> None:
-        self._entries: dict[tuple[str, str], _Entry] = {}
+        self._entries: dict[tuple[str, str], Reading] = {}
         self._seen: set[tuple[str, str]] = set()
 
     def read(self, instance_dir: str, build: str) -> Snapshot:
@@ -118,9 +125,9 @@ class InstanceCache:
         key = (instance_dir, build)
         self._seen.add(key)
         entry = self._entries.get(key)
-        if entry is not None and not entry.racy and all(signature(p) == s for p, s in entry.checks):
+        if entry is not None and entry.current():
             return entry.snapshot
-        entry = _read(instance_dir, build)
+        entry = read_instance(instance_dir, build)
         self._entries[key] = entry
         return entry.snapshot
 
@@ -134,7 +141,8 @@ class InstanceCache:
         return len(self._entries)
 
 
-def _read(instance_dir: str, build: str) -> _Entry:
+def read_instance(instance_dir: str, build: str) -> Reading:
+    """Read one build instance from its files (records named after ``build``)."""
     start = time.time_ns()
     checks: list[tuple[str, Sig]] = []
 
@@ -158,7 +166,7 @@ def _read(instance_dir: str, build: str) -> _Entry:
         snapshot = Snapshot(snapshot.token, instance_dir, snapshot.summary, snapshot.files, tuple(warnings))
     limit = start - RACY_NS
     racy = any(s is not None and (s[2] >= limit or s[3] >= limit) for _, s in checks)
-    return _Entry(checks, snapshot, racy)
+    return Reading(checks, snapshot, racy)
 
 
 def _read_instance(instance_dir: str, build: str, own: dict[str, str], check: Callable[[str], Sig]) -> Snapshot:

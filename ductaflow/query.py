@@ -7,11 +7,15 @@ Read-only. Every source is a file the runs left on disk (status records, ledger 
 from __future__ import annotations
 
 import logging
+import os
+import textwrap
+import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ductaflow.incremental import is_held
-from ductaflow.records import STATUS_SUFFIX, summarize_instance
+from ductaflow.instances import read_instance
+from ductaflow.records import STATUS_SUFFIX
+from ductaflow.summaries import SummaryCache
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -19,6 +23,63 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STATUS_COLUMNS = ("flow", "instance", "status", "state", "duration", "finished", "worst_flow", "error", "dir")
+
+
+def _subdirs(folder: Path) -> list[str]:
+    """Names of the folders (or symlinks to folders) in ``folder``, sorted."""
+    try:
+        with os.scandir(folder) as it:
+            return sorted(e.name for e in it if e.is_dir())
+    except OSError:
+        return []
+
+
+def status_rows(runs_root: str | Path = "runs") -> list[dict[str, Any]]:
+    """The rows of :func:`latest_status` as dicts (no pandas): what ``ductaflow status`` prints.
+
+    Rows whose files have not changed since the last listing come from the runs root's
+    status cache (:mod:`ductaflow.summaries`); the others are read from their records.
+    """
+    root = Path(runs_root)
+    cache = SummaryCache(root)
+    rows: list[dict[str, Any]] = []
+    for flow in (n for n in _subdirs(root) if not n.startswith(".")):
+        for name in _subdirs(root / flow):
+            rel = f"{flow}/{name}"
+            inst = os.path.join(root, flow, name)
+            row = cache.get(rel, inst)
+            if row is None:
+                if not os.path.exists(os.path.join(inst, f"{flow}{STATUS_SUFFIX}")):
+                    continue
+                reading = read_instance(inst, flow)
+                row = _summary_row(reading.snapshot)
+                cache.put(rel, inst, reading, row)
+            if row["state"] == "running" and not _held(Path(inst), flow):
+                row = {**row}
+                row.update(state="stale", status=row["status"] or "red", error=row["error"] or "run did not finish")
+            rows.append({"flow": flow, "instance": name, **row, "dir": rel})
+    cache.save()
+    return rows
+
+
+def _held(instance_dir: Path, flow: str) -> bool:
+    from ductaflow.incremental import is_held  # imports papermill's friends: only for running rows
+
+    return is_held(instance_dir, flow)
+
+
+def _summary_row(snap: Any) -> dict[str, Any]:
+    """The roll-up of one instance as the columns ``status`` shows (before the lock check)."""
+    summary = snap.summary
+    rec = summary.build if summary is not None else None
+    return {
+        "status": summary.status.value if summary is not None and summary.status else None,
+        "state": rec.state if rec else "unknown",
+        "duration": rec.duration if rec else None,
+        "finished": rec.finished if rec else None,
+        "worst_flow": summary.worst_flow if summary is not None else None,
+        "error": summary.error if summary is not None else None,
+    }
 
 
 def latest_status(runs_root: str | Path = "runs") -> pd.DataFrame:
@@ -29,32 +90,7 @@ def latest_status(runs_root: str | Path = "runs") -> pd.DataFrame:
     """
     import pandas as pd
 
-    root = Path(runs_root)
-    rows: list[dict[str, Any]] = []
-    flow_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []
-    for flow_dir in flow_dirs:
-        for inst in sorted(p for p in flow_dir.iterdir() if p.is_dir()):
-            if not (inst / f"{flow_dir.name}{STATUS_SUFFIX}").exists():
-                continue
-            summary = summarize_instance(inst, flow_dir.name)
-            rec = summary.build
-            state = rec.state if rec else "unknown"
-            if state == "running" and not is_held(inst, flow_dir.name):
-                state = "stale"
-            rows.append(
-                {
-                    "flow": flow_dir.name,
-                    "instance": inst.name,
-                    "status": summary.status.value if summary.status else ("red" if state == "stale" else None),
-                    "state": state,
-                    "duration": rec.duration if rec else None,
-                    "finished": rec.finished if rec else None,
-                    "worst_flow": summary.worst_flow,
-                    "error": summary.error or ("run did not finish" if state == "stale" else None),
-                    "dir": inst.relative_to(root).as_posix(),
-                }
-            )
-    return pd.DataFrame(rows, columns=list(STATUS_COLUMNS))
+    return pd.DataFrame(status_rows(runs_root), columns=list(STATUS_COLUMNS))
 
 
 def results_table(runs_root: str | Path = "runs") -> pd.DataFrame:
@@ -90,3 +126,39 @@ def run_query(sql: str, runs_root: str | Path = "runs") -> pd.DataFrame:
         raise DuctaflowError(f"query failed: {exc}".splitlines()[0]) from None
     finally:
         con.close()
+
+
+_LIGHTS = {"green": "🟢", "orange": "🟠", "red": "🔴"}
+_HEAD = ("", "flow", "instance", "state", "duration", "finished", "worst flow / error")
+
+
+def _width(text: str) -> int:
+    """Terminal columns of ``text``: wide (emoji, CJK) characters take two, combining ones none."""
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def status_table(rows: list[dict[str, Any]], width: int = 200) -> list[str]:
+    """``rows`` of :func:`status_rows` as aligned text lines (header first), the last column
+    wrapped to ``width``. Plain strings: a table library took seconds at 10,000 rows."""
+    cells = [
+        (
+            _LIGHTS.get(str(r["status"]), "⚪"),
+            str(r["flow"]),
+            str(r["instance"]),
+            str(r["state"]),
+            f"{r['duration']:.1f}s" if isinstance(r["duration"], (int, float)) else "-",
+            str(r["finished"] or "-")[:19].replace("T", " "),
+            str(r["error"] or r["worst_flow"] or ""),
+        )
+        for r in rows
+    ]
+    widths = [max([_width(h)] + [_width(c[i]) for c in cells]) for i, h in enumerate(_HEAD[:-1])]
+    indent = 1 + sum(widths) + 2 * len(widths)
+    room = max(20, width - indent)
+    lines = []
+    for line in [_HEAD, *cells]:
+        head = "  ".join(c + " " * (w - _width(c)) for c, w in zip(line, widths, strict=False))
+        last = textwrap.wrap(line[-1], room, break_on_hyphens=False) or [""]
+        lines.append(f" {head}  {last[0]}".rstrip())
+        lines.extend((" " * indent + more).rstrip() for more in last[1:])
+    return lines

@@ -1,0 +1,96 @@
+"""Instance roll-ups kept on disk between ``ductaflow status`` calls (``.ductaflow/status_cache.json``).
+
+Each process that lists a runs root would otherwise read every status record again: 40,000
+files at 10,000 instances. An instance's row is kept with the paths its reading checked
+(relative to the instance, shared by all instances laid out alike) and one hash of their
+stat signatures (inode, size, mtime, ctime); a row is used again only while that hash is
+unchanged, and never from a reading whose files were too young to trust (see
+:mod:`ductaflow.instances`). The file is only a cache: unreadable, foreign or stale, it is
+ignored; it is written only where ``.ductaflow`` already exists, never to make a folder a
+runs root.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from ductaflow.instances import Reading, signature
+from ductaflow.rundir import RUNS_MARKER, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+CACHE_NAME = "status_cache.json"
+#: Bumped when the rows kept change shape; the Python version is part of the key because the
+#: signature hash is Python's own tuple hash.
+_SCHEMA = [1, sys.version_info[:2]]
+
+
+def _hash(instance_dir: str, layout: list[str]) -> int:
+    sep = os.sep
+    return hash(tuple(signature(f"{instance_dir}{sep}{p}" if p else instance_dir) for p in layout))
+
+
+class SummaryCache:
+    """Rows of ``runs_root``'s instances from the last listing, valid while their files are unchanged."""
+
+    def __init__(self, runs_root: Path) -> None:
+        self.path = runs_root / RUNS_MARKER / CACHE_NAME
+        self._layouts: list[list[str]] = []
+        self._old: dict[str, list[Any]] = {}
+        self._new: dict[str, list[Any]] = {}
+        self._index: dict[tuple[str, ...], int] = {}
+        self._changed = False
+        try:
+            doc = json.loads(self.path.read_text(encoding="utf-8"))
+            if doc.get("schema") == json.loads(json.dumps(_SCHEMA)):
+                self._layouts = [list(x) for x in doc["layouts"]]
+                self._old = dict(doc["rows"])
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            self._layouts, self._old = [], {}
+        self._index = {tuple(x): i for i, x in enumerate(self._layouts)}
+
+    def get(self, rel: str, instance_dir: str) -> dict[str, Any] | None:
+        """The kept row of ``rel`` when none of the files it came from changed, else None."""
+        hit = self._old.get(rel)
+        try:
+            if hit is not None and _hash(instance_dir, self._layouts[hit[0]]) == hit[1]:
+                self._new[rel] = hit
+                return dict(hit[2])
+        except (IndexError, TypeError):
+            pass
+        return None
+
+    def put(self, rel: str, instance_dir: str, reading: Reading, row: dict[str, Any]) -> None:
+        """Keep ``row`` as read in ``reading`` (not when that reading was too young to trust)."""
+        self._changed = True
+        if reading.racy:
+            return
+        cut = len(instance_dir) + 1
+        layout = tuple(p[cut:] if p != instance_dir else "" for p, _ in reading.checks)
+        if layout not in self._index:
+            self._index[layout] = len(self._layouts)
+            self._layouts.append(list(layout))
+        self._new[rel] = [self._index[layout], hash(tuple(s for _, s in reading.checks)), row]
+
+    def save(self) -> None:
+        """Write the rows of this listing, when anything changed and the runs root has ``.ductaflow``."""
+        if not self._changed and self._new.keys() == self._old.keys():
+            return
+        if not self.path.parent.is_dir():
+            return
+        used = sorted({v[0] for v in self._new.values()})
+        renumber = {old: new for new, old in enumerate(used)}
+        doc = {
+            "schema": _SCHEMA,
+            "layouts": [self._layouts[i] for i in used],
+            "rows": {k: [renumber[v[0]], v[1], v[2]] for k, v in self._new.items()},
+        }
+        try:
+            atomic_write_text(self.path, json.dumps(doc, separators=(",", ":")))
+        except OSError as exc:  # a read-only runs root: no cache, same answers
+            log.debug("could not keep the status cache %s: %s", self.path, exc)
