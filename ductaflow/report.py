@@ -25,13 +25,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from markupsafe import Markup
+
 from ductaflow.charts import results_view
 from ductaflow.errors import InvalidName
 from ductaflow.instances import RACY_NS, InstanceCache, Sig, Snapshot, signature
 from ductaflow.links import FILE, LINK, forget_folders, href, inside
 from ductaflow.liveness import gone
 from ductaflow.records import STATUS_SUFFIX
-from ductaflow.report_html import section_parts
+from ductaflow.report_html import fill, section_parts
 from ductaflow.report_rows import LIGHTS, elapsed, fmt_time, live, scenario_row
 from ductaflow.report_rows import fmt_duration as _fmt_duration
 from ductaflow.rundir import atomic_write_text, check_component
@@ -336,8 +338,17 @@ def _environment() -> Any:
 def render_report(context: dict[str, Any]) -> str:
     """Render the context to one self-contained HTML page (fresh CSP nonce per render)."""
     template = _environment().get_template("report.html.j2")
-    parts = [section_parts(s) for s in context["sections"]]
-    return template.render(**context, parts=parts, nonce=secrets.token_urlsafe(18))
+    marker = secrets.token_hex(8)  # slots for the big parts, which skip the template
+    pieces: dict[str, list[str]] = {}
+    slots = []
+    for i, section in enumerate(context["sections"]):
+        slot = {}
+        for name, part in section_parts(section).items():
+            pieces[f"{i}:{name}"] = part
+            slot[name] = Markup(f"<!--{marker}:{i}:{name}-->")
+        slots.append(slot)
+    frame = template.render(**context, parts=slots, nonce=secrets.token_urlsafe(18))
+    return fill(frame, marker, pieces)
 
 
 def write_report(runs_root: str | Path) -> Path:
