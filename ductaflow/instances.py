@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 RACY_NS = 1_000_000_000
 
 Sig = tuple[int, int, int, int] | None
+#: Record fields no reader of a snapshot shows; not kept for 10,000 instances.
+_UNSHOWN = ("fingerprint_parts", "reasons")
 _tokens = itertools.count(1)
 
 
@@ -99,18 +101,36 @@ _SINK = _Sink()
 records_log.addHandler(_SINK)
 
 
+_LAYOUTS: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def _shared(layout: tuple[str, ...]) -> tuple[str, ...]:
+    """One tuple for every instance laid out alike (10,000 instances, a handful of layouts)."""
+    if len(_LAYOUTS) > 4096:
+        _LAYOUTS.clear()
+    return _LAYOUTS.setdefault(layout, layout)
+
+
+def digest(instance_dir: str, layout: tuple[str, ...]) -> int:
+    """One hash of the signatures of ``layout``'s paths (relative to ``instance_dir``, "" for it)."""
+    sep = os.sep
+    return hash(tuple(signature(f"{instance_dir}{sep}{p}" if p else instance_dir) for p in layout))
+
+
 @dataclass
 class Reading:
-    """A snapshot with what it was read from: ``checks`` are (path, signature) in reading order;
-    ``racy`` when one of them was too young to be trusted next time."""
+    """A snapshot and what it was read from: the paths checked (``layout``, relative to the
+    instance dir, in reading order) and one hash of their signatures then. ``racy`` when one
+    of them was too young to be trusted next time."""
 
-    checks: list[tuple[str, Sig]]
+    layout: tuple[str, ...]
+    digest: int
     snapshot: Snapshot
     racy: bool
 
     def current(self) -> bool:
         """True when every path still has the signature it had when read (and none was racy)."""
-        return not self.racy and all(signature(p) == s for p, s in self.checks)
+        return not self.racy and digest(self.snapshot.instance_dir, self.layout) == self.digest
 
 
 class InstanceCache:
@@ -166,7 +186,9 @@ def read_instance(instance_dir: str, build: str) -> Reading:
         snapshot = Snapshot(snapshot.token, instance_dir, snapshot.summary, snapshot.files, tuple(warnings))
     limit = start - RACY_NS
     racy = any(s is not None and (s[2] >= limit or s[3] >= limit) for _, s in checks)
-    return Reading(checks, snapshot, racy)
+    cut = len(instance_dir) + 1
+    layout = _shared(tuple(p[cut:] if p != instance_dir else "" for p, _ in checks))
+    return Reading(layout, hash(tuple(s for _, s in checks)), snapshot, racy)
 
 
 def _read_instance(instance_dir: str, build: str, own: dict[str, str], check: Callable[[str], Sig]) -> Snapshot:
@@ -175,7 +197,7 @@ def _read_instance(instance_dir: str, build: str, own: dict[str, str], check: Ca
     files = {instance_dir: own}
     build_path = f"{instance_dir}{sep}{build}{STATUS_SUFFIX}"
     own_path = Path(instance_dir)
-    build_rec = read_status(build_path, own_path) if check(build_path) is not None else None
+    build_rec = read_status(build_path, own_path, drop=_UNSHOWN) if check(build_path) is not None else None
     base = f"{instance_dir}{sep}{FLOWS_SUBDIR}"
     flows: list[FlowResult] = []
     if check(base) is not None:
@@ -200,7 +222,7 @@ def _read_instance(instance_dir: str, build: str, own: dict[str, str], check: Ca
                 if check(path) is None:
                     continue
                 folder_path = folder_path or Path(folder)
-                rec = read_status(path, folder_path)
+                rec = read_status(path, folder_path, drop=_UNSHOWN)
                 if rec is not None:
                     flows.append(rec)
     summary = roll_up(own_path, build_rec, tuple(sort_flows(flows)))

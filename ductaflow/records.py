@@ -41,16 +41,19 @@ def read_steps(path: Path | str) -> list[str] | None:
     return [str(s) for s in steps] if isinstance(steps, list) else None
 
 
-def read_status(path: Path | str, execution_dir: Path | None = None) -> FlowResult | None:
+def read_status(path: Path | str, execution_dir: Path | None = None, drop: tuple[str, ...] = ()) -> FlowResult | None:
     """The record at ``path`` as a FlowResult, or None (with a warning) when unreadable.
 
-    ``execution_dir`` defaults to the record's folder (pass it when already at hand).
+    ``execution_dir`` defaults to the record's folder (pass it when already at hand); the
+    fields named in ``drop`` are left out (a reader that keeps thousands of records).
     """
     try:
         with open(path, "rb") as fh:
             rec = json.loads(fh.read())
         if not isinstance(rec, dict):  # null, a list, a string: JSON, but no record
             raise ValueError(f"not a JSON object but {type(rec).__name__}")
+        for key in drop:
+            rec.pop(key, None)
         return FlowResult.from_record(rec, execution_dir=execution_dir or Path(path).parent)
     except FileNotFoundError:
         return None

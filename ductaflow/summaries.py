@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from ductaflow.instances import Reading, signature
+from ductaflow.instances import Reading, digest
 from ductaflow.rundir import RUNS_MARKER, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -30,17 +29,12 @@ CACHE_NAME = "status_cache.json"
 _SCHEMA = [1, sys.version_info[:2]]
 
 
-def _hash(instance_dir: str, layout: list[str]) -> int:
-    sep = os.sep
-    return hash(tuple(signature(f"{instance_dir}{sep}{p}" if p else instance_dir) for p in layout))
-
-
 class SummaryCache:
     """Rows of ``runs_root``'s instances from the last listing, valid while their files are unchanged."""
 
     def __init__(self, runs_root: Path) -> None:
         self.path = runs_root / RUNS_MARKER / CACHE_NAME
-        self._layouts: list[list[str]] = []
+        self._layouts: list[tuple[str, ...]] = []
         self._old: dict[str, list[Any]] = {}
         self._new: dict[str, list[Any]] = {}
         self._index: dict[tuple[str, ...], int] = {}
@@ -48,17 +42,17 @@ class SummaryCache:
         try:
             doc = json.loads(self.path.read_text(encoding="utf-8"))
             if doc.get("schema") == json.loads(json.dumps(_SCHEMA)):
-                self._layouts = [list(x) for x in doc["layouts"]]
+                self._layouts = [tuple(x) for x in doc["layouts"]]
                 self._old = dict(doc["rows"])
         except (OSError, ValueError, TypeError, KeyError, AttributeError):
             self._layouts, self._old = [], {}
-        self._index = {tuple(x): i for i, x in enumerate(self._layouts)}
+        self._index = {x: i for i, x in enumerate(self._layouts)}
 
     def get(self, rel: str, instance_dir: str) -> dict[str, Any] | None:
         """The kept row of ``rel`` when none of the files it came from changed, else None."""
         hit = self._old.get(rel)
         try:
-            if hit is not None and _hash(instance_dir, self._layouts[hit[0]]) == hit[1]:
+            if hit is not None and digest(instance_dir, self._layouts[hit[0]]) == hit[1]:
                 self._new[rel] = hit
                 return dict(hit[2])
         except (IndexError, TypeError):
@@ -70,12 +64,11 @@ class SummaryCache:
         self._changed = True
         if reading.racy:
             return
-        cut = len(instance_dir) + 1
-        layout = tuple(p[cut:] if p != instance_dir else "" for p, _ in reading.checks)
+        layout = reading.layout
         if layout not in self._index:
             self._index[layout] = len(self._layouts)
-            self._layouts.append(list(layout))
-        self._new[rel] = [self._index[layout], hash(tuple(s for _, s in reading.checks)), row]
+            self._layouts.append(layout)
+        self._new[rel] = [self._index[layout], reading.digest, row]
 
     def save(self) -> None:
         """Write the rows of this listing, when anything changed and the runs root has ``.ductaflow``."""
