@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,6 +139,7 @@ class InstanceCache:
     def __init__(self) -> None:
         self._entries: dict[tuple[str, str], Reading] = {}
         self._seen: set[tuple[str, str]] = set()
+        self.reads = 0  # how many times an instance was read from its files
 
     def read(self, instance_dir: str, build: str) -> Snapshot:
         """The instance at ``instance_dir`` (records named after ``build``), from memory when unchanged."""
@@ -149,7 +150,12 @@ class InstanceCache:
             return entry.snapshot
         entry = read_instance(instance_dir, build)
         self._entries[key] = entry
+        self.reads += 1
         return entry.snapshot
+
+    def items(self) -> Iterable[tuple[tuple[str, str], Reading]]:
+        """((instance dir, build), reading) of every instance kept."""
+        return self._entries.items()
 
     def sweep(self) -> None:
         """Forget the instances not read since the last sweep (deleted, or no longer shown)."""

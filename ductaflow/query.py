@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ductaflow.instances import read_instance
 from ductaflow.records import STATUS_SUFFIX
-from ductaflow.summaries import SummaryCache
+from ductaflow.summaries import SummaryCache, summary_row
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -52,7 +52,7 @@ def status_rows(runs_root: str | Path = "runs") -> list[dict[str, Any]]:
                 if not os.path.exists(os.path.join(inst, f"{flow}{STATUS_SUFFIX}")):
                     continue
                 reading = read_instance(inst, flow)
-                row = _summary_row(reading.snapshot)
+                row = summary_row(reading.snapshot)
                 cache.put(rel, inst, reading, row)
             if row["state"] == "running" and not _held(Path(inst), flow):
                 row = {**row}
@@ -66,20 +66,6 @@ def _held(instance_dir: Path, flow: str) -> bool:
     from ductaflow.incremental import is_held  # imports papermill's friends: only for running rows
 
     return is_held(instance_dir, flow)
-
-
-def _summary_row(snap: Any) -> dict[str, Any]:
-    """The roll-up of one instance as the columns ``status`` shows (before the lock check)."""
-    summary = snap.summary
-    rec = summary.build if summary is not None else None
-    return {
-        "status": summary.status.value if summary is not None and summary.status else None,
-        "state": rec.state if rec else "unknown",
-        "duration": rec.duration if rec else None,
-        "finished": rec.finished if rec else None,
-        "worst_flow": summary.worst_flow if summary is not None else None,
-        "error": summary.error if summary is not None else None,
-    }
 
 
 def latest_status(runs_root: str | Path = "runs") -> pd.DataFrame:
@@ -134,6 +120,8 @@ _HEAD = ("", "flow", "instance", "state", "duration", "finished", "worst flow / 
 
 def _width(text: str) -> int:
     """Terminal columns of ``text``: wide (emoji, CJK) characters take two, combining ones none."""
+    if text.isascii():
+        return len(text)
     return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 

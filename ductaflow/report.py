@@ -37,6 +37,7 @@ from ductaflow.report_html import fill, section_parts
 from ductaflow.report_rows import LIGHTS, elapsed, fmt_time, live, scenario_row
 from ductaflow.report_rows import fmt_duration as _fmt_duration
 from ductaflow.rundir import atomic_write_text, check_component
+from ductaflow.summaries import SummaryCache, summary_row
 
 __all__ = ["REPORT_NAME", "STATE_DIR", "collect_report", "generate_status_report", "href", "render_report",
            "write_report"]  # fmt: skip
@@ -60,6 +61,7 @@ class _Memory:
         self.results: dict[str, tuple[tuple[int, ...], Any]] = {}  # section -> (its rows' tokens, view)
         self.dirs: dict[str, str | None] = {}  # a state file's relative dir -> instance dir or None
         self.used: set[Any] = set()
+        self.shared = -1  # instances.reads when the status cache was last written
 
     def state(self, path: Path) -> Any:
         """A state file's document, parsed again only when its signature changed."""
@@ -352,11 +354,38 @@ def render_report(context: dict[str, Any]) -> str:
 
 
 def write_report(runs_root: str | Path) -> Path:
-    """Render the report for ``runs_root`` into ``<runs_root>/conductor_status_report.html`` atomically."""
+    """Render the report for ``runs_root`` into ``<runs_root>/conductor_status_report.html`` atomically.
+
+    A report that is not live also leaves its instances' roll-ups for ``ductaflow status``.
+    """
     root = Path(runs_root)
     path = root / REPORT_NAME
-    atomic_write_text(path, render_report(collect_report(root)))
+    context = collect_report(root)
+    atomic_write_text(path, render_report(context))
+    if not context["live"]:
+        _share_with_status(Path(context["runs_root"]))
     return path
+
+
+def _share_with_status(root: Path) -> None:
+    """Write the status cache (:mod:`ductaflow.summaries`) from the instances this report read,
+    when it read any since the last time: ``ductaflow status`` then reads none of them again."""
+    with _LOCK:
+        mem = _memory(root)
+        if mem.instances.reads == mem.shared:
+            return
+        mem.shared = mem.instances.reads
+        cache = SummaryCache(root, load=False)
+        prefix = mem.root + os.sep
+        for (inst, build), reading in mem.instances.items():
+            top, _, name = inst[len(prefix) :].partition(os.sep)
+            record = os.path.join(inst, f"{build}{STATUS_SUFFIX}")
+            if top != build or top.startswith(".") or not name or os.sep in name:
+                continue  # status lists <runs>/<build>/<instance>/<build>_status.json only
+            kind = reading.snapshot.files.get(inst, {}).get(f"{build}{STATUS_SUFFIX}")
+            if kind == FILE or (kind is not None and os.path.exists(record)):
+                cache.put(f"{top}/{name}", inst, reading, summary_row(reading.snapshot))
+        cache.save()
 
 
 def _instance_dirs(results: Any) -> list[Path] | None:

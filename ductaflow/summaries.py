@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ductaflow.instances import Reading, digest
+from ductaflow.instances import Reading, Snapshot, digest
 from ductaflow.rundir import RUNS_MARKER, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -29,10 +29,24 @@ CACHE_NAME = "status_cache.json"
 _SCHEMA = [1, sys.version_info[:2]]
 
 
+def summary_row(snap: Snapshot) -> dict[str, Any]:
+    """The roll-up of one instance as the columns ``status`` shows (before the lock check)."""
+    summary = snap.summary
+    rec = summary.build if summary is not None else None
+    return {
+        "status": summary.status.value if summary is not None and summary.status else None,
+        "state": rec.state if rec else "unknown",
+        "duration": rec.duration if rec else None,
+        "finished": rec.finished if rec else None,
+        "worst_flow": summary.worst_flow if summary is not None else None,
+        "error": summary.error if summary is not None else None,
+    }
+
+
 class SummaryCache:
     """Rows of ``runs_root``'s instances from the last listing, valid while their files are unchanged."""
 
-    def __init__(self, runs_root: Path) -> None:
+    def __init__(self, runs_root: Path, load: bool = True) -> None:
         self.path = runs_root / RUNS_MARKER / CACHE_NAME
         self._layouts: list[tuple[str, ...]] = []
         self._old: dict[str, list[Any]] = {}
@@ -40,7 +54,7 @@ class SummaryCache:
         self._index: dict[tuple[str, ...], int] = {}
         self._changed = False
         try:
-            doc = json.loads(self.path.read_text(encoding="utf-8"))
+            doc = json.loads(self.path.read_text(encoding="utf-8")) if load else {}
             if doc.get("schema") == json.loads(json.dumps(_SCHEMA)):
                 self._layouts = [tuple(x) for x in doc["layouts"]]
                 self._old = dict(doc["rows"])

@@ -134,6 +134,22 @@ def test_status_rows_keep_a_cache_that_never_hides_a_change(runs: Path) -> None:
     assert {r["instance"] for r in status_rows(runs)} == set(rows) - {"evil"}
 
 
+def test_a_finished_report_leaves_its_rows_for_status(runs: Path, tmp_path: Path) -> None:
+    cache = runs / ".ductaflow" / CACHE_NAME
+    write_report(runs)
+    assert cache.is_file(), "a report that is not live shares what it read with ductaflow status"
+    kept = json.loads(cache.read_text())["rows"]
+    assert set(kept) == {f"demand_model/{n}" for n in ("g0.01_c1.0", "g0.02_c1.0", "g0.03_c1.5", "evil", "g0.04_c1.0")}
+    from_report = status_rows(runs)
+    cache.unlink()
+    assert status_rows(runs) == from_report
+    live = tmp_path / "live"
+    live.mkdir()
+    make_demo(live, live=True)
+    write_report(live)
+    assert not (live / ".ductaflow" / CACHE_NAME).exists(), "a live report spends no time on the status cache"
+
+
 def test_status_keeps_no_cache_where_there_is_no_ductaflow_folder(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     make_instance(runs, "m", "a", [{"flow": "f", "status": "orange", "warnings": ("Warning: hm",)}])
