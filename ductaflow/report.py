@@ -286,7 +286,8 @@ def collect_report(runs_root: str | Path) -> dict[str, Any]:
     """The template context for ``runs_root``, built only from what is on disk.
 
     One section per conductor state file; with none readable, one per discovered build or
-    flow directory. ``live`` is true while any conductor says it is running.
+    flow directory. ``live`` is true while any conductor says it is running. Rows whose
+    entry and files are unchanged are the same objects as in the last context: read-only.
     """
     root = Path(runs_root).absolute()
     notices: list[str] = []
