@@ -114,7 +114,16 @@ def _shared(layout: tuple[str, ...]) -> tuple[str, ...]:
 def digest(instance_dir: str, layout: tuple[str, ...]) -> int:
     """One hash of the signatures of ``layout``'s paths (relative to ``instance_dir``, "" for it)."""
     sep = os.sep
-    return hash(tuple(signature(f"{instance_dir}{sep}{p}" if p else instance_dir) for p in layout))
+    return _hash(signature(f"{instance_dir}{sep}{p}" if p else instance_dir) for p in layout)
+
+
+_ABSENT = (-1, -1, -1, -1)
+
+
+def _hash(sigs: Iterable[Sig]) -> int:
+    """Python's hash of the signatures: ints only, so the same in every process (a missing
+    path counts as ``_ABSENT``: before Python 3.12 the hash of None is its address)."""
+    return hash(tuple(_ABSENT if s is None else s for s in sigs))
 
 
 @dataclass
@@ -194,7 +203,7 @@ def read_instance(instance_dir: str, build: str) -> Reading:
     racy = any(s is not None and (s[2] >= limit or s[3] >= limit) for _, s in checks)
     cut = len(instance_dir) + 1
     layout = _shared(tuple(p[cut:] if p != instance_dir else "" for p, _ in checks))
-    return Reading(layout, hash(tuple(s for _, s in checks)), snapshot, racy)
+    return Reading(layout, _hash(s for _, s in checks), snapshot, racy)
 
 
 def _read_instance(instance_dir: str, build: str, own: dict[str, str], check: Callable[[str], Sig]) -> Snapshot:

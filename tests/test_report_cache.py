@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -148,6 +150,19 @@ def test_a_finished_report_leaves_its_rows_for_status(runs: Path, tmp_path: Path
     make_demo(live, live=True)
     write_report(live)
     assert not (live / ".ductaflow" / CACHE_NAME).exists(), "a live report spends no time on the status cache"
+
+
+def test_the_status_cache_serves_the_next_process(runs: Path) -> None:
+    """Rows kept by one process are used by the next (so the signature hash must not depend on
+    the process: an instance with a missing file, here its step list, checks that too)."""
+    (runs / "demand_model" / "g0.01_c1.0" / "runs" / ".steps.json").unlink(missing_ok=True)
+    _age()
+    code = "import sys; from ductaflow.query import status_rows; status_rows(sys.argv[1])"
+    subprocess.run([sys.executable, "-c", code, str(runs)], check=True)
+    cache = runs / ".ductaflow" / CACHE_NAME
+    written = cache.stat().st_mtime_ns
+    subprocess.run([sys.executable, "-c", code, str(runs)], check=True)
+    assert cache.stat().st_mtime_ns == written, "the second process read instances again and rewrote the cache"
 
 
 def test_status_keeps_no_cache_where_there_is_no_ductaflow_folder(tmp_path: Path) -> None:
