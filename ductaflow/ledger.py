@@ -95,20 +95,39 @@ def _schema() -> Any:
 
 def append(runs_root: str | Path, records: Iterable[Mapping[str, Any]]) -> Path | None:
     """Write ``records`` as one new Parquet file in the ledger; returns its path."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     rows = [_normalise(r) for r in records]
     if not rows:
         return None
     folder = ledger_dir(runs_root)
     folder.mkdir(parents=True, exist_ok=True)
     name = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:12]}.parquet"
-    table = pa.Table.from_pylist(rows, schema=_schema())
     tmp = folder / f".{name}.tmp"
-    pq.write_table(table, tmp)
+    if "pandas" in sys.modules:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(rows, schema=_schema()), tmp)
+    else:  # pyarrow imports pandas to build any table (~0.4 s): a lone `ductaflow run` need not
+        _write_with_duckdb(rows, tmp)
     os.replace(tmp, folder / name)
     return folder / name
+
+
+_SQL_TYPES = {"duration": "DOUBLE", "peak_rss_mb": "DOUBLE", "warning_count": "BIGINT"}
+
+
+def _write_with_duckdb(rows: list[dict[str, Any]], path: Path) -> None:
+    """The same Parquet file as the pyarrow path (same columns and types), via DuckDB."""
+    import duckdb
+
+    columns = ", ".join(f'"{c}" {_SQL_TYPES.get(c, "VARCHAR")}' for c in COLUMNS)
+    with duckdb.connect() as con:
+        con.execute(f"CREATE TABLE rec ({columns})")
+        con.executemany(
+            f"INSERT INTO rec VALUES ({', '.join('?' * len(COLUMNS))})",
+            [[row[c] for c in COLUMNS] for row in rows],
+        )
+        con.execute("COPY rec TO ? (FORMAT parquet)", [str(path)])
 
 
 def append_run(ctx: Mapping[str, Any], result: Any, event: str) -> None:

@@ -345,3 +345,29 @@ def test_a_build_that_stops_earlier_does_not_report_older_steps(project: Path) -
     assert summary.status.value == "red" and "stopped after a" in (summary.error or "")
     assert "doubled" not in collect_metrics(inst)
     assert (inst / "runs" / "b" / "b_status.json").exists()  # kept on disk, just not reported
+
+
+_APPEND_WITHOUT_PANDAS = """
+import sys, importlib
+ledger = importlib.import_module("ductaflow.ledger")
+ledger.append(sys.argv[1], [{"kind": "flow", "event": "run", "flow": "lean", "duration": 1.5,
+                             "warning_count": 2, "scenario": {"a": 1}}])
+assert "pandas" not in sys.modules, "a lone run must not import pandas for its ledger record"
+"""
+
+
+def test_a_ledger_record_written_without_pandas_reads_like_any_other(tmp_path: Path) -> None:
+    import importlib
+
+    import pyarrow.parquet as pq
+
+    ledger = importlib.import_module("ductaflow.ledger")
+    subprocess.run([sys.executable, "-c", _APPEND_WITHOUT_PANDAS, str(tmp_path)], check=True, timeout=60)
+    ledger.append(tmp_path, [{"kind": "flow", "event": "run", "flow": "full", "duration": 2.5, "warning_count": 0}])
+    files = ledger.ledger_dir(tmp_path).glob("*.parquet")
+    lean, full = sorted(files, key=lambda p: pq.read_table(p)["flow"][0].as_py() != "lean")
+    assert pq.read_table(lean).schema.types == pq.read_table(full).schema.types
+    df = ductaflow.ledger(tmp_path).set_index("flow")
+    assert df.loc["lean", "duration"] == 1.5 and df.loc["lean", "warning_count"] == 2
+    assert json.loads(df.loc["lean", "scenario"]) == {"a": 1}
+    assert ledger.compact(tmp_path) is not None and len(ductaflow.ledger(tmp_path)) == 2
