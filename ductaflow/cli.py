@@ -47,6 +47,24 @@ def result_line(result: FlowResult) -> str:
 _LIGHTS = {"green": "🟢", "orange": "🟠", "red": "🔴"}
 
 
+def _modules(values: tuple[str, ...]) -> list[str] | None:
+    """``--preload a,b --preload c`` -> ``["a", "b", "c"]``; None when not given."""
+    return [m for v in values for m in v.split(",") if m.strip()] if values else None
+
+
+def _start_template(flow: Path, preload: list[str] | None) -> None:
+    """Start the kernel template now, so it boots while ductaflow imports papermill."""
+    from ductaflow.kernels import kernel_options
+    from ductaflow.kernels.fork import template_for
+
+    try:
+        options = kernel_options(find_project_root(flow.resolve()), preload)
+        if options.forks:
+            template_for(options.preload, wait=False)
+    except (DuctaflowError, OSError):
+        pass  # run_notebook reports a bad setting itself, before it writes anything
+
+
 def _light_counts(counts: dict[str, int]) -> str:
     """'6 green, 3 orange, 0 red' from a status value count."""
     return ", ".join(f"{counts.get(k, 0)} {k}" for k in _LIGHTS)
@@ -71,6 +89,8 @@ def cli(verbose: int) -> None:
 @click.option("--html", is_flag=True, help="Also export the executed notebook as HTML.")
 @click.option("--no-execute", is_flag=True, help="Prepare the instance directory only.")
 @click.option("--force", is_flag=True, help="Run even when the instance is up to date.")
+@click.option("--preload", "preload", multiple=True, metavar="MODULES",
+              help="Modules the kernel template imports once (comma-separated; default: pyproject.toml).")
 def run(
     flow: Path,
     config_file: Path | None,
@@ -81,11 +101,15 @@ def run(
     html: bool,
     no_execute: bool,
     force: bool,
+    preload: tuple[str, ...],
 ) -> None:
     """Run FLOW once and print its light, duration and instance directory.
 
     An instance whose last green/orange run had the same code and config is not run
     again (use --force)."""
+    modules = _modules(preload)
+    if not no_execute:
+        _start_template(flow, modules)  # boots while the imports below run
     from ductaflow.execute import run_notebook
     from ductaflow.flow import read_flow
 
@@ -111,6 +135,7 @@ def run(
         no_execute=no_execute,
         raise_on_failure=False,
         force=force,
+        preload=modules,
     )
     if no_execute:
         click.echo(f"prepared {result.flow} in {result.execution_dir} (not executed)")
@@ -159,6 +184,8 @@ def debug(instance_dir: Path, flow: str | None, force: bool) -> None:
 @click.option("--force", is_flag=True, help="Re-run every scenario, up to date or not.")
 @click.option("--only-failed", is_flag=True, help="Re-run only red and never-run scenarios.")
 @click.option("--explain", is_flag=True, help="Say per scenario what would run and why; run nothing.")
+@click.option("--preload", "preload", multiple=True, metavar="MODULES",
+              help="Modules the kernel template imports once (comma-separated; default: pyproject.toml).")
 def conduct(
     scenarios: Path,
     build: Path,
@@ -175,6 +202,7 @@ def conduct(
     force: bool,
     only_failed: bool,
     explain: bool,
+    preload: tuple[str, ...],
 ) -> None:
     """Run BUILD once per row of SCENARIOS (CSV or Parquet) and keep the live report.
 
@@ -202,6 +230,7 @@ def conduct(
         only_failed=only_failed,
         explain=explain,
         progress=False if explain else None,
+        preload=_modules(preload),
     )
     if explain:
         for row in table.itertuples():

@@ -12,7 +12,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import replace
 from pathlib import Path
@@ -27,6 +27,7 @@ from ductaflow.execute import _sigterm_as_interrupt as sigterm_as_interrupt
 from ductaflow.executors import Backend, make_backend
 from ductaflow.flow import read_flow
 from ductaflow.incremental import Decision, decide, fingerprint, referenced_flows
+from ductaflow.kernels import KernelOptions, kernel_options
 from ductaflow.ledger import append_runs, ingest_spool
 from ductaflow.models import Status
 from ductaflow.results import collect_metrics
@@ -139,6 +140,7 @@ def conduct(
     only_failed: bool = False,
     explain: bool = False,
     lost_retries: int = 0,
+    preload: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Run ``build`` once per scenario row into ``<runs_root>/<build>/<instance>/``.
 
@@ -159,6 +161,10 @@ def conduct(
     ``concurrent.futures.Executor``, or a ``distributed.Client``. A build whose worker
     dies is red ``worker_lost`` (after ``lost_retries`` re-runs, where the executor
     re-runs lost tasks, as Dask does); the rest of the table carries on.
+
+    ``preload`` names modules imported once by the kernel template that every flow kernel
+    is forked from (default: ``[tool.ductaflow] preload`` in pyproject.toml; see
+    :mod:`ductaflow.kernels`). Every flow still gets a fresh kernel of its own.
     """
     table = load_scenarios(scenarios)
     build_path = resolve_flow_path(build, project_root)
@@ -176,6 +182,7 @@ def conduct(
     else:
         base = normalise_config(base_config, "base_config")
     plans = plan_scenarios(table, base, instance_column)
+    kernel = kernel_options(root, preload)
     runs = Path(runs_root)
     runs = (runs if runs.is_absolute() else root / runs).resolve()
     build_dir = runs / build_flow.name
@@ -232,6 +239,7 @@ def conduct(
             "attempt_file": str(attempts / f"{p.instance}.json"),
             "lost_retries": lost_retries,
             "conductor": run.owner,  # workers this process started stop their builds if it dies
+            "preload": list(kernel.preload),
             "context": {
                 "build": build_flow.name,
                 "scenario": p.values,
@@ -242,6 +250,7 @@ def conduct(
         for p in plans
         if decisions[p.instance].run
     ]
+    _share_template(backend, kernel, tasks)
     _ingest_leftovers(runs, build_flow.name)
     _mark_up_to_date(run, plans, decisions, reporter, root)
     reporter.start(len(tasks), f"conducting {len(tasks)} scenario(s) of {build_flow.name} on {backend.describe()}")
@@ -354,6 +363,22 @@ def _schedule(run: _Run, backend: Backend, tasks: list[dict[str, Any]], fail_fas
             if row["state"] == "done" and row["status"] == "red" and not row["error"]:
                 row["error"] = "interrupted"
         raise
+
+
+def _share_template(backend: Backend, kernel: KernelOptions, tasks: list[dict[str, Any]]) -> None:
+    """Local workers fork their kernels from one template this process starts now, while the
+    pool starts; workers elsewhere (Dask) start their own on first use."""
+    if not (tasks and kernel.forks and backend.name == "local"):
+        return
+    from ductaflow.kernels import fork
+
+    try:
+        template = fork.template_for(kernel.preload, wait=False)
+    except OSError as exc:
+        log.warning("cannot start the kernel template (%s); workers start their own", exc)
+        return
+    for task in tasks:
+        task["kernel_template"] = template.socket_path
 
 
 def _outcome(fut: Future[Any]) -> dict[str, Any]:

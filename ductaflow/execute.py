@@ -32,6 +32,7 @@ from ductaflow.config import find_project_root, load_config_file, normalise_conf
 from ductaflow.errors import DuctaflowError, FlowFailed, MissingExtra
 from ductaflow.flow import Flow, parameterise, read_flow
 from ductaflow.incremental import Decision, Fingerprint, decide, fingerprint, instance_lock
+from ductaflow.kernels import KernelOptions, kernel_options
 from ductaflow.ledger import append_run
 from ductaflow.models import ErrorInfo, FlowResult, Status
 from ductaflow.rundir import artifact_paths, atomic_write_json, clear_artifacts, contained_dir, validate_name
@@ -77,6 +78,7 @@ def run_notebook(
     force: bool | None = None,
     upstream: Sequence[str] = (),
     context: Mapping[str, Any] | None = None,
+    preload: Sequence[str] | None = None,
 ) -> FlowResult:
     """Execute a flow with papermill in its own instance directory and return the result.
 
@@ -87,7 +89,8 @@ def run_notebook(
     ``upstream`` steps) and whose artifacts are present is not run again: the last result
     comes back with ``skipped=True``. ``force`` re-runs regardless (default: the
     ``DUCTAFLOW_FORCE`` environment a forced parent sets). ``context`` (build, scenario,
-    runs_root) only labels the ledger record.
+    runs_root) only labels the ledger record. ``preload`` names modules the kernel
+    template imports once for every kernel it forks (see :mod:`ductaflow.kernels`).
 
     Raises a :class:`~ductaflow.errors.DuctaflowError` subclass before writing anything
     when the input is bad, :class:`~ductaflow.errors.FlowFailed` when the flow ends red
@@ -113,6 +116,7 @@ def run_notebook(
     cfg["_project_root"] = str(root)
     if force is None:
         force = os.environ.get(FORCE_ENV) == "1"
+    kernel = kernel_options(root, preload)
     if no_execute:
         return _prepare_only(flow, cfg, exec_dir, root, instance_name, kernel_name)
 
@@ -137,7 +141,7 @@ def run_notebook(
         log.info("running %s in %s: %s", flow.name, exec_dir, decision.text)
         child_ctx = {**ctx, "build": ctx.get("build") or (flow.name if fp.flows else None)}
         env = {CONTEXT_ENV: json.dumps(child_ctx, default=str), FORCE_ENV: "1" if force else "0"}
-        run = _Run(flow, cfg, exec_dir, root, instance_name, kernel_name, fp, decision, env)
+        run = _Run(flow, cfg, exec_dir, root, instance_name, kernel_name, fp, decision, env, kernel)
         result = _run_locked(run, timeout, export_html)
     append_run(ctx, result, event="run")
     if result.interrupted:
@@ -186,6 +190,7 @@ class _Run:
     fp: Fingerprint
     decision: Decision
     env: dict[str, str]
+    kernel: KernelOptions
 
 
 def _run_locked(run: _Run, timeout: float | None, export_html: bool) -> FlowResult:
@@ -210,7 +215,7 @@ def _run_locked(run: _Run, timeout: float | None, export_html: bool) -> FlowResu
         "reasons": list(decision.reasons),
     }
     atomic_write_json(paths["status"], _running_record(base, started))
-    outcome = _execute(flow, nb, exec_dir, paths, kernel_name, timeout, root, run.env)
+    outcome = _execute(flow, nb, exec_dir, paths, kernel_name, timeout, root, run.env, run.kernel)
     html_ok = False
     if export_html and paths["notebook"].exists():
         html_ok = _export_html(paths["notebook"], paths["html"])
@@ -309,6 +314,7 @@ def _execute(
     timeout: float | None,
     root: Path,
     extra_env: Mapping[str, str],
+    kernel: KernelOptions,
 ) -> dict[str, Any]:
     """Run the parameterised notebook; classify whatever happens. Never leaves a kernel."""
     from ductaflow.engine import ENGINE_NAME, KernelHandle, papermill  # it imports papermill lean
@@ -348,12 +354,16 @@ def _execute(
                 handle=handle,
                 use_current_python=kernel_name is None,
                 kernel_env=env,
+                kernel_options=kernel,
             )
     except PapermillExecutionError as exc:
         raised = True
+        message = _ANSI.sub("", str(exc.evalue))
+        if not message and not exc.traceback:  # the error reply came, its details did not
+            message = "the kernel reported an error but sent no details (out of memory?)"
         error = ErrorInfo(
             type=exc.ename,
-            message=_ANSI.sub("", str(exc.evalue)),
+            message=message,
             traceback=_ANSI.sub("", "\n".join(exc.traceback or [])),
             cell_index=_flow_cell_index(flow, exc.cell_index),
         )

@@ -22,6 +22,7 @@ from typing import Any
 
 from ductaflow import liveness, stopping
 from ductaflow.errors import DuctaflowError
+from ductaflow.kernels import TEMPLATE_ENV
 from ductaflow.models import Status
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,8 @@ def run_build(task: dict[str, Any]) -> dict[str, Any]:
         if attempt > allowed:
             return lost_outcome(f"the worker running it died ({attempt - 1} attempt(s))")
     stopping.forget(exec_dir)  # a stop meant for an earlier build of this dir
+    if task.get("kernel_template"):  # the conductor's warm kernel template (local workers)
+        os.environ[TEMPLATE_ENV] = task["kernel_template"]
     mark_busy(str(exec_dir))
     with _WATCH_LOCK:
         _RUNNING.add(str(exec_dir))
@@ -127,6 +130,7 @@ def run_build(task: dict[str, Any]) -> dict[str, Any]:
             raise_on_failure=False,
             force=task.get("force", False),
             context=task.get("context"),
+            preload=task.get("preload"),
         )
         skipped, notes = result.skipped, result.notes
     except KeyboardInterrupt:

@@ -55,20 +55,39 @@ def kernels_mentioning(text: str) -> list[psutil.Process]:
     for proc in psutil.process_iter(["cmdline"]):
         try:
             cmd = " ".join(proc.info["cmdline"] or [])
-            if "ipykernel" in cmd and (text in cmd or text in str(proc.environ())):
+            launched = "ipykernel" in cmd and (text in cmd or text in str(proc.environ()))
+            forked = "ductaflow/kernels/template.py" in cmd and text in proc.cwd()
+            if launched or forked:
                 found.append(proc)
         except psutil.Error:
             continue
     return found
 
 
+def is_forked_kernel(proc: psutil.Process) -> bool:
+    """A kernel forked from a template: the template's command line, a template as parent."""
+    parent = proc.parent()
+    return (
+        parent is not None
+        and "ductaflow/kernels/template.py" in " ".join(proc.cmdline())
+        and "ductaflow/kernels/template.py" in " ".join(parent.cmdline())
+    )
+
+
+def is_spare(proc: psutil.Process) -> bool:
+    """A kernel forked ahead of need that no flow has taken yet (it waits in "/")."""
+    return is_forked_kernel(proc) and proc.cwd() == "/"
+
+
 def my_kernels() -> list[psutil.Process]:
-    """Kernel processes that are children of this test process."""
+    """Kernel processes that are descendants of this test process (launched or forked), except
+    a pre-started spare waiting for the next flow (it is not any flow's kernel)."""
     kids = psutil.Process().children(recursive=True)
     out = []
     for p in kids:
         try:
-            if "ipykernel" in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE:
+            kernel = "ipykernel" in " ".join(p.cmdline()) or (is_forked_kernel(p) and not is_spare(p))
+            if kernel and p.status() != psutil.STATUS_ZOMBIE:
                 out.append(p)
         except psutil.Error:
             continue

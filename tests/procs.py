@@ -8,14 +8,29 @@ import psutil
 
 
 def kernels_mentioning(text: str) -> list[psutil.Process]:
-    """Kernel processes whose environment points into a directory (survivors of a dead parent)."""
+    """Kernel processes whose environment or working directory points into a directory
+    (survivors of a dead parent). A forked kernel shows its template's command line and
+    start-up environment, but works in its flow's instance directory."""
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         try:
-            if "ipykernel" in " ".join(proc.info["cmdline"] or []) and text in str(proc.environ()):
+            cmdline = " ".join(proc.info["cmdline"] or [])
+            launched = "ipykernel" in cmdline and text in str(proc.environ())
+            forked = "ductaflow/kernels/template.py" in cmdline and text in proc.cwd()
+            if launched or forked:
                 found.append(proc)
         except psutil.Error:
             continue
+    return found
+
+
+def templates_owned_by(pid: int) -> list[psutil.Process]:
+    """Kernel template processes started by ``pid`` (the template's own pid excluded)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "ppid"]):
+        cmdline = proc.info["cmdline"] or []
+        if proc.info["ppid"] == pid and any(part.endswith("ductaflow/kernels/template.py") for part in cmdline):
+            found.append(proc)
     return found
 
 

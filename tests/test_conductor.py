@@ -45,8 +45,11 @@ BUILD = '''\
 config = {}
 
 # %%
+import os
+from pathlib import Path
 from ductaflow import flow_config, step
 config = flow_config(config, "config/builds/pipe.json")
+Path("worker.pid").write_text(os.environ["JPY_PARENT_PID"])  # the process that started this kernel
 
 # %%
 keys = ("label", "warn", "fail", "sleep")
@@ -282,16 +285,14 @@ def test_a_killed_local_worker_is_red_worker_lost_and_the_queue_goes_on(project:
     killed: list[int] = []
 
     def kill_the_victims_worker() -> None:
+        pid_file = victim_dir / "worker.pid"
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not killed:
-            for kernel in kernels_mentioning(str(victim_dir)):
-                parent = kernel.parent()
-                if parent is not None and "ipykernel" not in " ".join(parent.cmdline()):
-                    time.sleep(1.0)  # let the nested flow's kernel start too
-                    parent.kill()
-                    killed.append(parent.pid)
-                    return
+        while time.monotonic() < deadline and not (pid_file.is_file() and pid_file.read_text()):
             time.sleep(0.2)
+        time.sleep(1.0)  # let the nested flow's kernel start too
+        pid = int(pid_file.read_text())
+        os.kill(pid, signal.SIGKILL)
+        killed.append(pid)
 
     killer = threading.Thread(target=kill_the_victims_worker, daemon=True)
     killer.start()

@@ -52,7 +52,7 @@ import os
 from pathlib import Path
 from ductaflow import flow_config, step
 config = flow_config(config, "config/builds/pipe.json")
-Path("worker.pid").write_text(str(os.getppid()))  # the process that started this kernel
+Path("worker.pid").write_text(os.environ["JPY_PARENT_PID"])  # the process that started this kernel
 
 # %%
 step("flows/work.py", "work", {k: config[k] for k in ("label", "sleep", "fail")})

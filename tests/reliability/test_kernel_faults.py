@@ -118,9 +118,14 @@ def test_memory_limit(faults: dict[str, Any], case) -> None:
         "a flow limits its own address space to +300 MB with resource.setrlimit, then allocates 50 MB chunks forever",
     )
     record = _common(faults["memory"], "limiting the address space")
-    died = record["kernel_died"]
-    assert died or record["error"]["type"] == "MemoryError", record["error"]
-    c.outcome = f"red, {'kernel died' if died else 'MemoryError'} recorded with its cell; no kernel left"
+    died, error = record["kernel_died"], record["error"]
+    # A kernel out of address space may die, report MemoryError, or (seen with forked kernels,
+    # whose IO thread could not allocate) reply "error" without sending the error's details.
+    mute = error["type"] == "CellExecutionError" and "sent no details" in error["message"]
+    assert died or error["type"] == "MemoryError" or mute, error
+    assert died or error["cell_index"] == 1, error
+    what = "kernel died" if died else "MemoryError" if error["type"] == "MemoryError" else "an error without details"
+    c.outcome = f"red, {what} recorded with its cell; no kernel left"
 
 
 def test_flow_closes_its_output(faults: dict[str, Any], case) -> None:

@@ -1,0 +1,223 @@
+"""The forking kernel launcher: every flow still gets a fresh, isolated kernel.
+
+Real kernels forked from a real template (Linux); nothing is mocked. Each test proves one
+thing a fork could break: module state, ``sys.modules``, environment, working directory,
+random seeds, subprocesses, timeouts, kernel death, template death, owner death, Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from flowkit import ductaflow_cmd, is_forked_kernel, is_spare, make_project, my_kernels, read_json, write_flow
+from procs import wait_for_no_kernels
+
+from ductaflow import run_notebook
+from ductaflow.errors import ConfigError
+from ductaflow.kernels import fork, kernel_options
+
+pytestmark = pytest.mark.skipif(not fork.supported(), reason="fork launching is Linux-only")
+
+
+def _facts(result_dir: Path, flow: str) -> dict:
+    """The JSON line a probe flow printed last in its execution log."""
+    lines = (result_dir / f"{flow}_execution_output.txt").read_text(encoding="utf-8").splitlines()
+    return json.loads([line for line in lines if line.startswith("{")][-1])
+
+
+PROBE = '''
+# %%
+import json, os, random, sys
+import psutil
+facts = {
+    "pid": os.getpid(),
+    # seconds since boot when this process started (same clock as /proc/uptime below)
+    "started": int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK"),
+    "forked": "ductaflow/kernels/template.py" in " ".join(psutil.Process().cmdline()),
+    "cwd": os.getcwd(),
+    "exec_dir": os.environ.get("DUCTAFLOW_EXECUTION_DIR"),
+    "late": os.environ.get("DF_TEST_LATE"),
+    "leaked_env": os.environ.get("DF_TEST_LEAK"),
+    "colorsys_preloaded": "colorsys" in sys.modules,
+    "leaked_module": "df_test_leak" in sys.modules,
+    "sys_path0": sys.path[0],
+    "random": random.random(),
+}
+import colorsys
+facts["leaked_attr"] = hasattr(colorsys, "DF_TEST_LEAK")
+import numpy
+facts["numpy_random"] = float(numpy.random.random())
+facts["blas"] = float((numpy.ones((300, 300)) @ numpy.ones((300, 300)))[0, 0])  # BLAS threads after fork
+
+# %%
+import subprocess, types
+facts["subprocess_rc"] = subprocess.run([sys.executable, "-c", "pass"]).returncode
+# now leave every kind of state behind for the next flow to (not) see
+colorsys.DF_TEST_LEAK = 1
+sys.modules["df_test_leak"] = types.ModuleType("df_test_leak")
+os.environ["DF_TEST_LEAK"] = "1"
+os.chdir("/")
+facts["ended"] = float(open("/proc/uptime").read().split()[0])
+print(json.dumps(facts))
+'''
+
+
+def test_each_flow_gets_a_fresh_forked_kernel_and_sees_no_state_of_the_last(tmp_path: Path) -> None:
+    """Three flows in a row: the first two forked on demand, the third pre-started while the
+    second ran (a spare) and handed its flow's directory and environment before cell one."""
+    root = make_project(tmp_path)
+    write_flow(root, "probe", PROBE)
+    earlier = {p.pid for p in psutil.Process().children(recursive=True) if is_spare(p)}  # other tests'
+    seen = []
+    try:
+        for k in range(3):
+            if k == 2:
+                os.environ["DF_TEST_LATE"] = "set just before this flow"
+            res = run_notebook(root / "flows" / "probe.py", {}, execution_dir=root / "runs" / f"p{k}",
+                               preload=["colorsys", "numpy"])
+            assert res.status.value == "green", res.error
+            seen.append(_facts(res.execution_dir, "probe"))
+    finally:
+        os.environ.pop("DF_TEST_LATE", None)
+    for k, facts in enumerate(seen):
+        exec_dir = str((root / "runs" / f"p{k}").resolve())
+        assert facts["forked"], "the default launcher forks on Linux"
+        assert facts["cwd"] == facts["exec_dir"] == exec_dir
+        assert facts["sys_path0"] == exec_dir  # as `python -m ipykernel_launcher` run there
+        assert facts["late"] == ("set just before this flow" if k == 2 else None)  # env comes per flow
+        assert facts["colorsys_preloaded"]
+        assert facts["subprocess_rc"] == 0  # SIGCHLD is not inherited ignored
+        assert facts["blas"] == 300.0
+        assert not facts["leaked_env"] and not facts["leaked_module"] and not facts["leaked_attr"]
+    assert seen[1]["started"] > seen[0]["ended"], "the second kernel was forked on demand"
+    assert seen[2]["started"] < seen[1]["ended"], "the third kernel was pre-started while the second flow ran"
+    assert len({f["pid"] for f in seen}) == 3
+    assert len({f["random"] for f in seen}) == 3 and len({f["numpy_random"] for f in seen}) == 3
+    for facts in seen:
+        assert not psutil.pid_exists(facts["pid"]) or psutil.Process(facts["pid"]).status() == psutil.STATUS_ZOMBIE
+    assert my_kernels() == []
+    spare = [p for p in psutil.Process().children(recursive=True) if is_spare(p) and p.pid not in earlier]
+    assert len(spare) == 1, "one kernel waits for the next flow"
+
+
+def test_spawn_launcher_and_bad_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = make_project(tmp_path)
+    write_flow(root, "probe", PROBE)
+    monkeypatch.setenv("DUCTAFLOW_KERNEL_LAUNCHER", "spawn")
+    res = run_notebook(root / "flows" / "probe.py", {}, execution_dir=root / "runs" / "s")
+    facts = _facts(res.execution_dir, "probe")
+    assert not facts["forked"] and facts["cwd"] == str(res.execution_dir.resolve())
+    assert not facts["colorsys_preloaded"]
+    monkeypatch.setenv("DUCTAFLOW_KERNEL_LAUNCHER", "vfork")
+    with pytest.raises(ConfigError, match="vfork"):
+        run_notebook(root / "flows" / "probe.py", {}, execution_dir=root / "runs" / "bad")
+    assert not (root / "runs" / "bad").exists()
+    monkeypatch.delenv("DUCTAFLOW_KERNEL_LAUNCHER")
+    (root / "pyproject.toml").write_text('[tool.ductaflow]\npreload = ["pandas", "not a module"]\n')
+    with pytest.raises(ConfigError, match="pyproject.toml.*not a module"):
+        kernel_options(root)
+    (root / "pyproject.toml").write_text('[tool.ductaflow]\npreload = ["pandas"]\nkernel_launcher = "spawn"\n')
+    assert kernel_options(root).preload == ("pandas",) and kernel_options(root).launcher == "spawn"
+    assert kernel_options(root, preload=["numpy"]).preload == ("numpy",)  # the argument wins
+
+
+def test_timeout_and_kernel_death_leave_no_kernel_and_the_template_serves_on(tmp_path: Path) -> None:
+    root = make_project(tmp_path)
+    write_flow(root, "sleepy", "# %%\nimport time\ntime.sleep(60)\n")
+    write_flow(root, "suicide", "# %%\nimport os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    write_flow(root, "fine", "# %%\nprint('fine')\n")
+    t0 = time.monotonic()
+    slow = run_notebook(root / "flows" / "sleepy.py", {}, execution_dir=root / "runs" / "t", timeout=3,
+                        raise_on_failure=False)
+    assert slow.status.value == "red" and slow.timed_out and time.monotonic() - t0 < 30
+    dead = run_notebook(root / "flows" / "suicide.py", {}, execution_dir=root / "runs" / "d", raise_on_failure=False)
+    assert dead.status.value == "red" and dead.kernel_died
+    assert wait_for_no_kernels(str(root)) == []
+    template = fork.template_for(())
+    template.proc.kill()  # a dead template is replaced on the next request
+    template.proc.wait()
+    ok = run_notebook(root / "flows" / "fine.py", {}, execution_dir=root / "runs" / "f")
+    assert ok.status.value == "green"
+    assert fork.template_for(()).proc.pid != template.proc.pid
+    assert my_kernels() == []
+
+
+def test_nested_flows_fork_from_the_template_that_forked_their_build(tmp_path: Path) -> None:
+    root = make_project(tmp_path)
+    write_flow(root, "leaf", "# %%\nimport os, psutil\nprint('PARENT', psutil.Process().ppid())\n")
+    (root / "builds").mkdir()
+    (root / "builds" / "b.py").write_text(
+        '# %% tags=["parameters"]\nconfig = {}\n\n# %%\nimport os, psutil\nfrom ductaflow import run_step_flow\n'
+        'print("PARENT", psutil.Process().ppid())\nrun_step_flow("flows/leaf.py", "leaf", "one", {})\n',
+        encoding="utf-8",
+    )
+    res = run_notebook(root / "builds" / "b.py", {}, execution_dir=root / "runs" / "b" / "one")
+    assert res.status.value == "green", res.error
+    build_log = (res.execution_dir / "b_execution_output.txt").read_text()
+    leaf_log = next((root / "runs").rglob("leaf_execution_output.txt")).read_text()
+    template_pid = fork.template_for(()).proc.pid
+    assert f"PARENT {template_pid}" in build_log
+    assert f"PARENT {template_pid}" in leaf_log  # not a second template in the build kernel
+
+
+_OWNER = """
+import sys
+from ductaflow import run_notebook
+run_notebook(sys.argv[1], {}, execution_dir=sys.argv[2])
+"""
+
+
+def test_a_killed_owner_takes_its_template_and_kernels_with_it(tmp_path: Path) -> None:
+    root = make_project(tmp_path)
+    write_flow(root, "sleepy", "# %%\nimport time\nprint('asleep', flush=True)\ntime.sleep(120)\n")
+    exec_dir = root / "runs" / "owned"
+    owner = subprocess.Popen([sys.executable, "-c", _OWNER, str(root / "flows" / "sleepy.py"), str(exec_dir)])
+    log = exec_dir / "sleepy_execution_output.txt"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (log.exists() and "asleep" in log.read_text()):
+        time.sleep(0.1)
+    kids = psutil.Process(owner.pid).children(recursive=True)
+    assert any(is_forked_kernel(p) for p in kids), "the flow ran in a forked kernel"
+    owner.send_signal(signal.SIGKILL)
+    owner.wait()
+    gone, alive = psutil.wait_procs(kids, timeout=10)
+    assert alive == [], f"left behind: {[p.cmdline() for p in alive]}"
+
+
+def test_ctrl_c_on_the_cli_stops_a_forked_kernel_and_its_template(tmp_path: Path) -> None:
+    root = make_project(tmp_path)
+    write_flow(root, "sleepy", "# %%\nimport time\nprint('asleep', flush=True)\ntime.sleep(120)\n")
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ductaflow", "run", "flows/sleepy.py", "--output-dir", str(out)],
+        cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    log = out / "sleepy_execution_output.txt"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (log.exists() and "asleep" in log.read_text()):
+        time.sleep(0.1)
+    kids = psutil.Process(proc.pid).children(recursive=True)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert read_json(out / "sleepy_status.json")["interrupted"] is True
+    _, alive = psutil.wait_procs(kids, timeout=10)
+    assert alive == []
+
+
+def test_fd_level_output_and_a_closed_stdout_reach_the_log(tmp_path: Path) -> None:
+    root = make_project(tmp_path)
+    write_flow(root, "fd", "# %%\nimport os\nos.write(1, b'from-fd-1\\n')\nprint('from-print')\n")
+    res = ductaflow_cmd("run", "flows/fd.py", "--output-dir", str(tmp_path / "o"), cwd=root)
+    assert res.returncode == 0, res.stderr
+    text = (tmp_path / "o" / "fd_execution_output.txt").read_text()
+    assert "from-print" in text
+    assert "from-fd-1" in text or "from-fd-1" in res.stdout  # ipykernel forwards fd 1 when it can
