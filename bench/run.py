@@ -56,8 +56,8 @@ TARGETS = [
         True,
     ),
     Target(
-        "pandas+numpy flows, conductor on 2 workers >= 10x papermill loop",
-        "pandas_numpy.conduct",
+        "pandas+numpy flows with preload, conductor on 2 workers >= 10x papermill loop",
+        "pandas_numpy.conduct_preload",
         "pandas_numpy.papermill",
         10.0,
         True,
@@ -156,22 +156,33 @@ def findings(sections: list[Section]) -> list[str]:
     life, ready, spawn = med("anatomy.total"), med("anatomy.ready"), med("anatomy.spawn")
     for kind in ("trivial", "pandas_numpy"):
         pm, seq, cond = med(f"{kind}.papermill"), med(f"{kind}.run_notebook"), med(f"{kind}.conduct")
-        if pm and seq and cond:
-            out.append(
-                f"{kind}: papermill loop {1 / pm:.2f} s/flow, run_notebook loop {1 / seq:.2f} s/flow, "
-                f"conductor {1 / cond:.2f} s/flow of wall time on {Settings().workers} workers"
+        spawn_loop = med(f"{kind}.spawn")
+        if pm and seq and cond and spawn_loop:
+            line = (
+                f"{kind}, wall time per flow: papermill loop {1 / pm:.2f} s; run_notebook loop {1 / spawn_loop:.2f} s "
+                f"launching kernels, {1 / seq:.2f} s forking them; conductor on {Settings().workers} workers "
+                f"{1 / cond:.2f} s forking"
             )
+            seqp, condp = med(f"{kind}.run_notebook_preload"), med(f"{kind}.conduct_preload")
+            if seqp and condp:
+                line += f"; with numpy and pandas preloaded: loop {1 / seqp:.2f} s, conductor {1 / condp:.2f} s"
+            out.append(line)
     if life and ready is not None and spawn is not None:
         out.append(
             f"a bare kernel's whole life (trivial cells, immediate shutdown) is {life:.2f} s, of which "
             f"{spawn + ready:.2f} s is start-up to ready and {med('anatomy.execute') or 0:.3f} s running the cells"
         )
+        flife, fready, fstart = med("anatomy.fork_total"), med("anatomy.fork_ready"), med("anatomy.fork_start")
+        if flife and fready is not None and fstart is not None:
+            out.append(
+                f"a kernel forked from a warm template lives {flife:.2f} s for the same cells, of which "
+                f"{fstart + fready:.2f} s is start-up to ready ({(spawn + ready) / (fstart + fready):.1f}x less)"
+            )
         seq = med("trivial.run_notebook")
         if seq:
             out.append(
-                f"a run_notebook loop takes {1 / seq:.2f} s per trivial flow against that bare kernel's {life:.2f} s "
-                f"({1 / seq - life:+.2f} s: ductaflow's own work per flow, lost in the noise when near zero; the two "
-                "were measured minutes apart and the bare kernel talks TCP, ductaflow's IPC)"
+                f"a run_notebook loop (forking; pre-started kernels from the third flow on) takes {1 / seq:.2f} s "
+                f"per trivial flow, against a bare launched kernel's {life:.2f} s"
             )
     grace, now = med("anatomy.shutdown_graceful"), med("anatomy.shutdown_now")
     if grace is not None and now is not None:
@@ -189,7 +200,7 @@ def findings(sections: list[Section]) -> list[str]:
         out.append(
             f"write_report over {n:,} instances: {warm:.2f} s ({warm / n * 1000:.2f} ms per instance), "
             f"{collect / warm:.0%} of it reading records; the page is {rep.extra['mib']:.1f} MiB. The conductor "
-            f"rewrites the report after every finished build, so a table of N scenarios pays this N times"
+            f"rewrites the live report at a pace set by this cost"
         )
     single, py, dfi = med("single.ductaflow"), med("single.script"), med("anatomy.import_ductaflow")
     if single and py and dfi:
@@ -312,7 +323,7 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="small N, one repeat: a fast check, figures indicative")
     parser.add_argument("--only", nargs="+", choices=list(SUITES), metavar="NAME", help="run only these benchmarks")
-    parser.add_argument("--flows", type=int, help="flows per repeat in trivial/pandas (default 10, quick 4)")
+    parser.add_argument("--flows", type=int, help="flows per repeat in trivial/pandas (default 20, quick 4)")
     parser.add_argument("--repeats", type=int, help="repeats of each measurement (default 3, quick 1)")
     parser.add_argument("--instances", type=int, help="synthetic instances for report (default 10,000, quick 1,000)")
     write = parser.add_mutually_exclusive_group()

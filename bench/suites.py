@@ -30,7 +30,7 @@ from common import (
 class Settings:
     """How big and how often: full run by default, ``quick()`` for a fast check."""
 
-    flows: int = 10
+    flows: int = 20
     repeats: int = 3
     single_repeats: int = 5
     rerun_repeats: int = 3
@@ -57,10 +57,28 @@ def flows(kind: str, s: Settings) -> Section:
     """(a) papermill loop, (b) run_notebook loop and conductor on N workers, (c) python flow.py."""
     sec = Section(kind, f"{FLOW_LABELS[kind]}: {s.flows} flows per repeat, {s.repeats} repeat(s)")
     a = Row(f"{kind}.papermill", kind, "(a) papermill.execute_notebook loop, defaults", "flows/s")
-    b1 = Row(f"{kind}.run_notebook", kind, "(b) ductaflow.run_notebook loop", "flows/s", ref=a.key)
-    b2 = Row(f"{kind}.conduct", kind, f"(b) ductaflow.conduct, {s.workers} workers", "flows/s", ref=a.key)
+    b0 = Row(f"{kind}.spawn", kind, "(b) run_notebook loop, spawn launcher", "flows/s", ref=a.key)
+    b1 = Row(f"{kind}.run_notebook", kind, "(b) run_notebook loop, fork launcher", "flows/s", ref=a.key)
+    b2 = Row(f"{kind}.conduct", kind, f"(b) conduct, {s.workers} workers, fork launcher", "flows/s", ref=a.key)
     c = Row(f"{kind}.script", kind, "(c) python flow.py per flow (process floor)", "flows/s", ref=a.key)
-    sec.rows = [a, b1, b2, c]
+    sec.rows = [a, b0, b1, b2]
+    loop = {"workload": "ductaflow_loop"}
+    cond = {"workload": "conduct_flows", "workers": s.workers}
+    plan = [
+        (a, {"workload": "papermill_loop", "dir": "papermill"}),
+        (b0, {**loop, "dir": "spawn", "launcher": "spawn"}),
+        (b1, {**loop, "dir": "seq"}),
+        (b2, {**cond, "dir": "cond"}),
+    ]
+    if kind == "pandas_numpy":  # the same flows with pandas and numpy imported once, by the template
+        b3 = Row(f"{kind}.run_notebook_preload", kind, "(b) run_notebook loop, fork + preload", "flows/s", ref=a.key)
+        b4 = Row(f"{kind}.conduct_preload", kind, f"(b) conduct, {s.workers} workers, fork + preload", "flows/s",
+                 ref=a.key)
+        sec.rows += [b3, b4]
+        preload = ["numpy", "pandas"]
+        plan += [(b3, {**loop, "dir": "seqp", "preload": preload}), (b4, {**cond, "dir": "condp", "preload": preload})]
+    sec.rows.append(c)
+    plan.append((c, {"workload": "script_loop", "dir": "script"}))
     cpu: dict[str, list[float]] = {r.key: [] for r in sec.rows}
     each: dict[str, list[float]] = {r.key: [] for r in sec.rows}
     with measured_section(sec), temp_dir(kind) as tmp:
@@ -70,14 +88,11 @@ def flows(kind: str, s: Settings) -> Section:
         common = {"n": s.flows, "project_root": str(root)}
         for rep in range(s.repeats):
             work = tmp / f"rep{rep}"
-            runs = [
-                (a, "papermill_loop", {"notebook": str(notebook), "out_dir": str(work / "papermill")}),
-                (b1, "ductaflow_loop", {"flow": str(flow), "runs": str(work / "seq")}),
-                (b2, "conduct_flows", {"flow": str(flow), "runs": str(work / "cond"), "workers": s.workers}),
-                (c, "script_loop", {"flow": str(flow), "out_dir": str(work / "script")}),
-            ]
-            for row, workload, args in runs:
-                res = run_child(workload, {**common, **args})
+            for row, spec in plan:
+                args = {k: v for k, v in spec.items() if k not in ("workload", "dir")}
+                out = str(work / spec["dir"])
+                args.update(notebook=str(notebook), out_dir=out, flow=str(flow), runs=out)
+                res = run_child(spec["workload"], {**common, **args})
                 row.samples.append(s.flows / res["seconds"])
                 cpu[row.key].append(res["cpu"] / s.flows)
                 each[row.key].extend(res["per_flow"])
@@ -86,7 +101,10 @@ def flows(kind: str, s: Settings) -> Section:
     sec.notes.append(
         "One flow file run N times into fresh output dirs, config {'i': k}. (a) converts it once with "
         "`jupytext --to ipynb --set-kernel python3` (not timed) and calls `papermill.execute_notebook` with "
-        "default settings. (b) conductor: the flow itself is the build, one scenario row per flow, so N "
+        "default settings. (b) every flow gets a fresh kernel: 'spawn' launches a new interpreter per kernel "
+        "(DUCTAFLOW_KERNEL_LAUNCHER=spawn), 'fork' (the default) forks it from a warm template that the loop "
+        "or conductor starts inside the timed part; 'preload' has that template import numpy and pandas once "
+        "(preload=[...]). Conductor: the flow itself is the build, one scenario row per flow, so N "
         "scenarios = N flows = N kernels; timed around `conduct()` (pool start, state file and report writes "
         "included). Each loop runs in a fresh interpreter; imports are not timed. Note: 'each' is the median "
         "wall time of one flow (for the conductor, the build's recorded duration inside its worker); CPU is "
@@ -257,11 +275,16 @@ def anatomy(s: Settings) -> Section:
         phase_row("shutdown_graceful", "kernel: shutdown_kernel(now=False)", "trivial_graceful", "shutdown"),
         phase_row("total", "kernel: whole life, trivial, immediate", "trivial_immediate", "total"),
         phase_row("pandas_execute", "kernel: run cells importing numpy+pandas", "pandas_immediate", "execute"),
+        phase_row("fork_start", "forked kernel: start_kernel (fork request)", "trivial_forked", "spawn"),
+        phase_row("fork_ready", "forked kernel: forked -> wait_for_ready", "trivial_forked", "ready"),
+        phase_row("fork_total", "forked kernel: whole life, trivial, immediate", "trivial_forked", "total"),
         Row("anatomy.skip", "anatomy", "run_notebook, instance up to date (skip)", "s", res["skip"]),
     ]
     sec.notes.append(
         f"Bare jupyter_client kernels (python3 kernelspec, default TCP transport) in one fresh process, "
-        f"{repeats} of each; the skip path is 20 calls of `run_notebook` on an up-to-date instance: "
+        f"{repeats} of each; 'forked kernel' rows: ductaflow's kernel manager with the fork launcher (template "
+        "started and ready before timing, TCP as above, jupyter_client's own wait_for_ready); the skip path "
+        "is 20 calls of `run_notebook` on an up-to-date instance: "
         "ductaflow's bookkeeping (read flow, fingerprint, lock, decide, ledger record) without a kernel."
     )
     return sec

@@ -40,7 +40,26 @@ def _loop(n: int, one: Callable[[int], None]) -> dict[str, Any]:
         t = time.perf_counter()
         one(k)
         per.append(time.perf_counter() - t)
-    return {"seconds": time.perf_counter() - t0, "per_flow": per, "cpu": _cpu() - cpu0}
+    seconds = time.perf_counter() - t0
+    _stop_templates()
+    return {"seconds": seconds, "per_flow": per, "cpu": _cpu() - cpu0}
+
+
+def _stop_templates() -> None:
+    """Stop (and reap) ductaflow's kernel templates, so the CPU of the kernels forked from
+    them reaches this process's ``RUSAGE_CHILDREN``. Not timed."""
+    fork = sys.modules.get("ductaflow.kernels.fork")
+    if fork is not None:
+        fork.stop_templates()
+
+
+def _kernel_settings(args: dict[str, Any]) -> list[str] | None:
+    """Apply the workload's launcher (before ductaflow is imported); return its preload."""
+    import os
+
+    if args.get("launcher"):
+        os.environ["DUCTAFLOW_KERNEL_LAUNCHER"] = args["launcher"]
+    return args.get("preload")
 
 
 def papermill_loop(args: dict[str, Any]) -> dict[str, Any]:
@@ -58,12 +77,13 @@ def papermill_loop(args: dict[str, Any]) -> dict[str, Any]:
 
 def ductaflow_loop(args: dict[str, Any]) -> dict[str, Any]:
     """ductaflow's default engine, one ``run_notebook`` after another into fresh instance dirs."""
+    preload = _kernel_settings(args)
     from ductaflow import run_notebook
 
     runs = Path(args["runs"])
 
     def one(k: int) -> None:
-        run_notebook(args["flow"], {"i": k}, runs / f"r{k:05d}", project_root=args["project_root"])
+        run_notebook(args["flow"], {"i": k}, runs / f"r{k:05d}", project_root=args["project_root"], preload=preload)
 
     return _loop(int(args["n"]), one)
 
@@ -72,6 +92,7 @@ def conduct_flows(args: dict[str, Any]) -> dict[str, Any]:
     """The conductor with the flow itself as the build: one scenario = one flow = one kernel."""
     import pandas as pd
 
+    preload = _kernel_settings(args)
     from ductaflow import conduct
 
     n = int(args["n"])
@@ -85,12 +106,14 @@ def conduct_flows(args: dict[str, Any]) -> dict[str, Any]:
         max_parallel=int(args["workers"]),
         progress=False,
         raise_on_failure=False,
+        preload=preload,
     )
     seconds = time.perf_counter() - t0
     bad = out[out["status"] != "green"]
     if len(bad):
         raise RuntimeError(f"{len(bad)} scenario(s) not green: {bad[['instance', 'status', 'error']].to_string()}")
     _stop_forkserver()
+    _stop_templates()
     return {"seconds": seconds, "cpu": _cpu() - cpu0, "per_flow": [float(d) for d in out["duration"]]}
 
 
@@ -186,11 +209,29 @@ def conduct_rss(args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _kernel_once(cells: list[str], graceful: bool) -> dict[str, float]:
-    """One bare jupyter_client kernel: spawn, ready, run ``cells``, shut down; seconds of each."""
-    from jupyter_client.manager import KernelManager
+def _kernel_once(cells: list[str], graceful: bool, forked: bool = False) -> dict[str, float]:
+    """One bare jupyter_client kernel: spawn, ready, run ``cells``, shut down; seconds of each.
+    ``forked``: ductaflow's kernel manager forking it from a warm template (started untimed)."""
+    if forked:
+        from jupyter_client.manager import KernelManager
 
-    km = KernelManager(kernel_name="python3")
+        from ductaflow.engine import _current_python_spec
+        from ductaflow.kernels.fork import template_for
+        from ductaflow.kernels.provisioner import ForkProvisioner
+
+        class ForkingManager(KernelManager):  # jupyter_client's blocking manager, forking
+            async def _async_pre_start_kernel(self, **kw: Any) -> Any:
+                self.kernel_id = self.kernel_id or kw.pop("kernel_id", "bench")
+                self.provisioner = ForkProvisioner(kernel_id=self.kernel_id, kernel_spec=self.kernel_spec, parent=self)
+                return await super()._async_pre_start_kernel(**kw)
+
+        template_for(())  # started and ready before the clock starts
+        km = ForkingManager()
+        km._kernel_spec = _current_python_spec()
+    else:
+        from jupyter_client.manager import KernelManager
+
+        km = KernelManager(kernel_name="python3")
     t0 = time.perf_counter()
     km.start_kernel()
     t1 = time.perf_counter()
@@ -220,11 +261,13 @@ def anatomy(args: dict[str, Any]) -> dict[str, Any]:
         "trivial_immediate": [],
         "trivial_graceful": [],
         "pandas_immediate": [],
+        "trivial_forked": [],
     }
     for _ in range(repeats):
         phases["trivial_immediate"].append(_kernel_once(trivial, graceful=False))
         phases["trivial_graceful"].append(_kernel_once(trivial, graceful=True))
         phases["pandas_immediate"].append(_kernel_once(pandas, graceful=False))
+        phases["trivial_forked"].append(_kernel_once(trivial, graceful=False, forked=True))
     exec_dir = Path(args["runs"]) / "skip"
     run_notebook(args["flow"], {"i": 0}, exec_dir, project_root=args["project_root"])
     skips = []
