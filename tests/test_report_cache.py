@@ -60,6 +60,15 @@ def test_unchanged_rows_are_reused_and_a_record_edited_in_place_shows(runs: Path
     assert "KeyError" in page and "&#39;zone&#39;" in page
 
 
+def test_a_running_row_is_never_frozen(runs: Path) -> None:
+    """Its durations grow by themselves: such a row is built anew for every report."""
+    first = _rows(collect_report(runs))["g0.04_c1.0"]
+    time.sleep(0.3)
+    second = _rows(collect_report(runs))["g0.04_c1.0"]
+    assert second["light"] == "running" and second is not first
+    assert second["flows"]["model"]["duration"] > first["flows"]["model"]["duration"]
+
+
 def test_an_atomic_rewrite_and_a_new_flow_show(runs: Path) -> None:
     collect_report(runs)
     inst = runs / "demand_model" / "g0.01_c1.0"
