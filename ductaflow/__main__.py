@@ -1,6 +1,6 @@
 """``python -m ductaflow`` runs the command-line interface."""
 
-from ductaflow.cli import main
+from ductaflow.cli import entry
 
 if __name__ == "__main__":
-    main()
+    entry()

@@ -329,3 +329,30 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+
+
+def entry() -> None:
+    """The ``ductaflow`` process: :func:`main`, then exit without tearing the interpreter down.
+
+    Once a command has finished, its files are written and closed; the exit handlers (which
+    stop kernels and templates) and a flush of stdout/stderr are all that is left to do.
+    Skipping the module teardown after them saves ~0.15 s per command (measured)."""
+    import atexit
+    import os
+
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:
+            click.echo(str(exc.code), err=True)
+            code = 1
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)

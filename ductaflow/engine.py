@@ -32,25 +32,12 @@ from traitlets import Any as AnyTrait
 
 from ductaflow import stopping
 from ductaflow.kernels import spares
+from ductaflow.lean import hidden
 
-
-@contextmanager
-def _hidden(module: str) -> Iterator[None]:
-    """``module`` cannot be imported inside the block (unless it already was), and can be after."""
-    if module in sys.modules:
-        yield
-        return
-    sys.modules[module] = None  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        if sys.modules.get(module, 0) is None:
-            del sys.modules[module]
-
-
-# papermill imports pyarrow.fs (with numpy) only to offer hdfs:// paths, which ductaflow
-# never uses: ~0.25 s and ~40 MiB in every process that runs flows, build kernels included.
-with _hidden("pyarrow.fs"):
+# papermill imports pyarrow.fs (with numpy) only to offer hdfs:// paths, and the cloud
+# stores' clients when installed, none of which ductaflow uses: pyarrow.fs alone is ~0.25 s
+# and ~40 MiB in every process that runs flows, build kernels included.
+with hidden("pyarrow.fs", "papermill.s3", "papermill.adl", "papermill.abs", "gcsfs", "github"):
     import papermill as _papermill
     from papermill.clientwrap import PapermillNotebookClient
     from papermill.engines import NBClientEngine, papermill_engines

@@ -34,6 +34,7 @@ from ductaflow.flow import Flow, parameterise, read_flow
 from ductaflow.incremental import Decision, Fingerprint, decide, fingerprint, instance_lock
 from ductaflow.kernels import KernelOptions, kernel_options
 from ductaflow.ledger import append_run
+from ductaflow.ledger import warm_up as warm_up_ledger
 from ductaflow.models import ErrorInfo, FlowResult, Status
 from ductaflow.rundir import artifact_paths, atomic_write_json, clear_artifacts, contained_dir, validate_name
 from ductaflow.status import classify
@@ -215,6 +216,7 @@ def _run_locked(run: _Run, timeout: float | None, export_html: bool) -> FlowResu
         "reasons": list(decision.reasons),
     }
     atomic_write_json(paths["status"], _running_record(base, started))
+    warm_up_ledger()
     outcome = _execute(flow, nb, exec_dir, paths, kernel_name, timeout, root, run.env, run.kernel)
     html_ok = False
     if export_html and paths["notebook"].exists():

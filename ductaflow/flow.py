@@ -93,9 +93,9 @@ def read_flow(path: str | Path) -> Flow:
         raise FlowFileError(f"flow file {p} is not UTF-8 text") from None
     try:
         if p.suffix == ".py":
-            import jupytext
+            from ductaflow.lean import jupytext
 
-            nb = jupytext.reads(text, fmt="py:percent")
+            nb = jupytext().reads(text, fmt="py:percent")  # type: ignore[attr-defined]
         else:
             nb = nbformat.reads(text, as_version=4)
     except Exception as exc:  # noqa: BLE001 - any parse failure means "not a flow"
