@@ -98,11 +98,11 @@ class Folder:
     def child(self, name: str, files: Mapping[str, str]) -> Folder:
         """The subfolder ``name`` (listed here as a folder or a symlink) with its listing ``files``."""
         kind = self._files.get(name)
-        prefix = real = None
-        if self._prefix is not None and self._real is not None and kind in (DIR, LINK) and _plain(name):
-            prefix = self._prefix + _quote(name) + "/"
-            real = self._real + os.sep + name if kind == DIR else os.path.realpath(os.path.join(self.path, name))
-        return Folder(self._root, os.path.join(self.path, name), files, (prefix, real))
+        path = self.path + os.sep + name
+        if self._prefix is None or self._real is None or kind not in (DIR, LINK) or not _plain(name):
+            return Folder(self._root, path, files, (None, None))  # nothing in it may be linked
+        real = self._real + os.sep + name if kind == DIR else os.path.realpath(path)
+        return Folder(self._root, path, files, (self._prefix + _quote(name) + "/", real))
 
     def href(self, name: str, anchor: str = "") -> str | None:
         """A URL for ``<folder>/<name>``, or None when it is missing or not kept inside."""

@@ -184,7 +184,7 @@ def _records(runs_root: Path, snap: Snapshot) -> list[dict[str, Any]]:
         if path not in folders:  # runs/<flow instance>: from the instance dir down
             sub = top
             for name in path[len(inst) + 1 :].split(os.sep):
-                sub = sub.child(name, snap.files.get(os.path.join(sub.path, name), {}))
+                sub = sub.child(name, snap.files.get(sub.path + os.sep + name, {}))
             folders[path] = sub
         return folders[path]
 
