@@ -163,11 +163,45 @@ def append_runs(ctx: Mapping[str, Any], items: Iterable[tuple[Any, str, Any]]) -
 
 def _spool(folder: Path, records: list[dict[str, Any]]) -> None:
     """Park records as one JSON file (written then renamed) until the conductor ingests them."""
-    folder.mkdir(parents=True, exist_ok=True)
     name = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:12]}.json"
     tmp = folder / f".{name}.tmp"
-    tmp.write_text(json.dumps([_normalise(r) for r in records], default=str), encoding="utf-8")
-    os.replace(tmp, folder / name)
+    text = json.dumps([_normalise(r) for r in records], default=str)
+    for attempt in range(5):  # another conductor may remove the (empty) folder between mkdir and write
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            break
+        except FileNotFoundError:
+            if attempt == 4:
+                raise
+    os.replace(tmp, folder / name)  # the folder cannot go now: the file is in it
+
+
+def _take(path: Path) -> int | None:
+    """An open descriptor on spool file ``path`` that this process alone holds (an exclusive
+    ``flock``), or None when another ingest holds or has already taken it. A lock dies with
+    its process, so a crash mid-ingest leaves the file for the next one."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except (ImportError, OSError):
+        pass  # no flock here: a lone conductor needs none
+    try:
+        current = os.stat(path).st_ino == os.fstat(fd).st_ino  # not ingested and removed meanwhile
+    except FileNotFoundError:
+        current = False
+    if not current:
+        os.close(fd)
+        return None
+    return fd
 
 
 def ingest_spool(runs_root: str | Path, folder: Path) -> int:
@@ -176,21 +210,30 @@ def ingest_spool(runs_root: str | Path, folder: Path) -> int:
     A spool file that cannot be read is left in place with a warning naming it.
     """
     records: list[dict[str, Any]] = []
-    taken: list[Path] = []
+    taken: list[tuple[Path, int]] = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        fd = _take(path)  # of two conductors ingesting at once, one takes each file
+        if fd is None:
+            continue
         try:
-            rows = json.loads(path.read_text(encoding="utf-8"))
+            with os.fdopen(os.dup(fd), encoding="utf-8") as handle:
+                rows = json.loads(handle.read())
             if not isinstance(rows, list):
                 raise ValueError("not a list of records")
         except (OSError, ValueError) as exc:
             log.warning("leaving unreadable ledger spool file %s: %s", path, exc)
+            os.close(fd)
             continue
         records.extend(r for r in rows if isinstance(r, dict))
-        taken.append(path)
-    if records:
-        append(runs_root, records)
-    for path in taken:
-        path.unlink(missing_ok=True)
+        taken.append((path, fd))
+    try:
+        if records:
+            append(runs_root, records)
+        for path, _ in taken:
+            path.unlink(missing_ok=True)
+    finally:
+        for _, fd in taken:
+            os.close(fd)
     try:
         folder.rmdir()
     except OSError:

@@ -38,7 +38,7 @@ _RUNNING: set[str] = set()  # instance dirs of the builds this process is runnin
 _WATCHING: list[int] = []  # the conductor pid the watchdog of this process follows
 
 
-def _watch_conductor(conductor: Any) -> None:
+def watch_conductor(conductor: Any) -> None:
     """Start (once per process) a thread that stops this worker's builds when its conductor dies.
 
     Only in a process the conductor started (a local pool worker, a LocalCluster worker): its
@@ -102,7 +102,7 @@ def run_build(task: dict[str, Any]) -> dict[str, Any]:
     from ductaflow.records import summarize_instance
 
     exec_dir = Path(task["instance_dir"])
-    _watch_conductor(task.get("conductor"))
+    watch_conductor(task.get("conductor"))
     attempt_file = task.get("attempt_file")
     if attempt_file:
         attempt = claim_attempt(Path(attempt_file))
