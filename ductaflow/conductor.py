@@ -219,7 +219,8 @@ def conduct(
             reporter.message(f"  {p.instance}: {p.values}")
         return out
 
-    backend = make_backend(executor, max_parallel)
+    # Nothing to run (all up to date): no pool, no cluster, no kernel template to start.
+    backend = make_backend(executor if any(d.run for d in decisions.values()) else "serial", max_parallel)
     try:
         backend.check_shared(runs, [build_flow.path, *flow_paths])
     except BaseException:

@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -125,13 +126,23 @@ def warm_up() -> None:
         threading.Thread(target=__import__, args=("duckdb",), daemon=True, name="ductaflow-ledger-import").start()
 
 
+_DUCK: list[Any] = []  # one in-memory DuckDB connection per process, made on first use
+_DUCK_LOCK = threading.Lock()
+
+
 def _write_with_duckdb(rows: list[dict[str, Any]], path: Path) -> None:
-    """The same Parquet file as the pyarrow path (same columns and types), via DuckDB."""
+    """The same Parquet file as the pyarrow path (same columns and types), via DuckDB. The
+    connection is kept: opening one costs more than the write (a loop of flows, measured)."""
     import duckdb
 
-    columns = ", ".join(f'"{c}" {_SQL_TYPES.get(c, "VARCHAR")}' for c in COLUMNS)
-    with duckdb.connect() as con:
-        con.execute(f"CREATE TABLE rec ({columns})")
+    with _DUCK_LOCK:
+        if not _DUCK:
+            columns = ", ".join(f'"{c}" {_SQL_TYPES.get(c, "VARCHAR")}' for c in COLUMNS)
+            con = duckdb.connect()
+            con.execute(f"CREATE TABLE rec ({columns})")
+            _DUCK.append(con)
+        con = _DUCK[0]
+        con.execute("DELETE FROM rec")
         con.executemany(
             f"INSERT INTO rec VALUES ({', '.join('?' * len(COLUMNS))})",
             [[row[c] for c in COLUMNS] for row in rows],

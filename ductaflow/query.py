@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ductaflow.instances import read_instance
-from ductaflow.records import STATUS_SUFFIX
+from ductaflow.records import STATUS_SUFFIX, subdirs
 from ductaflow.summaries import SummaryCache, summary_row
 
 if TYPE_CHECKING:
@@ -23,15 +23,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STATUS_COLUMNS = ("flow", "instance", "status", "state", "duration", "finished", "worst_flow", "error", "dir")
-
-
-def _subdirs(folder: Path) -> list[str]:
-    """Names of the folders (or symlinks to folders) in ``folder``, sorted."""
-    try:
-        with os.scandir(folder) as it:
-            return sorted(e.name for e in it if e.is_dir())
-    except OSError:
-        return []
 
 
 def status_rows(runs_root: str | Path = "runs") -> list[dict[str, Any]]:
@@ -43,8 +34,8 @@ def status_rows(runs_root: str | Path = "runs") -> list[dict[str, Any]]:
     root = Path(runs_root)
     cache = SummaryCache(root)
     rows: list[dict[str, Any]] = []
-    for flow in (n for n in _subdirs(root) if not n.startswith(".")):
-        for name in _subdirs(root / flow):
+    for flow in (n for n in subdirs(root) if not n.startswith(".")):
+        for name in subdirs(root / flow):
             rel = f"{flow}/{name}"
             inst = os.path.join(root, flow, name)
             row = cache.get(rel, inst)

@@ -23,6 +23,15 @@ FLOWS_SUBDIR = "runs"
 STEPS_FILE = ".steps.json"
 
 
+def subdirs(folder: Path) -> list[str]:
+    """Names of the folders (or symlinks to folders) in ``folder``, sorted."""
+    try:
+        with os.scandir(folder) as it:
+            return sorted(e.name for e in it if e.is_dir())
+    except OSError:
+        return []
+
+
 def current_steps(instance_dir: Path) -> list[str] | None:
     """Step names of the build's latest run, or None when no manifest exists."""
     return read_steps(instance_dir / FLOWS_SUBDIR / STEPS_FILE)

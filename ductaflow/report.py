@@ -32,7 +32,7 @@ from ductaflow.errors import InvalidName
 from ductaflow.instances import RACY_NS, InstanceCache, Sig, Snapshot, signature
 from ductaflow.links import FILE, LINK, forget_folders, href, inside
 from ductaflow.liveness import gone
-from ductaflow.records import STATUS_SUFFIX
+from ductaflow.records import STATUS_SUFFIX, subdirs
 from ductaflow.report_html import fill, section_parts
 from ductaflow.report_rows import LIGHTS, elapsed, fmt_time, live, scenario_row
 from ductaflow.report_rows import fmt_duration as _fmt_duration
@@ -234,21 +234,12 @@ def _abandoned(entry: dict[str, Any]) -> dict[str, Any]:
     return entry
 
 
-def _subdirs(folder: Path) -> list[str]:
-    """Names of the folders (or symlinks to folders) in ``folder``, sorted."""
-    try:
-        with os.scandir(folder) as it:
-            return sorted(e.name for e in it if e.is_dir())
-    except OSError:
-        return []
-
-
 def _discovered_sections(mem: _Memory, runs_root: Path, notices: list[str]) -> list[dict[str, Any]]:
     """Without a conductor state file: every ``<name>/<instance>/<name>_status.json``."""
     sections = []
-    for top in (n for n in _subdirs(runs_root) if not n.startswith(".")):
+    for top in (n for n in subdirs(runs_root) if not n.startswith(".")):
         entries = []
-        for name in _subdirs(runs_root / top):
+        for name in subdirs(runs_root / top):
             rel = f"{top}/{name}"
             snap = mem.instance(rel, top)
             record = f"{top}{STATUS_SUFFIX}"
