@@ -32,12 +32,13 @@ from traitlets import Any as AnyTrait
 
 from ductaflow import stopping
 from ductaflow.kernels import spares
-from ductaflow.lean import hidden
+from ductaflow.lean import hidden, stand_in
 
-# papermill imports pyarrow.fs (with numpy) only to offer hdfs:// paths, and the cloud
-# stores' clients when installed, none of which ductaflow uses: pyarrow.fs alone is ~0.25 s
-# and ~40 MiB in every process that runs flows, build kernels included.
-with hidden("pyarrow.fs", "papermill.s3", "papermill.adl", "papermill.abs", "gcsfs", "github"):
+# papermill imports pyarrow.fs (with numpy) only to offer hdfs:// paths, requests only for
+# http:// notebooks, and the cloud stores' clients when installed, none of which ductaflow
+# uses: pyarrow.fs alone is ~0.25 s and ~40 MiB in every process that runs flows, build
+# kernels included; requests ~0.16 s.
+with hidden("pyarrow.fs", "papermill.s3", "papermill.adl", "papermill.abs", "gcsfs", "github"), stand_in("requests"):
     import papermill as _papermill
     from papermill.clientwrap import PapermillNotebookClient
     from papermill.engines import NBClientEngine, papermill_engines

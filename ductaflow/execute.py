@@ -216,7 +216,6 @@ def _run_locked(run: _Run, timeout: float | None, export_html: bool) -> FlowResu
         "reasons": list(decision.reasons),
     }
     atomic_write_json(paths["status"], _running_record(base, started))
-    warm_up_ledger()
     outcome = _execute(flow, nb, exec_dir, paths, kernel_name, timeout, root, run.env, run.kernel)
     html_ok = False
     if export_html and paths["notebook"].exists():
@@ -322,6 +321,7 @@ def _execute(
     from ductaflow.engine import ENGINE_NAME, KernelHandle, papermill  # it imports papermill lean
 
     pm = papermill()
+    warm_up_ledger()  # now: the kernel's start-up is mostly waiting, not a race for the GIL
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
