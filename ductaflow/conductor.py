@@ -254,7 +254,12 @@ def conduct(
     _share_template(backend, kernel, tasks)
     _ingest_leftovers(runs, build_flow.name)
     _mark_up_to_date(run, plans, decisions, reporter, root)
-    reporter.start(len(tasks), f"conducting {len(tasks)} scenario(s) of {build_flow.name} on {backend.describe()}")
+    reporter.start(
+        len(tasks),
+        f"conducting {len(tasks)} scenario(s) of {build_flow.name} on {backend.describe()}"
+        if tasks
+        else f"nothing to run for {build_flow.name}",
+    )
     try:
         run.save()
     except BaseException:
