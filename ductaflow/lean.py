@@ -48,9 +48,9 @@ def stand_in(module: str) -> Iterator[None]:
     if module in sys.modules:
         yield
         return
-    sys.modules[module] = types.ModuleType(module, "stand-in: not imported by ductaflow")
+    stub = sys.modules[module] = types.ModuleType(module, "stand-in: not imported by ductaflow")
     try:
         yield
     finally:
-        if getattr(sys.modules.get(module), "__doc__", "") == "stand-in: not imported by ductaflow":
+        if sys.modules.get(module) is stub:
             del sys.modules[module]

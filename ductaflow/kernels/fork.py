@@ -90,9 +90,9 @@ class Template:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
-        for path in (self.socket_path, self._dir):
+        for remove, path in ((os.unlink, self.socket_path), (os.rmdir, self._dir)):
             try:
-                os.rmdir(path) if path == self._dir else os.unlink(path)
+                remove(path)
             except OSError:
                 pass
 
