@@ -205,7 +205,7 @@ def findings(sections: list[Section]) -> list[str]:
     single, py, dfi = med("single.ductaflow"), med("single.script"), med("anatomy.import_ductaflow")
     if single and py and dfi:
         out.append(
-            f"`ductaflow run` {single:.2f} s = interpreter + `import ductaflow.execute` ({dfi:.2f} s) + a kernel "
+            f"`ductaflow run` {single:.2f} s = interpreter + `import ductaflow.run.execute` ({dfi:.2f} s) + a kernel "
             f"+ records; `python flow.py` {py:.2f} s"
         )
     return out

@@ -242,10 +242,10 @@ def anatomy(s: Settings) -> Section:
     rows = {
         "py": Row("anatomy.python", "anatomy", "python -c pass", "s"),
         "pm": Row("anatomy.import_papermill", "anatomy", "python -c 'import papermill'", "s"),
-        "df": Row("anatomy.import_ductaflow", "anatomy", "python -c 'import ductaflow.execute'", "s"),
+        "df": Row("anatomy.import_ductaflow", "anatomy", "python -c 'import ductaflow.run.execute'", "s"),
         "np": Row("anatomy.import_pandas", "anatomy", "python -c 'import numpy, pandas'", "s"),
     }
-    codes = {"py": "pass", "pm": "import papermill", "df": "import ductaflow.execute", "np": "import numpy, pandas"}
+    codes = {"py": "pass", "pm": "import papermill", "df": "import ductaflow.run.execute", "np": "import numpy, pandas"}
     with measured_section(sec), temp_dir("anatomy") as tmp:
         root = make_project(tmp)
         for _ in range(repeats):

@@ -14,8 +14,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ductaflow.models import ErrorInfo, FlowResult, Status
-from ductaflow.report import STATE_DIR
+from ductaflow.core.lights import Status
+from ductaflow.report.page import STATE_DIR
+from ductaflow.store.result import ErrorInfo, FlowResult
 
 BUILD = "demand_model"
 FLOWS = ("prepare_zones", "distribute_trips", "summarize")

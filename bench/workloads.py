@@ -215,19 +215,12 @@ def _kernel_once(cells: list[str], graceful: bool, forked: bool = False) -> dict
     if forked:
         from jupyter_client.manager import KernelManager
 
-        from ductaflow.engine import _current_python_spec
         from ductaflow.kernels.fork import template_for
-        from ductaflow.kernels.provisioner import ForkProvisioner
-
-        class ForkingManager(KernelManager):  # jupyter_client's blocking manager, forking
-            async def _async_pre_start_kernel(self, **kw: Any) -> Any:
-                self.kernel_id = self.kernel_id or kw.pop("kernel_id", "bench")
-                self.provisioner = ForkProvisioner(kernel_id=self.kernel_id, kernel_spec=self.kernel_spec, parent=self)
-                return await super()._async_pre_start_kernel(**kw)
+        from ductaflow.kernels.provisioner import KernelSpecs, kernel_spec
 
         template_for(())  # started and ready before the clock starts
-        km = ForkingManager()
-        km._kernel_spec = _current_python_spec()
+        # jupyter_client's blocking manager; the spec names ductaflow's fork provisioner
+        km = KernelManager(kernel_name="ductaflow", kernel_spec_manager=KernelSpecs(current=kernel_spec(())))
     else:
         from jupyter_client.manager import KernelManager
 

@@ -1,15 +1,23 @@
 """ductaflow: notebook-native pipelines. Flows are Jupytext .py notebooks; every run gets
-its own instance directory with the executed notebook, its output, config and status."""
+its own instance directory with the executed notebook, its output, config and status.
+
+The public API is :data:`__all__`. Light names are imported here; the entry points that
+pull in heavy libraries (papermill and nbformat to run a flow, pandas for the conductor and
+metrics, Jinja2 for the report) are imported when first used, because every flow's kernel
+imports ``ductaflow`` for ``flow_config`` and should not pay for them (PEP 562). The
+``TYPE_CHECKING`` block names their homes for type checkers and IDEs.
+"""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
-from ductaflow.config import deep_merge, load_config_file  # noqa: E402
-from ductaflow.errors import (  # noqa: E402
+from ductaflow._version import __version__
+from ductaflow.core.config import deep_merge, load_config_file
+from ductaflow.core.lights import Status
+from ductaflow.errors import (
     ConductorFailed,
     ConfigError,
     DuctaflowError,
@@ -22,57 +30,61 @@ from ductaflow.errors import (  # noqa: E402
     SharedFilesystemError,
     UnsafePath,
 )
-from ductaflow.models import ErrorInfo, FlowResult, Status  # noqa: E402
-from ductaflow.script import (  # noqa: E402
+from ductaflow.inflow.script_mode import (
     display_config_summary,
     flow_config,
     is_notebook_execution,
     load_cli_config,
     unpack_config,
 )
-from ductaflow.status import analyze_execution_logs, classify, is_warning_line  # noqa: E402
+from ductaflow.store.records import analyze_execution_logs
+from ductaflow.store.result import ErrorInfo, FlowResult
 
-# Loaded on first use: running flows pulls in papermill and nbformat (~0.2 s even before
-# papermill), the conductor pandas, the report Jinja2. A flow kernel that only calls
-# flow_config pays for none of them.
-_LAZY = {
-    "step": "ductaflow.build",
-    "run_notebook": "ductaflow.execute",
-    "run_step_flow": "ductaflow.execute",
+if TYPE_CHECKING:
+    from ductaflow.conductor.plan import expand_grid
+    from ductaflow.conductor.sweep import conduct
+    from ductaflow.debug import debug_flow, prepare_debug_notebook
+    from ductaflow.inflow.build import step
+    from ductaflow.report.page import generate_status_report, write_report
+    from ductaflow.run.execute import run_notebook, run_step_flow
+    from ductaflow.store.metrics import record, record_table
+
+#: Entry points imported on first use: name -> the module that defines it.
+_ON_USE = {
+    "conduct": "ductaflow.conductor.sweep",
     "debug_flow": "ductaflow.debug",
+    "expand_grid": "ductaflow.conductor.plan",
+    "generate_status_report": "ductaflow.report.page",
     "prepare_debug_notebook": "ductaflow.debug",
-    "conduct": "ductaflow.conductor",
-    "expand_grid": "ductaflow.scenarios",
-    "generate_status_report": "ductaflow.report",
-    "write_report": "ductaflow.report",
-    "record": "ductaflow.results",
-    "record_table": "ductaflow.results",
+    "record": "ductaflow.store.metrics",
+    "record_table": "ductaflow.store.metrics",
+    "run_notebook": "ductaflow.run.execute",
+    "run_step_flow": "ductaflow.run.execute",
+    "step": "ductaflow.inflow.build",
+    "write_report": "ductaflow.report.page",
 }
-
-
-# The submodule first: importing it later would rebind ``ductaflow.ledger`` to the module.
-import ductaflow.ledger  # noqa: E402, F401, I001
 
 
 def ledger(runs_root: str | Path = "runs") -> Any:
     """Every run, skip and failure recorded under ``runs_root`` as a pandas DataFrame."""
-    from ductaflow.ledger import read
+    from ductaflow.store.ledger import read  # pandas: deferred until the ledger is read
 
     return read(runs_root)
 
 
-def __getattr__(name: str) -> object:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
+def __getattr__(name: str) -> Any:
+    if name in _ON_USE:
+        value = getattr(importlib.import_module(_ON_USE[name]), name)
+        globals()[name] = value  # once imported, a plain attribute
+        return value
     raise AttributeError(f"module 'ductaflow' has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_ON_USE))
+
+
 __all__ = [
-    "ledger",
-    "record",
-    "record_table",
     "ConductorFailed",
     "ConfigError",
     "DuctaflowError",
@@ -89,7 +101,6 @@ __all__ = [
     "UnsafePath",
     "__version__",
     "analyze_execution_logs",
-    "classify",
     "conduct",
     "debug_flow",
     "deep_merge",
@@ -98,10 +109,12 @@ __all__ = [
     "flow_config",
     "generate_status_report",
     "is_notebook_execution",
-    "is_warning_line",
+    "ledger",
     "load_cli_config",
     "load_config_file",
     "prepare_debug_notebook",
+    "record",
+    "record_table",
     "run_notebook",
     "run_step_flow",
     "step",

@@ -6,11 +6,20 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ductaflow.config import find_project_root, normalise_config
+from ductaflow.core.config import find_project_root, normalise_config
+from ductaflow.core.flowfile import parameterise, read_flow
 from ductaflow.errors import DuctaflowError, FlowFileError, UnsafePath
-from ductaflow.execute import resolve_flow_path
-from ductaflow.flow import parameterise, read_flow
-from ductaflow.rundir import atomic_write_json, atomic_write_text, contained_dir, read_json
+from ductaflow.run.execute import resolve_flow_path
+from ductaflow.store.atomic import atomic_write_json, atomic_write_text
+from ductaflow.store.layout import (
+    CONFIG_SUFFIX,
+    DEBUG_CONFIG_SUFFIX,
+    DEBUG_NOTEBOOK_SUFFIX,
+    artifact_path,
+    contained_dir,
+    flow_of_artifact,
+)
+from ductaflow.store.records import read_status
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +49,7 @@ def debug_flow(
     if exec_dir.exists() and any(exec_dir.iterdir()) and not force:
         raise DuctaflowError(f"{exec_dir} is not empty; pass force=True to prepare a debug session there")
     exec_dir.mkdir(parents=True, exist_ok=True)
-    config_file = exec_dir / f"{flow.name}_debug_config.json"
+    config_file = exec_dir / f"{flow.name}{DEBUG_CONFIG_SUFFIX}"
     atomic_write_json(config_file, cfg)
     launcher = exec_dir / f"debug_{flow.name}.py"
     atomic_write_text(
@@ -65,34 +74,30 @@ def prepare_debug_notebook(instance_dir: str | Path, flow: str | None = None, fo
     inst = contained_dir(instance_dir)  # refuses a link out of the runs root it sits in
     if not inst.is_dir():
         raise DuctaflowError(f"instance directory not found: {inst}")
-    configs = sorted(p for p in inst.glob("*_config.json") if not p.name.endswith("_debug_config.json"))
-    names = [p.name[: -len("_config.json")] for p in configs]
+    configs = sorted(p for p in inst.glob(f"*{CONFIG_SUFFIX}") if not p.name.endswith(DEBUG_CONFIG_SUFFIX))
+    names = [name for name in (flow_of_artifact(p.name, "config") for p in configs) if name]
     if flow is None:
         if len(names) != 1:
             found = ", ".join(names) or "none"
             raise DuctaflowError(f"{inst} holds {len(names)} recorded flows ({found}); name one with --flow")
         flow = names[0]
     elif flow not in names:
-        raise DuctaflowError(f"{inst} has no recorded config for flow '{flow}' ({flow}_config.json)")
-    cfg = normalise_config(inst / f"{flow}_config.json")
-    flow_path: Path | None = None
-    status_file = inst / f"{flow}_status.json"
-    if status_file.is_file():
-        try:
-            flow_path = Path(read_json(status_file)["flow_path"])
-        except (ValueError, KeyError, TypeError, OSError):
-            flow_path = None
+        raise DuctaflowError(f"{inst} has no recorded config for flow '{flow}' ({flow}{CONFIG_SUFFIX})")
+    cfg = normalise_config(artifact_path(inst, flow, "config"))
+    recorded = read_status(artifact_path(inst, flow, "status"))
+    flow_path: Path | None = recorded.flow_path if recorded is not None else None
     if flow_path is None or not flow_path.is_file():
         root = Path(cfg.get("_project_root", "."))
         candidates = [root / d / f"{flow}.py" for d in ("flows", "builds")]
         flow_path = next((c for c in candidates if c.is_file()), None)
     if flow_path is None:
         raise FlowFileError(f"cannot find the source of flow '{flow}' recorded in {inst}")
-    target = inst / f"{flow}_debug.ipynb"
+    target = inst / f"{flow}{DEBUG_NOTEBOOK_SUFFIX}"
     if target.is_symlink():
         raise UnsafePath(f"{target} is a symlink; ductaflow does not write through links (remove it)")
     if target.exists() and not force:
         raise DuctaflowError(f"{target} exists; pass --force to replace it")
+    # heavy: nbformat, deferred until a debug notebook is written
     import nbformat
 
     nb = parameterise(read_flow(flow_path), cfg)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ductaflow.models import FlowResult
+    from ductaflow.store.result import FlowResult
 
 
 class DuctaflowError(Exception):

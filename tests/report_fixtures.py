@@ -7,8 +7,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ductaflow.models import ErrorInfo, FlowResult, Status
-from ductaflow.report import STATE_DIR
+from ductaflow.core.lights import Status
+from ductaflow.report.page import STATE_DIR
+from ductaflow.store.result import ErrorInfo, FlowResult
 
 SCRIPT_PAYLOAD = "<script>window.__pwned=1</script>"
 IMG_PAYLOAD = '<img src=x onerror="window.__pwned=1">'

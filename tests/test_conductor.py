@@ -18,7 +18,7 @@ import pytest
 from procs import kernels_mentioning
 
 from ductaflow import ConductorFailed, FlowFileError, ScenarioError, conduct, expand_grid
-from ductaflow.scenarios import plan_scenarios, slug
+from ductaflow.conductor.plan import plan_scenarios, slug
 
 FLOW = '''\
 # %% tags=["parameters"]

@@ -16,7 +16,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from ductaflow import DuctaflowError, Status, debug_flow, display_config_summary, run_notebook, unpack_config
-from ductaflow.status import is_warning_line
+from ductaflow.core.lights import is_warning_line
 
 NESTED = {
     "growth_rate": 0.02,

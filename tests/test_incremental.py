@@ -20,8 +20,9 @@ from procs import wait_for_no_kernels
 
 import ductaflow
 from ductaflow import conduct, run_notebook
-from ductaflow.flow import read_flow
-from ductaflow.incremental import decide, fingerprint
+from ductaflow.core.fingerprint import fingerprint
+from ductaflow.core.flowfile import read_flow
+from ductaflow.run.decide import decide
 
 FLOW_A = '''\
 # %% [markdown]
@@ -200,7 +201,7 @@ def test_explain_names_failed_interrupted_and_stale_runs(project: Path) -> None:
         ({"status": "red", "error": {"type": "ValueError", "message": "m"}}, "last run failed"),
         ({"status": "red", "interrupted": True}, "last run was interrupted"),
         ({"status": "red", "timed_out": True}, "last run timed out"),
-        ({"status": "red", "state": "running", "pid": 999999}, "last run did not finish (left running by pid 999999"),
+        ({"status": "red", "state": "running", "pid": 999999}, "last run did not finish (its process 999999"),
     ]:
         status.write_text(json.dumps({**rec, **patch}))
         run, reasons = why()
@@ -314,10 +315,11 @@ def _wait_for_orphan_kernels(text: str, timeout: float = 20) -> None:
 
 def test_record_rejects_non_scalars(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from ductaflow import DuctaflowError
-    from ductaflow.results import record
+    from ductaflow.core.context import CONTEXT_ENV, RunContext
+    from ductaflow.store.metrics import record
 
     monkeypatch.chdir(tmp_path)  # record() writes into the cwd, as in a flow's kernel
-    monkeypatch.setenv("DUCTAFLOW_FLOW", "f")
+    monkeypatch.setenv(CONTEXT_ENV, RunContext(flow="f").to_json())
     assert record(a=1, b="x") == {"a": 1, "b": "x"}
     assert record(a=2) == {"a": 2, "b": "x"}  # later calls add or replace
     assert pd.read_parquet(tmp_path / "f_metrics.parquet").a.tolist() == [2]
@@ -329,8 +331,8 @@ def test_record_rejects_non_scalars(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_a_build_that_stops_earlier_does_not_report_older_steps(project: Path) -> None:
-    from ductaflow.records import summarize_instance
-    from ductaflow.results import collect_metrics
+    from ductaflow.store.metrics import collect_metrics
+    from ductaflow.store.records import summarize_instance
 
     build = project / "builds" / "chain.py"
     inst = project / "runs" / "chain" / "one"
@@ -349,7 +351,7 @@ def test_a_build_that_stops_earlier_does_not_report_older_steps(project: Path) -
 
 _APPEND_WITHOUT_PANDAS = """
 import sys, importlib
-ledger = importlib.import_module("ductaflow.ledger")
+ledger = importlib.import_module("ductaflow.store.ledger")
 ledger.append(sys.argv[1], [{"kind": "flow", "event": "run", "flow": "lean", "duration": 1.5,
                              "warning_count": 2, "scenario": {"a": 1}}])
 assert "pandas" not in sys.modules, "a lone run must not import pandas for its ledger record"
@@ -361,7 +363,7 @@ def test_a_ledger_record_written_without_pandas_reads_like_any_other(tmp_path: P
 
     import pyarrow.parquet as pq
 
-    ledger = importlib.import_module("ductaflow.ledger")
+    ledger = importlib.import_module("ductaflow.store.ledger")
     subprocess.run([sys.executable, "-c", _APPEND_WITHOUT_PANDAS, str(tmp_path)], check=True, timeout=60)
     ledger.append(tmp_path, [{"kind": "flow", "event": "run", "flow": "full", "duration": 2.5, "warning_count": 0}])
     files = ledger.ledger_dir(tmp_path).glob("*.parquet")

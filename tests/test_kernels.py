@@ -22,7 +22,8 @@ from procs import wait_for_no_kernels
 
 from ductaflow import run_notebook
 from ductaflow.errors import ConfigError
-from ductaflow.kernels import fork, kernel_options
+from ductaflow.kernels import fork
+from ductaflow.kernels.options import kernel_options
 
 pytestmark = pytest.mark.skipif(not fork.supported(), reason="fork launching is Linux-only")
 
@@ -41,9 +42,9 @@ facts = {
     "pid": os.getpid(),
     # seconds since boot when this process started (same clock as /proc/uptime below)
     "started": int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK"),
-    "forked": "ductaflow/kernels/template.py" in " ".join(psutil.Process().cmdline()),
+    "forked": "ductaflow/kernels/scripts/template.py" in " ".join(psutil.Process().cmdline()),
     "cwd": os.getcwd(),
-    "exec_dir": os.environ.get("DUCTAFLOW_EXECUTION_DIR"),
+    "exec_dir": json.loads(os.environ.get("DUCTAFLOW_RUN_CONTEXT", "{}")).get("execution_dir"),
     "late": os.environ.get("DF_TEST_LATE"),
     "leaked_env": os.environ.get("DF_TEST_LEAK"),
     "colorsys_preloaded": "colorsys" in sys.modules,

@@ -28,11 +28,14 @@ import threading
 import time
 from pathlib import Path
 
-from ductaflow.kernels import TEMPLATE_ENV
+#: Set in a forked kernel's environment: the socket of the template that forked it (a build's
+#: kernel forks its steps' kernels from the same template).
+TEMPLATE_ENV = "DUCTAFLOW_KERNEL_TEMPLATE"
+
 
 log = logging.getLogger(__name__)
 
-_SCRIPT = Path(__file__).with_name("template.py")
+_SCRIPT = Path(__file__).with_name("scripts") / "template.py"
 _HEADER = struct.Struct("!I")
 _START_TIMEOUT_S = 120.0
 
@@ -97,13 +100,19 @@ class Template:
                 pass
 
 
+def _fd(stream: object, default: int) -> int:
+    """The descriptor behind one of the interpreter's original streams (None when it had none)."""
+    fileno = getattr(stream, "fileno", None)
+    return int(fileno()) if fileno is not None else default
+
+
 def fork_kernel(socket_path: str, argv: list[str], env: dict[str, str], cwd: str) -> int:
     """Ask the template at ``socket_path`` for a kernel; returns its pid."""
     body = json.dumps({"argv": argv, "env": env, "cwd": cwd, "requester": os.getpid()}).encode()
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.settimeout(_START_TIMEOUT_S)  # a template still importing its preload answers late
         conn.connect(socket_path)
-        socket.send_fds(conn, [_HEADER.pack(len(body))], [sys.__stdout__.fileno(), sys.__stderr__.fileno()])
+        socket.send_fds(conn, [_HEADER.pack(len(body))], [_fd(sys.__stdout__, 1), _fd(sys.__stderr__, 2)])
         conn.sendall(body)
         head = _recv_exact(conn, _HEADER.size)
         reply = json.loads(_recv_exact(conn, _HEADER.unpack(head)[0]))
@@ -183,7 +192,7 @@ class ForkedProcess:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 raise subprocess.TimeoutExpired(["kernel"], timeout or 0)
-            select.select([self._fd], [], [], left)
+            select.select([self._fd], [], [], left)  # type: ignore[type-var]  # a pidfd is an int here
         return self.returncode  # type: ignore[return-value]
 
     def send_signal(self, signum: int) -> None:

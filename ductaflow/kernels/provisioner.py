@@ -1,32 +1,66 @@
-"""jupyter_client's side of the forking launcher: nbclient and papermill drive forked
-kernels exactly as launched ones (see ``fork.py`` for the template)."""
+"""jupyter_client's side of ductaflow's kernels: two kernel provisioners, and the kernel
+specs that select them.
+
+Both provisioners are registered through jupyter_client's ``jupyter_client.kernel_provisioners`` entry
+point (see pyproject.toml) and chosen by the kernel spec (:func:`kernel_spec`), whose
+``metadata.kernel_provisioner`` names one and carries its configuration::
+
+    {"kernel_provisioner": {"provisioner_name": "ductaflow-fork", "config": {"preload": ["pandas"]}}}
+
+``ductaflow-local`` launches kernels as jupyter_client's local provisioner does;
+``ductaflow-fork`` forks them from a warm template (see ``fork.py``). nbclient and
+papermill drive both exactly as launched kernels.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
+import time
+from functools import lru_cache
 from typing import Any
 
-from jupyter_client.provisioning import LocalProvisioner
+from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+from jupyter_client.provisioning import KernelProvisionerFactory, LocalProvisioner
+from traitlets import Instance, List, Unicode
 
-from ductaflow.kernels import TEMPLATE_ENV
-from ductaflow.kernels.fork import ForkedProcess, fork_kernel, template_for
+from ductaflow.kernels.fork import TEMPLATE_ENV, ForkedProcess, fork_kernel, template_for
 
 log = logging.getLogger(__name__)
+
+LOCAL_NAME = "ductaflow-local"
+FORK_NAME = "ductaflow-fork"
+#: How long ``kill`` waits for the killed kernel to be gone (it is, within milliseconds).
+_REAP_S = 1.0
 
 
 def _forkable(cmd: list[str]) -> bool:
     return len(cmd) > 3 and cmd[0] == sys.executable and cmd[1:3] == ["-m", "ipykernel_launcher"]
 
 
-class ForkProvisioner(LocalProvisioner):  # type: ignore[misc]
-    """jupyter_client's local provisioner, except that the kernel is forked from a template.
+class QuickReapProvisioner(LocalProvisioner):  # type: ignore[misc]
+    """jupyter_client's local provisioner, except that ``kill`` returns once the kernel is
+    gone. The kernel manager then finds it dead at its first check, instead of checking
+    again every 0.1 s: ~0.1 s less per flow."""
+
+    async def kill(self, restart: bool = False) -> None:
+        await super().kill(restart=restart)
+        delay, deadline = 0.002, time.monotonic() + _REAP_S
+        while await self.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+
+class ForkProvisioner(QuickReapProvisioner):
+    """The local provisioner, except that the kernel is forked from a template that has
+    imported ``preload`` (the kernel spec's provisioner config).
 
     Falls back to a normal launch (with a warning) when the command is not this
     interpreter's ipykernel or the template cannot serve."""
 
-    preload: tuple[str, ...] = ()
+    preload = List(Unicode(), help="Modules the kernel template imports once for every kernel.").tag(config=True)
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
         if not _forkable(cmd):
@@ -38,8 +72,10 @@ class ForkProvisioner(LocalProvisioner):  # type: ignore[misc]
         except OSError as exc:
             log.warning("forking a kernel failed (%s); launching one normally", exc)
             return await super().launch_kernel(cmd, **kwargs)
-        self.process = ForkedProcess(pid)
+        # LocalProvisioner's public state: the process it polls, signals and kills.
+        self.process = ForkedProcess(pid)  # type: ignore[assignment]  # the Popen subset it uses
         self.pid = self.pgid = pid
+        self.cwd = cwd
         return self.connection_info
 
     def _fork(self, argv: list[str], env: dict[str, str], cwd: str) -> int:
@@ -50,8 +86,9 @@ class ForkProvisioner(LocalProvisioner):  # type: ignore[misc]
                 return fork_kernel(shared, argv, env, cwd)
             except OSError as exc:
                 log.info("shared kernel template at %s unusable (%s); starting one", shared, exc)
+        preload = tuple(self.preload)
         for attempt in (1, 2):
-            template = template_for(self.preload)
+            template = template_for(preload)
             env[TEMPLATE_ENV] = template.socket_path
             try:
                 return fork_kernel(template.socket_path, argv, env, cwd)
@@ -59,3 +96,46 @@ class ForkProvisioner(LocalProvisioner):  # type: ignore[misc]
                 if attempt == 2 or template.alive():
                     raise
         raise AssertionError("unreachable")
+
+
+@lru_cache(maxsize=1)
+def provisioners_installed() -> bool:
+    """Whether jupyter_client finds ductaflow's provisioners (entry points of the installed
+    package); without them kernels are launched by jupyter_client's default provisioner."""
+    names = KernelProvisionerFactory.instance().get_provisioner_entries()
+    if FORK_NAME in names and LOCAL_NAME in names:
+        return True
+    log.warning("ductaflow's kernel provisioners are not installed (pip install -e .?): kernels are not forked")
+    return False
+
+
+def kernel_spec(preload: tuple[str, ...] | None = None) -> KernelSpec:
+    """This interpreter's ipykernel, forked from a template that has imported ``preload``
+    or, when it is ``None``, launched."""
+    metadata: dict[str, Any] = {"debugger": False}
+    if provisioners_installed():
+        name, config = (LOCAL_NAME, {}) if preload is None else (FORK_NAME, {"preload": list(preload)})
+        metadata["kernel_provisioner"] = {"provisioner_name": name, "config": config}
+    return KernelSpec(
+        argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        display_name=f"Python {sys.version_info.major} (ductaflow)",
+        language="python",
+        metadata=metadata,
+    )
+
+
+class KernelSpecs(KernelSpecManager):
+    """The kernel specs a flow's kernel manager sees: ``current`` whatever the name, when
+    set; otherwise the installed spec, reaped quickly by ``ductaflow-local`` unless it names
+    a provisioner of its own."""
+
+    current = Instance(KernelSpec, allow_none=True)
+
+    def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
+        if self.current is not None:
+            return self.current
+        spec = super().get_kernel_spec(kernel_name)
+        if "kernel_provisioner" not in spec.metadata and provisioners_installed():
+            local = {"provisioner_name": LOCAL_NAME, "config": {}}
+            spec.metadata = {**spec.metadata, "kernel_provisioner": local}
+        return spec

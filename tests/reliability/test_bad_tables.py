@@ -12,8 +12,8 @@ import pytest
 from relkit import assert_rejected, cli, make_project, snapshot, write_csv
 
 from ductaflow import ScenarioError
-from ductaflow.conductor import conduct
-from ductaflow.scenarios import plan_scenarios
+from ductaflow.conductor.plan import plan_scenarios
+from ductaflow.conductor.sweep import conduct
 
 SECTION = "Bad input: scenario tables"
 

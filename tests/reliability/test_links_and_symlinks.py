@@ -14,7 +14,7 @@ from report_fixtures import make_instance, write_record, write_state
 
 from ductaflow import debug_flow
 from ductaflow.errors import UnsafePath
-from ductaflow.report import write_report
+from ductaflow.report.page import write_report
 
 SECTION = "Security: links and deletion"
 URL = re.compile(r'\b(?:href|src|action|data)="([^"]*)"')

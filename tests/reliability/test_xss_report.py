@@ -15,10 +15,12 @@ from typing import Any
 import pytest
 from relkit import REAL_PAYLOAD
 
-from ductaflow.models import ErrorInfo, FlowResult, Status
-from ductaflow.report import STATE_DIR, collect_report, generate_status_report, render_report, write_report
-from ductaflow.results import collect_metrics, record
-from ductaflow.rundir import validate_name
+from ductaflow.core.context import CONTEXT_ENV, RunContext
+from ductaflow.core.lights import Status
+from ductaflow.core.names import validate_name
+from ductaflow.report.page import STATE_DIR, collect_report, generate_status_report, render_report, write_report
+from ductaflow.store.metrics import collect_metrics, record
+from ductaflow.store.result import ErrorInfo, FlowResult
 
 SECTION = "Security: HTML report"
 
@@ -84,18 +86,18 @@ def _write(exec_dir: Path, result: FlowResult) -> None:
 
 
 def _record_metrics(exec_dir: Path, flow: str, **metrics: Any) -> None:
-    """The real ``ductaflow.record``, as a flow calls it (cwd = instance dir, DUCTAFLOW_FLOW set)."""
-    here, env = os.getcwd(), os.environ.get("DUCTAFLOW_FLOW")
+    """The real ``ductaflow.record``, as a flow calls it (cwd = instance dir, its run context set)."""
+    here, env = os.getcwd(), os.environ.get(CONTEXT_ENV)
     os.chdir(exec_dir)
-    os.environ["DUCTAFLOW_FLOW"] = flow
+    os.environ[CONTEXT_ENV] = RunContext(flow=flow).to_json()
     try:
         record(**metrics)
     finally:
         os.chdir(here)
         if env is None:
-            os.environ.pop("DUCTAFLOW_FLOW", None)
+            os.environ.pop(CONTEXT_ENV, None)
         else:
-            os.environ["DUCTAFLOW_FLOW"] = env
+            os.environ[CONTEXT_ENV] = env
 
 
 def build_hostile_runs(runs: Path) -> None:

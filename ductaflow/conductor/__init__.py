@@ -1,0 +1,1 @@
+"""The conductor: scenario tables to build instances, one scheduling loop, workers and executors."""

@@ -1,0 +1,379 @@
+"""Scenario tables: build them (expand_grid), load them, and plan one build instance per row.
+
+Instance names come from a chosen column, else a ``scenario_name``/``instance`` column,
+else a readable slug of the row's values plus a short hash of all of them.
+
+:func:`plan_sweep` turns a table and a build into a :class:`SweepPlan`: every row checked,
+every flow the build names read, and for each instance the run-or-skip decision, made
+here once; :func:`build_tasks` turns the instances that run into the workers' tasks.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import keyword
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ductaflow.conductor.worker import BuildTask
+from ductaflow.core.config import canonical_json, deep_merge, find_project_root, normalise_config, to_jsonable
+from ductaflow.core.context import RunContext
+from ductaflow.core.fingerprint import fingerprint, referenced_flows
+from ductaflow.core.flowfile import Flow, read_flow
+from ductaflow.core.names import validate_name
+from ductaflow.errors import ConfigError, FlowFileError, InvalidName, ScenarioError
+from ductaflow.kernels.options import KernelOptions, kernel_options
+from ductaflow.run.decide import Decision, decide
+from ductaflow.run.execute import resolve_flow_path
+from ductaflow.store.layout import SPOOL_DIR, contained_dir
+
+NAME_COLUMNS = ("scenario_name", "instance")
+#: Columns the conductor adds to the returned table; a scenario column may not use them.
+RESULT_COLUMNS = ("instance", "status", "state", "duration", "instance_dir", "error", "worst_flow")
+#: Scenario columns that would collide with what the conductor adds (``explain`` adds the last two).
+RESERVED_COLUMNS = (*RESULT_COLUMNS[1:], "action", "reasons")
+_SLUG_UNSAFE = re.compile(r"[^A-Za-z0-9.=+-]+")
+
+
+def expand_grid(*frames: pd.DataFrame, **dimensions: Iterable[Any] | pd.DataFrame) -> pd.DataFrame:
+    """Every combination of the given dimensions, one row each, in a stable order.
+
+    A keyword with a list gives one column; a DataFrame (positional or keyword) contributes
+    its columns row-wise, so linked parameters stay together.
+    """
+    parts: list[pd.DataFrame] = list(frames)
+    for name, values in dimensions.items():
+        if isinstance(values, pd.DataFrame):
+            parts.append(values)
+        elif isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+            raise ScenarioError(f"expand_grid: dimension '{name}' must be a list of values, got {values!r}")
+        else:
+            parts.append(pd.DataFrame({name: list(values)}))
+    if not parts:
+        raise ScenarioError("expand_grid needs at least one dimension")
+    out = parts[0].reset_index(drop=True)
+    for part in parts[1:]:
+        clash = set(out.columns) & set(part.columns)
+        if clash:
+            raise ScenarioError(f"expand_grid: column(s) {sorted(clash)} given twice")
+        out = out.merge(part.reset_index(drop=True), how="cross")
+    return out
+
+
+def load_scenarios(scenarios: pd.DataFrame | str | Path) -> pd.DataFrame:
+    """A scenario table from a DataFrame or a CSV/Parquet file."""
+    if isinstance(scenarios, pd.DataFrame):
+        return scenarios
+    path = Path(scenarios)
+    if not path.is_file():
+        raise ScenarioError(f"scenario table not found: {path}")
+    try:
+        if path.suffix.lower() == ".csv":
+            header = _csv_header(path)
+            twice = sorted({c for c in header if header.count(c) > 1})
+            if twice:  # pandas would silently rename the second one to 'name.1' (a nested key!)
+                raise ScenarioError(f"scenario table {path}: column(s) {twice} appear more than once in the header")
+            return pd.read_csv(path)
+        if path.suffix.lower() in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+    except ScenarioError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any reader failure is bad input
+        raise ScenarioError(f"cannot read scenario table {path}: {exc}") from None
+    raise ScenarioError(f"scenario table {path} must be .csv or .parquet")
+
+
+def _csv_header(path: Path) -> list[str]:
+    """The first row of a CSV file, as written (UTF-8, a byte order mark allowed)."""
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        return next(csv.reader(fh), [])
+
+
+@dataclass(frozen=True)
+class ScenarioPlan:
+    """One row of the table, ready to run: its name, its values and its full config.
+
+    The config is the row over the base config, without the name column, plus
+    ``_instance`` (the instance name) for flows that want to label their output.
+    """
+
+    row: int
+    instance: str
+    values: dict[str, Any]
+    config: dict[str, Any]
+
+
+def _nest(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Columns named ``a.b`` set nested keys, so a table can reach into a build's config."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        nested: Any = value
+        for part in reversed(key.split(".")):
+            nested = {part: nested}
+        out = deep_merge(out, nested)
+    return out
+
+
+def slug(values: Mapping[str, Any]) -> str:
+    """A readable, safe, unique-enough name for a row: its values joined, plus a hash."""
+    digest = hashlib.sha1(canonical_json(values).encode()).hexdigest()[:6]
+    text = "_".join(_SLUG_UNSAFE.sub("-", str(v)).strip("-.") or "x" for v in values.values())
+    return f"{text[:80].strip('_-.') or 'scenario'}-{digest}"
+
+
+def _check_parameter_columns(columns: list[str]) -> None:
+    """Column names must say which config key they set: ``a`` or ``a.b`` (key b inside a)."""
+    for col in columns:
+        parts = col.split(".")
+        head = parts[0]
+        if not head.isidentifier() or keyword.iskeyword(head):
+            raise ScenarioError(
+                f"scenario column {col!r} is not a parameter name: '{head}' must be a Python name "
+                "(letters, digits and _, not starting with a digit); 'a.b' sets key b inside a"
+            )
+        if not all(parts):
+            raise ScenarioError(f"scenario column {col!r} has an empty part between dots")
+        for i in range(1, len(parts)):
+            prefix = ".".join(parts[:i])
+            if prefix in columns:
+                raise ScenarioError(
+                    f"scenario columns {prefix!r} and {col!r} both set '{prefix}': one replaces it, "
+                    "the other reaches inside it; keep one"
+                )
+
+
+def plan_scenarios(
+    table: pd.DataFrame, base_config: Mapping[str, Any] | None = None, instance_column: str | None = None
+) -> list[ScenarioPlan]:
+    """Check every row and turn it into a :class:`ScenarioPlan`; all problems in one error."""
+    columns, name_col = _check_columns(table, instance_column)
+    problems: list[str] = []
+    plans: list[ScenarioPlan] = []
+    seen: dict[str, int] = {}
+    cells = {col: table[col].tolist() for col in columns}  # Python objects, None kept apart from NaN
+    for pos in range(len(table)):
+        values = _row_values(cells, pos, problems)
+        name = _instance_name(values, columns, name_col, pos, problems)
+        if name is None:
+            continue
+        key = name.lower()  # case-insensitive file systems would merge these
+        if key in seen:
+            problems.append(f"rows {seen[key]} and {pos} both name instance '{name}'")
+            continue
+        seen[key] = pos
+        row_cfg = {k: v for k, v in values.items() if k != name_col}  # the name is not a parameter
+        config = deep_merge(dict(base_config or {}), _nest(row_cfg))
+        config["_instance"] = name
+        plans.append(ScenarioPlan(pos, name, values, config))
+    if problems:
+        shown = "\n  ".join(problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise ScenarioError(f"scenario table has {len(problems)} problem(s):\n  {shown}{more}")
+    return plans
+
+
+def _check_columns(table: pd.DataFrame, instance_column: str | None) -> tuple[list[str], str | None]:
+    """The table's column names, checked, and the column that names instances (if any)."""
+    if len(table) == 0:
+        raise ScenarioError("the scenario table is empty")
+    labels = list(table.columns)
+    odd = [c for c in labels if not isinstance(c, str)]
+    if odd:
+        raise ScenarioError(f"scenario column names must be text; found {odd!r} (give the table a header row)")
+    columns = [str(c) for c in labels]
+    bad_cols = [c for c in columns if c.startswith("_") or c in RESERVED_COLUMNS]
+    if bad_cols:
+        raise ScenarioError(
+            f"scenario column(s) {bad_cols} clash with names ductaflow uses "
+            f"(columns starting with '_' and {list(RESERVED_COLUMNS)}); rename them"
+        )
+    if len(set(columns)) != len(columns):
+        raise ScenarioError(f"scenario table has duplicate column names: {columns}")
+    name_col = instance_column or next((c for c in NAME_COLUMNS if c in columns), None)
+    if instance_column and instance_column not in columns:
+        raise ScenarioError(f"instance_column '{instance_column}' is not a column of the table ({columns})")
+    if "instance" in columns and name_col != "instance":
+        raise ScenarioError(
+            f"scenario column 'instance' would be overwritten by the instance names (they come from '{name_col}'); "
+            "rename it, or pass instance_column='instance' to name instances by it"
+        )
+    _check_parameter_columns([c for c in columns if c != name_col])
+    return columns, name_col
+
+
+def _row_values(cells: Mapping[str, list[Any]], pos: int, problems: list[str]) -> dict[str, Any]:
+    """Row ``pos`` as JSON-safe values; an empty or unusable cell is left out and reported."""
+    values: dict[str, Any] = {}
+    for col, column in cells.items():
+        raw_value = column[pos]
+        if raw_value is None or (pd.api.types.is_scalar(raw_value) and pd.isna(raw_value)):
+            problems.append(f"row {pos}, column '{col}' is empty ({raw_value!r}): every row needs a value")
+            continue
+        try:
+            values[col] = to_jsonable(raw_value, f"row {pos}, column '{col}'")
+        except ConfigError as exc:
+            problems.append(str(exc))
+    return values
+
+
+def _instance_name(
+    values: Mapping[str, Any], columns: list[str], name_col: str | None, pos: int, problems: list[str]
+) -> str | None:
+    """Row ``pos``'s instance name, or None when it has no valid one (reported)."""
+    if name_col is not None:
+        if name_col not in values:  # its cell is empty or unusable: already reported
+            return None
+        raw = values[name_col]
+        name = raw if isinstance(raw, str) else str(raw)
+    else:
+        name = slug({c: values.get(c) for c in columns})
+    try:
+        validate_name(name, f"instance name of row {pos}")
+    except InvalidName as exc:
+        problems.append(str(exc))
+        return None
+    return name
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """One conduct() call, decided before anything runs or is written: the build, the
+    flows it names, where each scenario's instance goes and whether it runs, and why."""
+
+    build: Flow
+    project_root: Path
+    runs_root: Path
+    flows: tuple[Path, ...]  # the flow files the build names: workers must see them too
+    scenarios: tuple[ScenarioPlan, ...]
+    decisions: Mapping[str, Decision]  # by instance name
+    kernel: KernelOptions
+    columns: tuple[str, ...]  # the scenario table's columns, as text
+    force: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.build.name
+
+    @property
+    def build_dir(self) -> Path:
+        return self.runs_root / self.build.name
+
+    def instance_dir(self, instance: str) -> Path:
+        return self.build_dir / instance
+
+    @property
+    def to_run(self) -> list[ScenarioPlan]:
+        """The scenarios that run, in table order (the rest are up to date)."""
+        return [p for p in self.scenarios if self.decisions[p.instance].run]
+
+    def context(self, scenario: ScenarioPlan) -> RunContext:
+        """What the build of ``scenario`` and its flows label their records and ledger rows with."""
+        return RunContext(
+            project_root=str(self.project_root),
+            runs_root=str(self.runs_root),
+            build=self.name,
+            scenario=scenario.values,
+            ledger_spool=str(self.runs_root / SPOOL_DIR / self.name / scenario.instance),
+            force=self.force,
+        )
+
+
+def plan_sweep(
+    table: pd.DataFrame,
+    build: str | Path,
+    *,
+    base_config: Mapping[str, Any] | str | Path | None = None,
+    runs_root: str | Path = "runs",
+    instance_column: str | None = None,
+    project_root: str | Path | None = None,
+    preload: Sequence[str] | None = None,
+    force: bool = False,
+    only_failed: bool = False,
+) -> SweepPlan:
+    """Check the build, every flow it names and every row of ``table``, and decide for each
+    instance whether it runs; raises before anything is written or started."""
+    build_flow = read_flow(resolve_flow_path(build, project_root))
+    root = Path(project_root).resolve() if project_root else find_project_root(build_flow.path)
+    flows = _read_flows(build_flow, root)
+    hashes = {path.stem: code for path, code in flows.items()}  # shared by every scenario's fingerprint
+    scenarios = plan_scenarios(table, _base_config(build_flow, root, base_config), instance_column)
+    kernel = kernel_options(root, preload)
+    runs = Path(runs_root)
+    runs = (runs if runs.is_absolute() else root / runs).resolve()
+    build_dir = runs / build_flow.name
+    for folder in [build_dir, *(build_dir / p.instance for p in scenarios)]:
+        if os.path.lexists(folder):  # refused up front (exit 2), not as a red row from the worker
+            contained_dir(folder, [runs])
+    decisions = {
+        p.instance: decide(
+            build_dir / p.instance,
+            build_flow.name,
+            fingerprint(build_flow, p.config, root, flows=hashes),
+            p.config,
+            force=force,
+            only_failed=only_failed,
+        )
+        for p in scenarios
+    }
+    columns = tuple(str(c) for c in table.columns)
+    return SweepPlan(build_flow, root, runs, tuple(flows), tuple(scenarios), decisions, kernel, columns, force)
+
+
+def _read_flows(build: Flow, root: Path) -> dict[Path, str]:
+    """The code hash of every flow the build names, read (and checked to exist) once."""
+    hashes: dict[Path, str] = {}
+    for path in referenced_flows(build, root):
+        if not path.is_file():
+            raise FlowFileError(f"build {build.path.name} runs {path}, which does not exist")
+        hashes[path] = read_flow(path).code_hash()
+    return hashes
+
+
+def _base_config(build: Flow, root: Path, given: Mapping[str, Any] | str | Path | None) -> dict[str, Any]:
+    """The config every row is merged over: the one given, else the build's default config."""
+    if given is not None:
+        return normalise_config(given, "base_config")
+    default = build.default_config_path(root)
+    return normalise_config(default) if default else {}
+
+
+def build_tasks(
+    plan: SweepPlan,
+    *,
+    attempts: Path,
+    conductor: Mapping[str, Any] | None = None,
+    timeout: float | None = None,
+    lost_retries: int = 0,
+    kernel_template: str | None = None,
+) -> list[BuildTask]:
+    """One worker task per scenario that runs, carrying the decision made for it here.
+
+    ``attempts`` is the folder of their attempt files; ``conductor`` the identity of the
+    conductor process (workers it started stop their builds if it dies).
+    """
+    return [
+        BuildTask(
+            build_path=plan.build.path,
+            config=p.config,
+            instance_dir=plan.instance_dir(p.instance),
+            project_root=plan.project_root,
+            instance=p.instance,
+            context=plan.context(p),
+            decision=plan.decisions[p.instance],
+            timeout=timeout,
+            force=plan.force,
+            attempt_file=attempts / f"{p.instance}.json",
+            lost_retries=lost_retries,
+            conductor=conductor,
+            preload=plan.kernel.preload,
+            kernel_template=kernel_template,
+        )
+        for p in plan.to_run
+    ]

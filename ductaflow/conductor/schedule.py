@@ -1,0 +1,155 @@
+"""The conductor's one scheduling loop over the futures of a
+:class:`~ductaflow.conductor.executors.Backend` (``wait(FIRST_COMPLETED)``, never polling).
+
+It keeps ``backend.workers`` builds in flight and records each as it finishes; fail-fast
+launches nothing more after the first red build. On Ctrl-C (or SIGTERM) it launches
+nothing more, asks the running builds to stop (their kernels are interrupted and reaped,
+their records say ``interrupted``), and records what they report. A build whose worker
+died is red ``worker_lost``: its records are closed and its run logged here, since no one
+else will.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ductaflow.conductor.executors import Backend
+from ductaflow.conductor.progress import Reporter
+from ductaflow.conductor.state import ConductorRun
+from ductaflow.conductor.worker import BuildOutcome, BuildTask, lost_outcome, run_build
+from ductaflow.run.signals import sigterm_raises
+from ductaflow.store.layout import artifact_path
+from ductaflow.store.ledger import append_runs, ingest_spool
+from ductaflow.store.records import close_unfinished, status_files, summarize_instance
+from ductaflow.store.result import ErrorInfo
+
+#: How long running builds get to stop and record themselves after a Ctrl-C.
+_INTERRUPT_GRACE_S = 30.0
+
+
+def schedule(
+    run: ConductorRun, backend: Backend, tasks: Sequence[BuildTask], *, fail_fast: bool, reporter: Reporter
+) -> bool:
+    """Run ``tasks`` on ``backend``, recording each outcome in ``run``.
+
+    Returns True when the run was interrupted (Ctrl-C, or SIGTERM in the main thread)
+    after an orderly stop; the caller then saves the final state and re-raises.
+    """
+    scheduler = _Scheduler(run, backend, reporter, fail_fast)
+    try:
+        with sigterm_raises():
+            scheduler.loop(tasks)
+    except KeyboardInterrupt:
+        return True
+    return False
+
+
+class _Scheduler:
+    """The state of one scheduling loop: what waits, what runs, and whether to stop."""
+
+    def __init__(self, run: ConductorRun, backend: Backend, reporter: Reporter, fail_fast: bool) -> None:
+        self.run = run
+        self.backend = backend
+        self.reporter = reporter
+        self.fail_fast = fail_fast
+        self.queue: deque[BuildTask] = deque()
+        self.running: dict[Future[Any], BuildTask] = {}
+        self.stopping = False  # fail-fast: launch nothing more
+        self.interrupting = False  # a worker that goes during a Ctrl-C was stopped, not lost
+
+    def loop(self, tasks: Sequence[BuildTask]) -> None:
+        """Keep the backend's slots busy until every task is recorded; on Ctrl-C stop, then re-raise."""
+        self.queue.extend(tasks)
+        try:
+            while self.queue or self.running:
+                self._launch()
+                if not self.running:
+                    break
+                done, _ = wait(self.running, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    self._finished(fut)
+        except KeyboardInterrupt:
+            self._interrupt()
+            raise
+
+    def _launch(self) -> None:
+        while self.queue and len(self.running) < self.backend.workers and not self.stopping:
+            task = self.queue.popleft()
+            self.run.start(task.instance)
+            self.run.save(report=False)
+            self.running[self.backend.submit(run_build, task)] = task
+
+    def _finished(self, fut: Future[Any]) -> None:
+        row = self._record(fut)
+        if row["status"] == "red" and self.fail_fast and not self.stopping:
+            self.stopping = True
+            self.run.state = "stopped"
+            self.reporter.message(f"fail-fast: {row['instance']} is red; not starting {len(self.queue)} more")
+            self.run.cancel(t.instance for t in self.queue)
+            self.queue.clear()
+        self.run.save()
+
+    def _record(self, fut: Future[Any]) -> dict[str, Any]:
+        """Record a finished build in its row (closing a lost one's records first); returns the row."""
+        task = self.running.pop(fut)
+        outcome = outcome_of(fut, task.instance)
+        if outcome.lost:
+            outcome = close_lost(task, outcome, interrupted=self.interrupting)
+        _ingest(task)
+        row = self.run.finish(outcome)
+        for note in outcome.notes:
+            self.reporter.message(f"{task.instance}: {note}")
+        self.reporter.finished(row, self.run.counts())
+        return row
+
+    def _interrupt(self) -> None:
+        """Launch nothing more; stop the running builds, record those that stop in time."""
+        self.reporter.message("interrupted: stopping running builds and reaping their kernels ...")
+        self.interrupting = True
+        self.backend.stop([str(t.instance_dir) for t in self.running.values()])
+        done, _ = wait(list(self.running), timeout=_INTERRUPT_GRACE_S)
+        for fut in done:
+            self._record(fut)
+        for task in self.running.values():
+            _ingest(task)
+        self.run.interrupt()
+
+
+def outcome_of(fut: Future[Any], instance: str) -> BuildOutcome:
+    """A finished future's outcome; a future that failed means the worker was lost."""
+    try:
+        outcome: BuildOutcome = fut.result()
+    except Exception as exc:  # noqa: BLE001 - BrokenProcessPool, Dask's KilledWorker, a lost connection
+        return lost_outcome(instance, f"{type(exc).__name__}: {exc}".rstrip(": "))
+    return outcome
+
+
+def close_lost(task: BuildTask, outcome: BuildOutcome, *, interrupted: bool) -> BuildOutcome:
+    """A lost build's records say red (not ``running`` forever) and the ledger has the run.
+
+    During a Ctrl-C a worker that goes was stopped: its build is ``interrupted``.
+    Returns the outcome completed from the records.
+    """
+    if interrupted:
+        outcome = replace(outcome, error="interrupted")
+        error = ErrorInfo("KeyboardInterrupt", "interrupted")
+    else:
+        error = ErrorInfo("WorkerLost", outcome.error or "")
+    build = task.build_path.stem
+    for path in [artifact_path(task.instance_dir, build, "status"), *status_files(task.instance_dir)]:
+        close_unfinished(path, error, interrupted=interrupted)
+    summary = summarize_instance(task.instance_dir, build)
+    if summary.build is not None:
+        append_runs(task.context.ledger_fields(), [(summary.build, "run", task.context.scenario)])
+    return replace(outcome, worst_flow=summary.worst_flow)
+
+
+def _ingest(task: BuildTask) -> None:
+    """The ledger records the build parked in its spool go into the ledger."""
+    if task.context.runs_root and task.context.ledger_spool:
+        ingest_spool(task.context.runs_root, Path(task.context.ledger_spool))

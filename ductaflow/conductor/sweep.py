@@ -1,0 +1,210 @@
+"""The conductor: one build instance per scenario row, run in parallel, reported live.
+
+:func:`conduct` composes three steps: plan (:mod:`ductaflow.conductor.plan`: every row
+checked and every run-or-skip decision made, before anything starts), schedule
+(:mod:`ductaflow.conductor.schedule`: one loop over the futures of a
+:class:`~ductaflow.conductor.executors.Backend`) and record
+(:mod:`ductaflow.conductor.state`). Workers only run a build and return its outcome; this
+process alone writes the shared files: the conductor state file, the ledger, the results
+table and the HTML report.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ductaflow.conductor.executors import Backend, make_backend
+from ductaflow.conductor.plan import SweepPlan, build_tasks, load_scenarios, plan_sweep
+from ductaflow.conductor.progress import Reporter, make_reporter
+from ductaflow.conductor.schedule import schedule
+from ductaflow.conductor.state import ConductorRun
+from ductaflow.conductor.worker import BuildTask
+from ductaflow.errors import ConductorFailed
+from ductaflow.kernels import fork
+from ductaflow.store.layout import RESULTS_NAME
+
+log = logging.getLogger(__name__)
+
+
+def conduct(
+    scenarios: pd.DataFrame | str | Path,
+    build: str | Path,
+    *,
+    base_config: Mapping[str, Any] | str | Path | None = None,
+    runs_root: str | Path = "runs",
+    instance_column: str | None = None,
+    max_parallel: int | None = None,
+    fail_fast: bool = False,
+    dry_run: bool = False,
+    executor: str | Executor | Any | None = None,
+    progress: bool | Reporter | None = None,
+    project_root: str | Path | None = None,
+    timeout: float | None = None,
+    raise_on_failure: bool = True,
+    force: bool = False,
+    only_failed: bool = False,
+    explain: bool = False,
+    lost_retries: int = 0,
+    preload: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Run ``build`` once per scenario row into ``<runs_root>/<build>/<instance>/``.
+
+    Each row, merged over ``base_config`` (default: the build's own default config), is
+    one build instance. Returns the scenario table with ``instance``, ``status``,
+    ``state``, ``duration``, ``instance_dir``, ``error`` and ``worst_flow`` added. Raises
+    :class:`ConductorFailed` (carrying the table) when any scenario is red, unless
+    ``raise_on_failure=False``; re-raises ``KeyboardInterrupt`` after an orderly stop.
+    Relative ``runs_root`` paths are taken from the project root.
+
+    Instances whose last green/orange run matches their fingerprint are skipped ("up to
+    date", no kernel started); ``force`` re-runs all, ``only_failed`` only red and
+    never-run ones, ``explain`` runs nothing and says per instance what would run and why.
+    Metrics the flows ``record()`` come back as columns and go to ``<build>/results.parquet``.
+
+    ``executor`` says where builds run: ``"local"`` processes (default), ``"serial"``,
+    ``"dask"`` (a LocalCluster) or a Dask scheduler address, any
+    ``concurrent.futures.Executor``, or a ``distributed.Client``. A build whose worker
+    dies is red ``worker_lost`` (after ``lost_retries`` re-runs, where the executor
+    re-runs lost tasks, as Dask does); the rest of the table carries on.
+
+    ``preload`` names modules imported once by the kernel template that every flow kernel
+    is forked from (default: ``[tool.ductaflow] preload`` in pyproject.toml; see
+    :mod:`ductaflow.kernels`). Every flow still gets a fresh kernel of its own.
+    """
+    table = load_scenarios(scenarios)
+    plan = plan_sweep(
+        table, build, base_config=base_config, runs_root=runs_root, instance_column=instance_column,
+        project_root=project_root, preload=preload, force=force, only_failed=only_failed,
+    )
+    out = _scenario_table(table, plan)
+    reporter = make_reporter(progress)
+    if explain:
+        return _explain(plan, out, reporter)
+    if dry_run:
+        return _dry_run(plan, out, reporter)
+    run = ConductorRun(plan)
+    backend = _open_backend(plan, executor, max_parallel)
+    try:
+        template = _kernel_template(backend, plan)
+        tasks = build_tasks(plan, attempts=run.attempts, conductor=run.owner, timeout=timeout,
+                            lost_retries=lost_retries, kernel_template=template)
+        _begin(run, tasks, backend, reporter)
+        interrupted = schedule(run, backend, tasks, fail_fast=fail_fast, reporter=reporter)
+    finally:
+        backend.shutdown()
+        reporter.close()
+        run.clean_up()
+    run.close(interrupted)
+    return _results(out, run, interrupted, raise_on_failure)
+
+
+def _scenario_table(table: pd.DataFrame, plan: SweepPlan) -> pd.DataFrame:
+    """The returned table: the scenarios with their instance names and folders."""
+    out = table.reset_index(drop=True).copy()
+    out["instance"] = [p.instance for p in plan.scenarios]
+    out["instance_dir"] = [str(plan.instance_dir(p.instance)) for p in plan.scenarios]
+    return out
+
+
+def _explain(plan: SweepPlan, out: pd.DataFrame, reporter: Reporter) -> pd.DataFrame:
+    """``explain``: per instance, run or skip and why; nothing runs."""
+    decisions = [plan.decisions[p.instance] for p in plan.scenarios]
+    out["action"] = ["run" if d.run else "skip" for d in decisions]
+    out["reasons"] = [d.text for d in decisions]
+    for p, d in zip(plan.scenarios, decisions, strict=True):
+        reporter.message(f"{p.instance}: {'run' if d.run else 'skip'} ({d.text})")
+    return out
+
+
+def _dry_run(plan: SweepPlan, out: pd.DataFrame, reporter: Reporter) -> pd.DataFrame:
+    """``dry_run``: the plan, printed; nothing runs or is written."""
+    out["state"] = "planned"
+    reporter.message(f"dry run: {len(plan.scenarios)} scenario(s) of build {plan.name} -> {plan.build_dir}")
+    for p in plan.scenarios:
+        reporter.message(f"  {p.instance}: {p.values}")
+    return out
+
+
+def _open_backend(plan: SweepPlan, executor: str | Executor | Any | None, max_parallel: int | None) -> Backend:
+    """Where the builds run, once its workers are shown to see the runs root and the flows."""
+    # Nothing to run (all up to date): no pool, no cluster, no kernel template to start.
+    backend = make_backend(executor if plan.to_run else "serial", max_parallel)
+    try:
+        backend.check_shared(plan.runs_root, [plan.build.path, *plan.flows])
+    except BaseException:
+        backend.shutdown()
+        raise
+    return backend
+
+
+def _kernel_template(backend: Backend, plan: SweepPlan) -> str | None:
+    """Local workers fork their kernels from one template this process starts now, while the
+    pool starts; workers elsewhere (Dask) start their own on first use."""
+    if not (plan.to_run and plan.kernel.forks and backend.name == "local"):
+        return None
+    try:
+        return fork.template_for(plan.kernel.preload, wait=False).socket_path
+    except OSError as exc:
+        log.warning("cannot start the kernel template (%s); workers start their own", exc)
+        return None
+
+
+def _begin(run: ConductorRun, tasks: list[BuildTask], backend: Backend, reporter: Reporter) -> None:
+    """Before the first build: the ledger's leftovers, the up-to-date rows, the first state and report."""
+    run.ingest_leftovers()
+    run.mark_up_to_date(reporter)
+    name = run.plan.name
+    title = f"conducting {len(tasks)} scenario(s) of {name} on {backend.describe()}"
+    reporter.start(len(tasks), title if tasks else f"nothing to run for {name}")
+    run.save()
+
+
+def _results(out: pd.DataFrame, run: ConductorRun, interrupted: bool, raise_on_failure: bool) -> pd.DataFrame:
+    """The scenario table with each row's outcome and metrics, also written as the results table."""
+    for col in ("status", "state", "duration", "error", "worst_flow"):
+        out[col] = run.column(col)
+    out = _join_metrics(out, run.column("metrics"))
+    _write_results(out, run.plan.build_dir)
+    if interrupted:
+        raise KeyboardInterrupt
+    red = [p.instance for p in run.plan.scenarios if run.rows[p.instance]["status"] == "red"]
+    if red and raise_on_failure:
+        raise ConductorFailed(f"{len(red)} of {len(run.rows)} scenario(s) red: {', '.join(red[:10])}", out)
+    return out
+
+
+def _join_metrics(out: pd.DataFrame, metrics: list[dict[str, Any]]) -> pd.DataFrame:
+    """Recorded metrics as columns beside the scenario values (existing columns win)."""
+    if not any(metrics):
+        return out
+    extra = pd.DataFrame(metrics, index=out.index)
+    clash = [c for c in extra.columns if c in out.columns]
+    if clash:
+        log.warning("recorded metrics named like scenario columns were prefixed with 'metric.': %s", clash)
+        extra = extra.rename(columns={c: f"metric.{c}" for c in clash})
+    return pd.concat([out, extra], axis=1)
+
+
+def _write_results(out: pd.DataFrame, build_dir: Path) -> None:
+    """``<build>/results.parquet``: the whole scenario table with lights and metrics, atomically."""
+    build_dir.mkdir(parents=True, exist_ok=True)
+    path = build_dir / RESULTS_NAME
+    tmp = build_dir / f".{RESULTS_NAME}.tmp"
+    table = out.copy()
+    for col in table.columns:
+        if table[col].dtype == object:
+            kinds = {type(v) for v in table[col] if v is not None and not (isinstance(v, float) and pd.isna(v))}
+            if len(kinds) > 1 or not kinds <= {str, bool, int, float}:
+                table[col] = table[col].map(lambda v: None if v is None else str(v))
+    try:
+        table.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except Exception as exc:  # noqa: BLE001 - the table is also returned; a write failure is logged
+        log.warning("could not write %s: %s", path, exc)

@@ -1,0 +1,252 @@
+"""The conductor's worker side: run one build instance and return what became of it.
+
+What crosses the process boundary is two frozen dataclasses of plain values: a
+:class:`BuildTask` (everything the conductor decided for one instance, its run-or-skip
+:class:`~ductaflow.run.decide.Decision` included) and the :class:`BuildOutcome` that comes
+back. Whatever executes :func:`run_build` (a local process, this process, a Dask worker on
+another machine), the wrapper stays thin: the build and its flows run in their own
+kernels. It never raises and never spawns ``multiprocessing`` children (Dask workers are
+daemonic).
+
+A worker that dies mid-build leaves its attempt file behind; when a scheduler such as
+Dask re-runs the task elsewhere, the new attempt sees it and, past the allowed retries,
+reports the build as lost instead of running it again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from ductaflow.core import liveness
+from ductaflow.core.context import RunContext
+from ductaflow.core.lights import Status
+from ductaflow.errors import DuctaflowError
+from ductaflow.kernels import stopping
+from ductaflow.kernels.fork import TEMPLATE_ENV
+from ductaflow.run.decide import Decision
+from ductaflow.run.execute import make_plan, run_plan
+from ductaflow.store.atomic import atomic_write_json
+from ductaflow.store.records import summarize_instance
+
+log = logging.getLogger(__name__)
+
+#: The error text of a build whose worker died; the conductor's rows and records start with it.
+WORKER_LOST = "worker_lost"
+#: How often a worker checks that the conductor that started it is still alive.
+_WATCH_INTERVAL_S = 1.0
+#: How long an orphaned worker waits for its interrupted builds to record themselves.
+_ORPHAN_GRACE_S = 30.0
+_WATCH_LOCK = threading.Lock()
+_RUNNING: set[str] = set()  # instance dirs of the builds this process is running now
+_WATCHING: list[int] = []  # the conductor pid the watchdog of this process follows
+
+
+@dataclass(frozen=True)
+class BuildTask:
+    """One build instance to run, as the conductor decided it (pickled to the worker)."""
+
+    build_path: Path
+    config: Mapping[str, Any]
+    instance_dir: Path
+    project_root: Path
+    instance: str
+    #: build, scenario, runs root and ledger spool: what the build's records are labelled with
+    context: RunContext
+    #: the conductor's run-or-skip decision; trusted unless the run waits for the instance lock
+    decision: Decision | None = None
+    timeout: float | None = None
+    force: bool = False
+    #: counts the starts of this task: past ``1 + lost_retries`` the build is reported lost
+    attempt_file: Path | None = None
+    lost_retries: int = 0
+    #: the conductor's :func:`~ductaflow.core.liveness.identity`: workers it started stop with it
+    conductor: Mapping[str, Any] | None = None
+    preload: tuple[str, ...] = ()
+    #: the socket of the conductor's warm kernel template (local workers fork kernels from it)
+    kernel_template: str | None = None
+
+
+@dataclass(frozen=True)
+class BuildOutcome:
+    """What became of one :class:`BuildTask` (pickled back to the conductor)."""
+
+    instance: str
+    status: Status
+    duration: float | None = None
+    error: str | None = None
+    worst_flow: str | None = None
+    interrupted: bool = False
+    skipped: bool = False  # up to date after all (another run got there first)
+    notes: tuple[str, ...] = ()
+    lost: bool = False  # the worker died: its records still say "running"
+
+    def row_fields(self) -> dict[str, Any]:
+        """The fields of a conductor state row this outcome sets."""
+        return {
+            "state": "skipped" if self.skipped else "done",
+            "status": self.status.value,
+            "duration": self.duration,
+            "error": self.error,
+            "worst_flow": self.worst_flow,
+        }
+
+
+def lost_outcome(instance: str, detail: str) -> BuildOutcome:
+    """The outcome of a build whose worker was lost."""
+    return BuildOutcome(instance, Status.RED, error=f"{WORKER_LOST}: {detail}", lost=True)
+
+
+def watch_conductor(conductor: Any) -> None:
+    """Start (once per process) a thread that stops this worker's builds when its conductor dies.
+
+    Only in a process the conductor started (a local pool worker, a LocalCluster worker): its
+    pool outlives a SIGKILLed conductor, and would otherwise finish the builds unwatched, then
+    wait forever for tasks, kernels and all. A worker elsewhere (another host) is left alone.
+    """
+    if not isinstance(conductor, Mapping) or conductor.get("pid") in (None, os.getpid()):
+        return
+    pid, created = int(conductor["pid"]), float(conductor.get("created") or 0)
+    with _WATCH_LOCK:
+        if _WATCHING:
+            return
+        try:
+            ancestors = {(p.pid, p.create_time()) for p in psutil.Process().parents()}
+        except psutil.Error:
+            return
+        if (pid, created) not in ancestors:
+            return
+        _WATCHING.append(pid)
+    threading.Thread(target=_watchdog, args=(pid, created), name="ductaflow-conductor-watch", daemon=True).start()
+
+
+def _watchdog(pid: int, created: float) -> None:
+    """Wait for the conductor to die; then interrupt the running builds as Ctrl-C would, and exit."""
+    # deferred: the kernel machinery is heavy (~0.1 s to import), needed only once the conductor is gone
+    from ductaflow.kernels.engine import stop_kernels
+
+    while liveness.running(pid, created):
+        time.sleep(_WATCH_INTERVAL_S)
+    with _WATCH_LOCK:
+        running = sorted(_RUNNING)
+    log.warning("the conductor (pid %d) is gone; stopping %d build(s) and exiting", pid, len(running))
+    stop_kernels(running)
+    deadline = time.monotonic() + _ORPHAN_GRACE_S
+    while time.monotonic() < deadline:
+        with _WATCH_LOCK:
+            if not _RUNNING:
+                break
+        time.sleep(0.2)
+    os._exit(0)
+
+
+def claim_attempt(path: Path) -> int:
+    """Count this start of a task in its attempt file; returns the attempt number (1 = first)."""
+    try:
+        seen = int(json.loads(path.read_text(encoding="utf-8")).get("attempts", 0))
+    except (OSError, ValueError, AttributeError):
+        seen = 0
+    atomic_write_json(path, {"attempts": seen + 1, "pid": os.getpid()})
+    return seen + 1
+
+
+_BUSY: list[str] = []  # the instance dir of the build this process runs now (at most one)
+
+
+def mark_busy(instance_dir: str | None) -> None:
+    """Around a build: what a SIGTERM to this worker process must stop."""
+    _BUSY[:] = [instance_dir] if instance_dir else []
+
+
+def busy() -> str | None:
+    """The instance dir of the build this process runs, if any."""
+    return _BUSY[0] if _BUSY else None
+
+
+def stop_running_build() -> None:
+    """From a worker's SIGTERM handler: stop the running build as Ctrl-C would.
+
+    Nothing may raise from here into whatever the main thread was doing (an import, a file
+    write), and nothing is imported here: the engine is used only if this build loaded it.
+    A kernel that is not up yet is stopped when it starts (:mod:`ductaflow.kernels.stopping`).
+    """
+    target = busy()
+    if target is None:
+        return
+    try:
+        stopping.request([target])
+        engine = sys.modules.get("ductaflow.kernels.engine")  # read only: never import in a handler
+        if engine is not None:
+            engine.stop_kernels([target])
+    except Exception:  # noqa: BLE001 - a signal handler must not raise
+        pass
+
+
+def run_build(task: BuildTask) -> BuildOutcome:
+    """Run one build instance described by ``task``; always return an outcome, never raise."""
+    watch_conductor(task.conductor)
+    if task.attempt_file is not None:
+        attempt = claim_attempt(task.attempt_file)
+        if attempt > 1 + task.lost_retries:
+            return lost_outcome(task.instance, f"the worker running it died ({attempt - 1} attempt(s))")
+    exec_dir = str(task.instance_dir)
+    stopping.forget(exec_dir)  # a stop meant for an earlier build of this dir
+    if task.kernel_template:  # the conductor's warm kernel template (local workers)
+        os.environ[TEMPLATE_ENV] = task.kernel_template
+    mark_busy(exec_dir)
+    with _WATCH_LOCK:
+        _RUNNING.add(exec_dir)
+    t0 = time.monotonic()
+    try:
+        skipped, notes, interrupted, error = _execute(task)
+    finally:
+        mark_busy(None)
+    summary = summarize_instance(task.instance_dir, task.build_path.stem)
+    with _WATCH_LOCK:  # after the record is read back: an orphaned worker exits once this is empty
+        _RUNNING.discard(exec_dir)
+    build = summary.build
+    return BuildOutcome(
+        instance=task.instance,
+        status=Status.RED if error else (summary.status or Status.RED),
+        duration=build.duration if build and build.duration else time.monotonic() - t0,
+        error=error or summary.error or ("interrupted" if interrupted else None),
+        worst_flow=summary.worst_flow,
+        interrupted=interrupted,
+        skipped=skipped,
+        notes=notes,
+    )
+
+
+def _execute(task: BuildTask) -> tuple[bool, tuple[str, ...], bool, str | None]:
+    """Run the build under the conductor's decision: (skipped, notes, interrupted, error)."""
+    try:
+        plan = make_plan(
+            task.build_path,
+            dict(task.config),
+            task.instance_dir,
+            task.project_root,
+            instance_name=task.instance,
+            timeout=task.timeout,
+            force=task.force,
+            context=task.context,
+            preload=task.preload,
+        )
+        # the conductor's decision; run_plan checks it under the instance lock
+        result = run_plan(plan, decision=task.decision)  # a red build is a result, not a raise
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (Terminated), that run_plan passed on
+        return False, (), True, None
+    except DuctaflowError as exc:
+        return False, (), False, str(exc)
+    except Exception as exc:  # noqa: BLE001 - a worker must report, not die
+        return False, (), False, f"{type(exc).__name__}: {exc}"
+    return result.skipped, result.notes, result.interrupted or result.terminated, None

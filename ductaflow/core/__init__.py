@@ -1,0 +1,1 @@
+"""Pure logic, no writes: lights, config, flow files, names, fingerprints, the run context."""

@@ -1,0 +1,78 @@
+"""The settings a run hands to the runs nested in it, as one typed, explicitly serialised value.
+
+A build's kernel runs its steps with ``run_notebook``; those nested runs need to know the
+project root, the runs root and ledger spool, which build and scenario they belong to, and
+whether the build was forced. The parent passes a :class:`RunContext` to the kernel in one
+environment variable, as JSON; :meth:`RunContext.inherited` reads it back. Nothing else
+travels through the environment between ductaflow processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+#: The one environment variable a flow's process is given by the run that started it.
+CONTEXT_ENV = "DUCTAFLOW_RUN_CONTEXT"
+_SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Who a run belongs to and the settings its nested runs inherit."""
+
+    project_root: str | None = None
+    runs_root: str | None = None
+    build: str | None = None  # the build this run is part of (None for a lone flow)
+    scenario: Mapping[str, Any] | None = field(default=None, compare=False)  # the conductor's row values
+    ledger_spool: str | None = None  # a conductor's build: ledger records wait here to be ingested
+    force: bool = False  # a forced parent forces its nested runs
+    flow: str | None = None  # the flow this process runs (set for the flow's own kernel)
+    execution_dir: str | None = None
+
+    def to_json(self) -> str:
+        """The context as JSON (the scenario's values are JSON already)."""
+        return json.dumps({"schema": _SCHEMA, **asdict(self)}, default=str, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunContext:
+        """Read :meth:`to_json`'s output; unknown keys (a newer writer) are ignored."""
+        doc = json.loads(text)
+        if not isinstance(doc, dict):
+            raise ValueError("a run context must be a JSON object")
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in doc.items() if k in known}
+        values["force"] = bool(values.get("force"))
+        return cls(**values)
+
+    @classmethod
+    def inherited(cls) -> RunContext | None:
+        """The context this process was started with, or None (not started by ductaflow)."""
+        raw = os.environ.get(CONTEXT_ENV)
+        if not raw:
+            return None
+        try:
+            return cls.from_json(raw)
+        except (ValueError, TypeError):
+            return None
+
+    def child(self, **changes: Any) -> RunContext:
+        """A copy with ``changes`` applied: what this run hands to the process it starts."""
+        return replace(self, **changes)
+
+    def env(self) -> dict[str, str]:
+        """The environment entry that hands this context to a flow's process."""
+        return {CONTEXT_ENV: self.to_json()}
+
+    def ledger_fields(self) -> dict[str, Any]:
+        """The fields the ledger labels a record with."""
+        return {
+            "build": self.build,
+            "scenario": self.scenario,
+            "runs_root": self.runs_root,
+            "project_root": self.project_root,
+            "ledger_spool": self.ledger_spool,
+        }

@@ -1,0 +1,76 @@
+"""Builds: flows run in order inside a build instance, each into ``runs/<flow instance>/``.
+
+Called from a build flow's own code (its kernel's working directory is the build instance
+dir), so a downstream flow reads its upstream's files as ``../<upstream instance>/...``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ductaflow.core.config import deep_merge, normalise_config
+from ductaflow.core.names import validate_name
+from ductaflow.run.execute import run_notebook
+from ductaflow.store.atomic import atomic_write_json
+from ductaflow.store.layout import FLOWS_SUBDIR, steps_path
+from ductaflow.store.records import current_steps
+from ductaflow.store.result import FlowResult
+
+log = logging.getLogger(__name__)
+#: Fingerprints of the steps already run per build dir in this process (the build's kernel):
+#: each step's fingerprint covers the steps it ran after, so a change flows downstream.
+#: Re-running a step (a notebook cell run twice) forgets what came after it.
+_UPSTREAM: dict[Path, list[tuple[str, str]]] = {}
+
+
+def step(
+    flow: str | Path,
+    instance: str | None = None,
+    config: Mapping[str, Any] | None = None,
+    *,
+    build_dir: str | Path | None = None,
+    timeout: float | None = None,
+    export_html: bool = False,
+    **overrides: Any,
+) -> FlowResult:
+    """Run one flow of a build into ``<build_dir>/runs/<instance>/`` and return its result.
+
+    ``instance`` defaults to the flow's file name; ``config`` is merged with ``overrides``
+    (keyword arguments win). ``build_dir`` defaults to the current directory, which inside
+    a build is its instance dir. A red flow raises ``FlowFailed``, which stops the build
+    and makes it red; an orange flow lets the build go on.
+    """
+    cfg = deep_merge(normalise_config(config), normalise_config(overrides, "step overrides"))
+    name = validate_name(instance or Path(flow).stem, "flow instance name")
+    base = (Path(build_dir) if build_dir is not None else Path.cwd()).resolve()
+    upstream = _UPSTREAM.setdefault(base, [])
+    names = [n for n, _ in upstream]
+    if name in names:
+        del upstream[names.index(name) :]
+    _note_step(base, name)
+    result = run_notebook(
+        flow,
+        cfg,
+        execution_dir=base / FLOWS_SUBDIR / name,
+        project_root=cfg.get("_project_root"),
+        instance_name=name,
+        timeout=timeout,
+        export_html=export_html,
+        raise_on_failure=True,
+        upstream=tuple(fp for _, fp in upstream),
+    )
+    if result.fingerprint:
+        upstream.append((name, result.fingerprint))
+    log.info("%s %s (%s) %.1fs", result.status.emoji, name, result.flow, result.duration or 0)
+    return result
+
+
+def _note_step(base: Path, name: str) -> None:
+    """Add ``name`` to the build's step list before it runs (so a red step is listed too)."""
+    steps = current_steps(base) or []
+    if name in steps:  # the same step run again (a notebook cell re-run): forget what followed
+        del steps[steps.index(name) :]
+    atomic_write_json(steps_path(base), [*steps, name])

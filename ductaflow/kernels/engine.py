@@ -1,0 +1,362 @@
+"""The client ductaflow runs flows with, and the kernels it must never lose.
+
+A thin subclass of papermill's nbclient client that (1) streams the flow's stdout/stderr
+into an :class:`~ductaflow.run.capture.OutputSink`, (2) starts the kernel with the current
+interpreter unless a kernel name is asked for, so a fresh virtualenv needs no kernelspec,
+and (3) records the kernel's process group so it can be killed on timeout, interrupt or
+exit. Kernels run in their own session; a terminal's Ctrl-C does not reach them, we do.
+
+Everything plugs in through the libraries' documented seams: papermill finds the engine
+through its ``papermill.engine`` entry point (``papermill_engine.py``), the kernel manager
+gets its kernel spec from a :class:`KernelSpecs` manager, whose spec names a kernel
+provisioner registered through the ``jupyter_client.kernel_provisioners`` entry point
+(``provisioner.py``), and the manager's ``client_class`` is :class:`ReadyClient`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from queue import Empty
+from typing import Any
+
+from jupyter_client import protocol_version_info
+from jupyter_client.asynchronous import AsyncKernelClient
+from jupyter_core.utils import run_sync
+from papermill.clientwrap import PapermillNotebookClient
+from traitlets import Any as AnyTrait
+
+from ductaflow.kernels import prestart as spares
+from ductaflow.kernels import stopping
+from ductaflow.kernels.provisioner import KernelSpecs, kernel_spec, provisioners_installed
+from ductaflow.store.layout import FLOWS_SUBDIR, STATUS_SUFFIX
+from ductaflow.store.records import read_status
+from ductaflow.store.result import RunState
+
+log = logging.getLogger(__name__)
+
+# papermill's name for papermill_engine.DuctaflowEngine: the ``papermill.engine`` entry point in
+# pyproject.toml, so ductaflow must be installed (``pip install -e .`` for a checkout).
+ENGINE_NAME = "ductaflow"
+
+
+class _KnownKernelEnds(logging.Filter):
+    """nbclient logs a dead or timed-out kernel as an error; the status record already says
+    so (red, ``kernel died`` / ``timed out`` / ``interrupted``), so the terminal need not."""
+
+    _NOISE = (
+        "Kernel died while waiting for execute reply",
+        "Timeout waiting for execute reply",
+        "Error occurred while starting new kernel client",  # a kernel stopped while it booted
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self._NOISE)
+
+
+log.addFilter(_KnownKernelEnds())
+
+# Kernel channels over Unix domain sockets where the platform has them.
+_IPC = sys.platform != "win32" and os.environ.get("DUCTAFLOW_KERNEL_TRANSPORT", "ipc") == "ipc"
+# Keeps the flow's stdout and stderr lines in the order it wrote them (see the file).
+_ORDER_STREAMS = f"--IPKernelApp.exec_files={Path(__file__).with_name('scripts') / 'kernel_startup.py'}"
+
+
+class KernelHandle:
+    """The one kernel of one flow execution: who it is and how to kill it."""
+
+    def __init__(self, watch_dir: Path | None = None) -> None:
+        self.watch_dir = watch_dir  # nested flows write their status records under here
+        self.km: Any = None
+        self.pid: int | None = None
+        self.pgid: int | None = None
+        self.expired = False  # set by the timeout watchdog before it kills
+        self.stopped = False  # set when another thread asked this flow to stop (see stop_kernels)
+        self._peak: float | None = None
+        self._lock = threading.Lock()
+
+    def started(self, km: Any) -> None:
+        prov = getattr(km, "provisioner", None)
+        with self._lock:
+            self.km = km
+            self.pid = getattr(prov, "pid", None)
+            self.pgid = getattr(prov, "pgid", None) or self.pid
+        _LIVE.add(self)
+        if self.expired:  # the deadline passed while the kernel was still booting
+            self.kill()
+        elif stopping.requested(self.watch_dir):  # asked to stop before its kernel was up
+            self.stopped = True
+            self.kill()
+
+    def _tree(self) -> list[Any]:
+        """The kernel and every live descendant (nested flow kernels live in other sessions)."""
+        if not self.pid:
+            return []
+        import psutil
+
+        try:
+            proc = psutil.Process(self.pid)
+            return [proc, *proc.children(recursive=True)]
+        except psutil.Error:
+            return []
+
+    def stop_gracefully(self, grace: float = 5.0) -> None:
+        """Interrupt the running cell (SIGINT), give nested flows ``grace`` seconds to record
+        their own interruption, then kill what is left."""
+        import psutil
+
+        tree = self._tree()
+        if tree:
+            try:
+                os.kill(self.pid, signal.SIGINT)  # type: ignore[arg-type]
+            except (ProcessLookupError, PermissionError):
+                pass
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline:
+                try:
+                    settled = not psutil.Process(self.pid).children(recursive=True)  # type: ignore[arg-type]
+                except psutil.Error:
+                    break
+                if settled and not self._nested_running():
+                    break
+                time.sleep(0.1)
+        self.kill()
+
+    def peak_rss_mb(self) -> float | None:
+        """The kernel's peak resident memory (Linux VmHWM) so far; remembered once it is gone."""
+        if self.pid:
+            try:
+                text = Path(f"/proc/{self.pid}/status").read_text()
+            except OSError:
+                text = ""
+            for line in text.splitlines():
+                if line.startswith("VmHWM:"):
+                    self._peak = max(self._peak or 0.0, round(int(line.split()[1]) / 1024, 1))
+        return self._peak
+
+    def _nested_running(self) -> bool:
+        """True while a nested flow under ``watch_dir`` has not yet written its final record."""
+        if self.watch_dir is None:
+            return False
+        records = (read_status(p) for p in self.watch_dir.glob(f"{FLOWS_SUBDIR}/**/*{STATUS_SUFFIX}"))
+        return any(r is not None and r.state == RunState.RUNNING for r in records)
+
+    def kill(self) -> None:
+        """SIGKILL the kernel, its descendants and its process group."""
+        with self._lock:
+            pgid = self.pgid
+        for proc in reversed(self._tree()):
+            try:
+                proc.kill()
+            except Exception:  # noqa: BLE001 - already gone or not ours
+                pass
+        if pgid and hasattr(os, "killpg"):
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def release(self) -> None:
+        """Kill whatever is left of the kernel's group and forget it."""
+        self.kill()
+        if self.pid:
+            try:  # reap the zombie if it was our child and nothing else waited for it
+                os.waitpid(self.pid, os.WNOHANG)
+            except (ChildProcessError, OSError):
+                pass
+        _LIVE.discard(self)
+
+    def expire(self) -> None:
+        """Called by the timeout watchdog: stop the flow, nested flows first."""
+        self.expired = True
+        log.info("flow timed out; stopping kernel pid %s", self.pid)
+        self.stop_gracefully(grace=3.0)
+
+
+_LIVE: set[KernelHandle] = set()
+
+
+def stop_kernels(instance_dirs: Iterable[str | Path], grace: float = 5.0) -> int:
+    """Stop, as a Ctrl-C would, the running flows of this process whose instance directory
+    is one of ``instance_dirs``; returns how many. For executors whose builds run in threads
+    (a Dask worker, a thread pool), where no signal can reach the build."""
+    wanted = stopping.request(instance_dirs)  # also stops a kernel that starts later
+    hits = [h for h in list(_LIVE) if h.watch_dir is not None and os.path.realpath(h.watch_dir) in wanted]
+    for handle in hits:
+        handle.stopped = True
+        threading.Thread(target=handle.stop_gracefully, args=(grace,), daemon=True).start()
+    return len(hits)
+
+
+def kill_all_kernels() -> None:
+    """Kill every kernel this process started and has not released (exit, SIGTERM)."""
+    for handle in list(_LIVE):
+        handle.release()
+    spares.discard_all()
+
+
+atexit.register(kill_all_kernels)
+
+
+class ReadyClient(AsyncKernelClient):
+    """jupyter_client's async client (a kernel manager's ``client_class``), minus a fixed
+    cost: its ``wait_for_ready`` ends by draining IOPub until 0.2 s pass in silence, on every
+    kernel. Start-up messages carry no request of ours (nbclient only reads replies to its
+    own requests), so a short drain suffices."""
+
+    async def wait_for_ready(self, timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (timeout if timeout is not None else float("inf"))
+        while True:
+            self.kernel_info()
+            try:
+                msg = await self.shell_channel.get_msg(timeout=1)
+            except Empty:
+                msg = None
+            if msg is not None and msg["msg_type"] == "kernel_info_reply":
+                try:  # IOPub connected: the kernel's busy/idle for that request comes through
+                    await self.iopub_channel.get_msg(timeout=1)
+                except Empty:
+                    pass
+                else:
+                    self._adapt_protocol(msg)
+                    break
+            if not await self.is_alive():
+                raise RuntimeError("Kernel died before replying to kernel_info")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Kernel didn't respond in {timeout:.0f} seconds")
+        while True:  # drop what is already queued, without waiting for silence
+            try:
+                await self.iopub_channel.get_msg(timeout=_DRAIN_S)
+            except Empty:
+                break
+
+    def _adapt_protocol(self, reply: dict[str, Any]) -> None:
+        """What jupyter_client's own wait does with the kernel_info reply: speak the kernel's
+        major protocol version if it is not ours (``Session.adapt_version``)."""
+        major = int(reply["content"]["protocol_version"].split(".")[0])
+        if major != protocol_version_info[0]:
+            self.session.adapt_version = major
+
+
+_DRAIN_S = 0.01
+_current_python_spec = kernel_spec  # the name bench/ uses
+
+
+class DuctaflowClient(PapermillNotebookClient):
+    """papermill's client plus live capture and kernel tracking."""
+
+    sink = AnyTrait(default_value=None, allow_none=True)
+    handle = AnyTrait(default_value=None, allow_none=True)
+    use_current_python = AnyTrait(default_value=True)
+    kernel_env = AnyTrait(default_value=None, allow_none=True)
+    kernel_options = AnyTrait(default_value=None, allow_none=True)  # a kernels.KernelOptions
+    _assignment: str | None = None  # code that hands a pre-started kernel to this flow
+
+    def fork_preload(self) -> tuple[str, ...] | None:
+        """The template's modules when this flow's kernel is forked, else ``None``."""
+        options = self.kernel_options
+        if self.use_current_python and options is not None and options.forks and provisioners_installed():
+            return tuple(options.preload)
+        return None
+
+    def create_kernel_manager(self) -> Any:
+        km = super().create_kernel_manager()
+        specs = KernelSpecs(parent=km)
+        if self.use_current_python:
+            specs.current = kernel_spec(self.fork_preload())
+        km.kernel_spec_manager = specs
+        if _IPC:
+            # Unix sockets, not TCP ports: a free port picked here can be taken by another
+            # process before the kernel binds it ("Address already in use") on a busy machine.
+            from jupyter_core.paths import jupyter_runtime_dir
+
+            runtime = Path(jupyter_runtime_dir())
+            runtime.mkdir(parents=True, exist_ok=True)
+            km.transport = "ipc"
+            km.ip = str(runtime / f"df-{uuid.uuid4().hex[:16]}")
+        km.client_class = f"{__name__}.ReadyClient"
+        return km
+
+    async def async_start_new_kernel(self, **kwargs: Any) -> None:
+        # The kernel's own start-up chatter (e.g. the TCP notice) is not the flow's output.
+        arguments: list[str] = list(getattr(self, "extra_arguments", []))  # nbclient's List trait, untyped
+        if "--IPKernelApp.log_level=ERROR" not in arguments:
+            self.extra_arguments = [*arguments, "--IPKernelApp.log_level=ERROR", _ORDER_STREAMS]
+        if self.kernel_env is not None and "env" not in kwargs:
+            kwargs["env"] = self.kernel_env
+        preload = self.fork_preload()
+        key = spares.key_for(preload) if preload is not None else None
+        spare = spares.take(key) if key is not None else None
+        if spare is not None and await spare.km.is_alive():
+            self.km = spare.km  # booted while the last flow ran; gets this flow's cwd and env below
+            cwd = self.resources.get("metadata", {}).get("path") or os.getcwd()
+            self._assignment = spares.assignment(spare, str(cwd), dict(kwargs.get("env") or os.environ))
+        else:
+            if spare is not None:
+                spares.discard(spare)
+            await super().async_start_new_kernel(**kwargs)
+        if self.handle is not None:
+            self.handle.started(self.km)
+        if key is not None and spares.wanted(key):
+            await self._start_spare(key, dict(kwargs.get("env") or os.environ))
+
+    async def _start_spare(self, key: Any, env: dict[str, str]) -> None:
+        """Fork the next flow's kernel now, so it boots while this flow runs."""
+        current = self.km
+        try:
+            km = self.create_kernel_manager()
+        finally:
+            self.km = current
+        try:
+            await km.start_kernel(extra_arguments=self.extra_arguments, cwd=spares.NEUTRAL_CWD, env=env)
+        except Exception as exc:  # noqa: BLE001 - no spare: the next flow starts its own kernel
+            log.info("could not pre-start a kernel: %s", exc)
+            return
+        spares.keep(key, spares.Spare(km, env, spares.NEUTRAL_CWD))
+
+    async def async_start_new_kernel_client(self) -> Any:
+        kc = await super().async_start_new_kernel_client()
+        code, self._assignment = self._assignment, None
+        if code is not None:  # a pre-started kernel: this flow's working directory and environment
+            msg_id = kc.execute(code, silent=True, store_history=False, allow_stdin=False)
+            reply = await self.async_wait_for_reply(msg_id)
+            if (reply or {}).get("content", {}).get("status") != "ok":
+                raise RuntimeError(f"could not hand a pre-started kernel to the flow: {reply}")
+        return kc
+
+    # nbclient's blocking methods (papermill's client calls them) wrap the coroutines they
+    # were defined with: wrap ours the same way, with the same public helper.
+    start_new_kernel = run_sync(async_start_new_kernel)
+    start_new_kernel_client = run_sync(async_start_new_kernel_client)
+
+    @contextmanager
+    def setup_kernel(self, **kwargs: Any) -> Iterator[None]:
+        """nbclient's kernel context, plus: on Ctrl-C interrupt the kernel before it is
+        killed, so a build's nested flows can record their interruption and reap their
+        own kernels; and read the kernel's memory high-water mark while it still exists."""
+        with super().setup_kernel(**kwargs):
+            try:
+                yield
+            except KeyboardInterrupt:
+                if self.handle is not None:
+                    self.handle.stop_gracefully()
+                raise
+            finally:
+                if self.handle is not None:
+                    self.handle.peak_rss_mb()
+
+    def process_message(self, *args: Any, **kwargs: Any) -> Any:
+        output = super().process_message(*args, **kwargs)
+        if output is not None and self.sink is not None and output.get("output_type") == "stream":
+            text = output.get("text", "")
+            self.sink.write(output.get("name", "stdout"), "".join(text) if isinstance(text, list) else text)
+        return output

@@ -1,0 +1,98 @@
+"""ductaflow's papermill engine, as papermill finds it: through the ``papermill.engine``
+entry point (pyproject.toml), loaded by papermill while ``papermill.engines`` is imported.
+
+It lives apart from ``engine.py`` (the client it runs flows with) because papermill loads
+it in the middle of its own import: this module needs only names papermill has defined by
+then, and imports the client when a notebook is executed.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from papermill.engines import NBClientEngine, NotebookExecutionManager
+
+#: At most one intermediate save of the output notebook per this many seconds.
+SAVE_EVERY_S = 1.0
+
+
+class ThrottledSaves(NotebookExecutionManager):
+    """papermill's execution manager, except that while ``throttle`` is set it saves the
+    notebook at most once a second: papermill saves before and after every cell, and one
+    intermediate save a second is plenty to follow a run or survive a crash. The first
+    save and the final one (also of a failed run) are not throttled."""
+
+    throttle = False
+    _last_save = 0.0
+
+    def save(self, **kwargs: Any) -> None:
+        if self.throttle and time.monotonic() - self._last_save < SAVE_EVERY_S:
+            if kwargs.get("nb") is not None:  # as papermill's save would
+                self.nb = kwargs["nb"]
+            return
+        super().save(**kwargs)
+        self._last_save = time.monotonic()
+
+
+class DuctaflowEngine(NBClientEngine):
+    """The ``nbclient`` engine with ductaflow's client (``engine.DuctaflowClient``): live
+    output capture, kernel tracking, forked and pre-started kernels."""
+
+    @classmethod
+    def execute_notebook(
+        cls,
+        nb: Any,
+        kernel_name: str | None,
+        output_path: str | None = None,
+        progress_bar: bool = True,
+        log_output: bool = False,
+        autosave_cell_every: int = 30,
+        **kwargs: Any,
+    ) -> Any:
+        """papermill's ``Engine.execute_notebook``, with :class:`ThrottledSaves` as the manager."""
+        nb_man = ThrottledSaves(
+            nb,
+            output_path=output_path,
+            progress_bar=progress_bar,
+            log_output=log_output,
+            autosave_cell_every=autosave_cell_every,
+        )
+        nb_man.notebook_start()
+        nb_man.throttle = True
+        try:
+            cls.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)
+        finally:
+            nb_man.throttle = False
+            nb_man.cleanup_pbar()
+            nb_man.notebook_complete()
+        return nb_man.nb
+
+    @classmethod
+    def execute_managed_notebook(
+        cls,
+        nb_man: Any,
+        kernel_name: str | None,
+        log_output: bool = False,
+        stdout_file: Any = None,
+        stderr_file: Any = None,
+        start_timeout: int = 60,
+        execution_timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        # deferred: papermill imports this module while it is itself being imported
+        from ductaflow.kernels.engine import DuctaflowClient, log
+
+        for unused in ("input_path", "timeout", "startup_timeout"):
+            kwargs.pop(unused, None)
+        client = DuctaflowClient(
+            nb_man,
+            timeout=execution_timeout,
+            startup_timeout=start_timeout,
+            kernel_name=kernel_name,
+            log=log,
+            log_output=False,
+            shutdown_kernel="immediate",
+            **kwargs,
+        )
+        return client.execute()

@@ -1,0 +1,135 @@
+"""Pre-started kernels: while one flow runs, the next flow's kernel is already booting.
+
+A process that has started two forked kernels (a loop over flows, a conductor worker; not a
+build's kernel, whose few steps would mostly waste it) keeps one *spare*: a fresh kernel
+forked ahead of need, in a neutral working directory. The next flow takes it, and before its
+first cell the kernel is given that flow's working directory, ``sys.path[0]`` and
+environment. A spare serves exactly one flow and is never reused; one that died waiting is
+dropped. A spare is stopped after 30 s without a flow, when its process exits, and (being
+forked) when its requester dies.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from ductaflow.core.session import is_notebook_execution
+
+log = logging.getLogger(__name__)
+
+NEUTRAL_CWD = "/"
+PRESTART_ENV = "DUCTAFLOW_KERNEL_PRESTART"  # "0": no spares
+IDLE_S = 30.0  # a spare no flow took in this long is stopped
+
+
+@dataclass
+class Spare:
+    """A started kernel manager waiting for its flow, and the launch it was started with."""
+
+    km: Any
+    env: dict[str, str]
+    cwd: str
+
+
+_SPARES: dict[tuple[Any, ...], Spare] = {}
+_STARTS: dict[tuple[Any, ...], int] = {}
+_LOCK = threading.Lock()
+
+
+def key_for(preload: tuple[str, ...]) -> tuple[Any, ...]:
+    """Spares are per thread (a kernel manager belongs to its thread's event loop) and template."""
+    return (threading.get_ident(), preload)
+
+
+def take(key: tuple[Any, ...]) -> Spare | None:
+    """The spare for ``key``, removed from the registry (the caller checks that it lives)."""
+    with _LOCK:
+        return _SPARES.pop(key, None)
+
+
+def wanted(key: tuple[Any, ...]) -> bool:
+    """Count a kernel start; a spare is worth keeping from the second start on."""
+    if os.environ.get(PRESTART_ENV, "1") == "0" or _in_kernel():
+        return False
+    with _LOCK:
+        _STARTS[key] = _STARTS.get(key, 0) + 1
+        return _STARTS[key] >= 2 and key not in _SPARES
+
+
+def _in_kernel() -> bool:
+    """A build's kernel runs a few steps and then ends: a spare there would mostly be wasted
+    (one per build, booted for nothing on a busy machine), so only other processes keep one."""
+    return is_notebook_execution()
+
+
+def keep(key: tuple[Any, ...], spare: Spare) -> None:
+    """Hold ``spare`` for the next flow of ``key``; it is killed if no flow comes for a while."""
+    with _LOCK:
+        old = _SPARES.pop(key, None)
+        _SPARES[key] = spare
+    if old is not None:
+        discard(old)
+    timer = threading.Timer(IDLE_S, _expire, (key, spare))
+    timer.daemon = True
+    timer.start()
+
+
+def _expire(key: tuple[Any, ...], spare: Spare) -> None:
+    with _LOCK:
+        if _SPARES.get(key) is not spare:
+            return  # taken by a flow, or replaced
+        del _SPARES[key]
+    log.debug("pre-started kernel idle for %s s; stopping it", IDLE_S)
+    discard(spare)
+
+
+def discard(spare: Spare) -> None:
+    """Kill a spare nobody will use (its process, synchronously: no event loop needed)."""
+    prov = getattr(spare.km, "provisioner", None)
+    proc = getattr(prov, "process", None)
+    try:
+        if proc is not None:
+            proc.kill()
+    except OSError:
+        pass
+    try:
+        spare.km.cleanup_connection_file()
+        spare.km.cleanup_ipc_files()
+    except Exception:  # noqa: BLE001 - best effort: the files are in the runtime dir
+        pass
+
+
+def discard_all() -> None:
+    """Kill every spare of this process (at exit)."""
+    with _LOCK:
+        spares = list(_SPARES.values())
+        _SPARES.clear()
+    for spare in spares:
+        discard(spare)
+
+
+def assignment(spare: Spare, cwd: str, env: dict[str, str]) -> str:
+    """Code run silently in a spare before the flow's first cell: the flow's working directory,
+    ``sys.path[0]`` and environment (keys the kernel set itself at start-up are kept)."""
+    args = json.dumps([spare.cwd, cwd, sorted(set(spare.env) - set(env)), env])
+    return (
+        "def _ductaflow_assign(old_cwd, cwd, gone, env):\n"
+        "    import os, sys\n"
+        "    for key in gone:\n"
+        "        os.environ.pop(key, None)\n"
+        "    os.environ.update(env)\n"
+        "    os.chdir(cwd)\n"
+        "    if sys.path and sys.path[0] == old_cwd:\n"
+        "        sys.path[0] = cwd\n"
+        "    shell = get_ipython()\n"
+        "    if shell is not None and isinstance(shell.user_ns.get('_dh'), list):\n"
+        "        shell.user_ns['_dh'][:] = [cwd]\n"
+        "import json as _ductaflow_json\n"
+        f"_ductaflow_assign(*_ductaflow_json.loads({args!r}))\n"
+        "del _ductaflow_assign, _ductaflow_json\n"
+    )

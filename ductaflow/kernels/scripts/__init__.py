@@ -1,0 +1,1 @@
+"""Scripts run by path inside kernel processes; they import nothing from ductaflow."""

@@ -1,0 +1,1 @@
+"""Reading results back for people: the HTML report, status rows, SQL queries."""

@@ -1,0 +1,304 @@
+"""What the report shows, read from the runs root: conductor state files and status records.
+
+Pure reading. The conductor rewrites the report while it runs, so what one report read and
+built is kept for the next (one runs root at a time): instances whose files have not
+changed are not read again (:mod:`ductaflow.report.instances`), and their rows are reused.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ductaflow.core.liveness import gone
+from ductaflow.core.names import check_component
+from ductaflow.errors import InvalidName
+from ductaflow.report.charts import results_view
+from ductaflow.report.instances import RACY_NS, InstanceCache, Sig, Snapshot, signature
+from ductaflow.report.links import FILE, LINK, forget_folders, inside
+from ductaflow.report.rows import LIGHTS, elapsed, fmt_time, live, scenario_row
+from ductaflow.report.rows import fmt_duration as _fmt_duration
+from ductaflow.store.layout import STATE_DIR, STATUS_SUFFIX
+from ductaflow.store.records import subdirs
+
+log = logging.getLogger(__name__)
+
+REFRESH_SECONDS = 5
+_row_tokens = itertools.count(1)
+
+
+class _Memory:
+    """What the last report of one runs root read and built, reused where nothing changed."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.instances = InstanceCache()
+        self.states: dict[str, tuple[Sig, Any]] = {}  # state file -> (signature, parsed document)
+        self.rows: dict[tuple[str, int], tuple[dict[str, Any], tuple[str, ...], int | None, dict[str, Any]]] = {}
+        self.results: dict[str, tuple[tuple[int, ...], Any]] = {}  # section -> (its rows' tokens, view)
+        self.dirs: dict[str, str | None] = {}  # a state file's relative dir -> instance dir or None
+        self.used: set[Any] = set()
+        self.shared = -1  # instances.reads when the status cache was last written
+
+    def state(self, path: Path) -> Any:
+        """A state file's document, parsed again only when its signature changed."""
+        key = str(path)
+        self.used.add(key)
+        sig = signature(key)
+        hit = self.states.get(key)
+        if hit is not None and sig is not None and hit[0] == sig:
+            return hit[1]
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if sig is not None and max(sig[2], sig[3]) < time.time_ns() - RACY_NS:
+            self.states[key] = (sig, doc)
+        return doc
+
+    def instance(self, rel: Any, build: str) -> Snapshot | None:
+        """The snapshot of the instance a state file names (None when the name would escape)."""
+        if not isinstance(rel, str):
+            return None
+        if rel not in self.dirs:
+            path = inside(Path(self.root), rel)
+            self.dirs[rel] = str(path) if path is not None else None
+        folder = self.dirs[rel]
+        return self.instances.read(folder, build) if folder is not None else None
+
+    def row(
+        self, skey: str, columns: list[str], entry: dict[str, Any], index: int, build: str, discovered: bool = False
+    ) -> tuple[dict[str, Any], Snapshot | None]:
+        """The row of one entry: the last report's when the entry and its instance are unchanged."""
+        snap = self.instance(entry.get("dir"), build)
+        token = snap.token if snap is not None else None
+        key = (skey, index)
+        self.used.add(key)
+        cols = tuple(columns)
+        hit = self.rows.get(key)
+        if hit is not None and hit[2] == token and hit[1] == cols and (hit[0] is entry or hit[0] == entry):
+            return hit[3], snap
+        row = scenario_row(Path(self.root), columns, entry, index, snap, discovered)
+        row["_token"] = next(_row_tokens)
+        if live(row):  # its running times grow by themselves: built anew each time
+            self.rows.pop(key, None)
+        else:
+            self.rows[key] = (entry, cols, token, row)
+        return row, snap
+
+    def section_results(self, skey: str, rows: list[dict[str, Any]]) -> Any:
+        """The results table and charts of a section, built again only when one of its rows changed."""
+        tokens = tuple(r["_token"] for r in rows)
+        self.used.add(skey)
+        hit = self.results.get(skey)
+        if hit is not None and hit[0] == tokens:
+            return hit[1]
+        view = results_view(rows)
+        self.results[skey] = (tokens, view)
+        return view
+
+    def sweep(self) -> None:
+        """Forget what this report did not use (deleted instances, rows, state files)."""
+        self.instances.sweep()
+        stores: tuple[dict[Any, Any], ...] = (self.rows, self.results, self.states)
+        for store in stores:
+            for key in [k for k in store if k not in self.used]:
+                del store[key]
+        if len(self.dirs) > 4 * max(len(self.rows), 1024):
+            self.dirs.clear()
+        self.used = set()
+
+
+REPORT_LOCK = threading.Lock()
+_MEMORY: list[_Memory] = []
+
+
+def memory_of(root: Path) -> _Memory:
+    """The memory of ``root``'s reports (only the last runs root reported on is remembered)."""
+    if not _MEMORY or _MEMORY[0].root != str(root):
+        _MEMORY[:] = [_Memory(str(root))]
+    return _MEMORY[0]
+
+
+# ---------------------------------------------------------------- sections
+def light_totals(rows: Iterable[dict[str, Any]]) -> dict[str, int]:
+    counts = dict.fromkeys(LIGHTS, 0)
+    total = 0
+    for row in rows:
+        counts[row["light"]] += 1
+        total += 1
+    counts["total"] = total
+    counts["done"] = counts["green"] + counts["orange"] + counts["red"]
+    return counts
+
+
+def _section(mem: _Memory, skey: str, build: str, rows: list[dict[str, Any]], **meta: Any) -> dict[str, Any]:
+    flow_columns: list[str] = []
+    seen: set[str] = set()
+    for row in rows:
+        for k in row["flows"]:
+            if k not in seen:
+                seen.add(k)
+                flow_columns.append(k)
+    return {
+        "build": build,
+        "rows": rows,
+        "totals": light_totals(rows),
+        "flow_columns": flow_columns,
+        "results": mem.section_results(skey, rows),
+        **meta,
+    }
+
+
+def _names_instances(column: str, entries: list[dict[str, Any]]) -> bool:
+    """True for the column the instance names came from (shown once, as the scenario)."""
+    values: list[dict[str, Any]] = [v if isinstance(v := e.get("values"), dict) else {} for e in entries]
+    return bool(entries) and all(v.get(column) == e.get("instance") for v, e in zip(values, entries, strict=True))
+
+
+def _rows(
+    mem: _Memory, skey: str, build: str, columns: list[str], entries: list[dict[str, Any]], notices: list[str],
+    discovered: bool = False,
+) -> list[dict[str, Any]]:
+    """The rows of one section; what their records' reading warned about goes to ``notices``."""
+    rows = []
+    prefix = mem.root + os.sep
+    for i, entry in enumerate(entries):
+        row, snap = mem.row(skey, columns, entry, i, build, discovered)
+        rows.append(row)
+        if snap is not None and snap.warnings:
+            notices.extend(w.replace(prefix, "") for w in snap.warnings)
+    return rows
+
+
+def _conductor_section(mem: _Memory, path: Path, doc: Any, index: int, notices: list[str]) -> dict[str, Any]:
+    """A section from one conductor state file (raises ValueError when it is not one)."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("scenarios"), list):
+        raise ValueError("not a conductor state document (no 'scenarios' list)")
+    try:
+        build = check_component(doc.get("build") or path.stem, "build name")
+    except InvalidName as exc:
+        raise ValueError(str(exc)) from exc
+    entries = [e for e in doc["scenarios"] if isinstance(e, dict)]
+    columns = [str(c) for c in doc.get("columns") or [] if isinstance(c, (str, int, float))]
+    columns = [c for c in columns if not _names_instances(c, entries)]
+    state = str(doc.get("state") or "unknown")
+    if state == "running" and gone(doc.get("conductor")):
+        state = "abandoned"  # killed without a word: not live, no refreshing page
+        entries = [_abandoned(e) for e in entries]
+    skey = f"state:{path.name}:b{index}"
+    rows = _rows(mem, skey, build, columns, entries, notices)
+    return _section(
+        mem,
+        skey,
+        build,
+        rows,
+        id=f"b{index}",
+        source="conductor",
+        state=state,
+        live=state == "running",
+        columns=columns,
+        build_path=str(doc.get("build_path") or ""),
+        started=fmt_time(doc.get("started")),
+        updated=fmt_time(doc.get("updated")),
+        finished=fmt_time(doc.get("finished")),
+        elapsed=_fmt_duration(elapsed(doc.get("started"), doc.get("finished") if state != "running" else None)),
+    )
+
+
+def _abandoned(entry: dict[str, Any]) -> dict[str, Any]:
+    """A scenario of a killed conductor: running ones did not finish, pending ones never will."""
+    if entry.get("state") == "running":
+        return {**entry, "state": "done", "status": "red", "error": entry.get("error") or "its conductor was killed"}
+    if entry.get("state") == "pending":
+        return {**entry, "state": "cancelled"}
+    return entry
+
+
+def _discovered_sections(mem: _Memory, runs_root: Path, notices: list[str]) -> list[dict[str, Any]]:
+    """Without a conductor state file: every ``<name>/<instance>/<name>_status.json``."""
+    sections: list[dict[str, Any]] = []
+    for top in (n for n in subdirs(runs_root) if not n.startswith(".")):
+        entries = []
+        for name in subdirs(runs_root / top):
+            rel = f"{top}/{name}"
+            snap = mem.instance(rel, top)
+            record = f"{top}{STATUS_SUFFIX}"
+            if snap is None:
+                continue
+            kind = snap.files.get(snap.instance_dir, {}).get(record)
+            if kind == FILE or (kind == LINK and os.path.isfile(os.path.join(snap.instance_dir, record))):
+                entries.append({"instance": name, "dir": rel, "state": "done"})
+        if not entries:
+            continue
+        index = len(sections)
+        skey = f"found:{top}:b{index}"
+        rows = _rows(mem, skey, top, [], entries, notices, discovered=True)
+        sections.append(
+            _section(
+                mem,
+                skey,
+                top,
+                rows,
+                id=f"b{index}",
+                source="discovered",
+                state="discovered",
+                live=False,
+                columns=[],
+                build_path="",
+                started="",
+                updated="",
+                finished="",
+                elapsed="",
+            )
+        )
+    return sections
+
+
+def collect_report(runs_root: str | Path) -> dict[str, Any]:
+    """The template context for ``runs_root``, built only from what is on disk.
+
+    One section per conductor state file; with none readable, one per discovered build or
+    flow directory. ``live`` is true while any conductor says it is running. Rows whose
+    entry and files are unchanged are the same objects as in the last context: read-only.
+    """
+    root = Path(runs_root).absolute()
+    notices: list[str] = []
+    sections: list[dict[str, Any]] = []
+    with REPORT_LOCK:
+        forget_folders()  # symlinks may have changed since the last report
+        mem = memory_of(root)
+        state_dir = root / STATE_DIR
+        for path in sorted(state_dir.glob("*.json")) if state_dir.is_dir() else []:
+            try:
+                doc = mem.state(path)
+                sections.append(_conductor_section(mem, path, doc, len(sections), notices))
+            except (OSError, ValueError) as exc:
+                log.warning("skipping unreadable conductor state %s: %s", path, exc)
+                notices.append(f"conductor state {path.relative_to(root).as_posix()} could not be read: {exc}")
+        if not sections and root.is_dir():
+            sections = _discovered_sections(mem, root, notices)
+        mem.sweep()
+    sections.sort(key=lambda s: (not s["live"], s["build"]))
+    all_rows = [row for s in sections for row in s["rows"]]
+    totals = light_totals(all_rows)
+    worst = next((light for light in ("red", "orange", "running", "green") if totals[light]), "pending")
+    return {
+        "title": ", ".join(s["build"] for s in sections) or "no runs",
+        "runs_root": str(root),
+        "generated": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "generated_epoch": int(time.time()),
+        "live": any(s["live"] for s in sections),
+        "refresh_seconds": REFRESH_SECONDS,
+        "sections": sections,
+        "totals": totals,
+        "worst": worst,
+        "notices": list(dict.fromkeys(notices)),
+    }
+
+

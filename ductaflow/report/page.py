@@ -1,0 +1,138 @@
+"""The live traffic-light report: the collected context -> self-contained HTML, written atomically.
+
+Pure reading and rendering; never imports execution. Links are relative to the report
+(which sits in the runs root) and never leave it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from markupsafe import Markup
+
+from ductaflow.report.charts import results_view
+from ductaflow.report.collect import REPORT_LOCK, collect_report, light_totals, memory_of
+from ductaflow.report.html import fill, section_parts
+from ductaflow.report.links import FILE, href
+from ductaflow.report.status_cache import SummaryCache, summary_row
+from ductaflow.store.atomic import atomic_write_text
+from ductaflow.store.layout import REPORT_NAME, STATE_DIR, STATUS_SUFFIX
+
+__all__ = ["REPORT_NAME", "STATE_DIR", "collect_report", "generate_status_report", "href", "render_report",
+           "write_report"]  # fmt: skip
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------- rendering and writing
+@lru_cache(maxsize=1)
+def _environment() -> Any:
+    # heavy: Jinja2, deferred until a report is rendered
+    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+    return Environment(
+        loader=PackageLoader("ductaflow.report", "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render_report(context: dict[str, Any]) -> str:
+    """Render the context to one self-contained HTML page (fresh CSP nonce per render)."""
+    template = _environment().get_template("report.html.j2")
+    marker = secrets.token_hex(8)  # slots for the big parts, which skip the template
+    pieces: dict[str, list[str]] = {}
+    slots = []
+    for i, section in enumerate(context["sections"]):
+        slot = {}
+        for name, part in section_parts(section).items():
+            pieces[f"{i}:{name}"] = part
+            slot[name] = Markup(f"<!--{marker}:{i}:{name}-->")
+        slots.append(slot)
+    frame = template.render(**context, parts=slots, nonce=secrets.token_urlsafe(18))
+    return fill(frame, marker, pieces)
+
+
+def write_report(runs_root: str | Path) -> Path:
+    """Render the report for ``runs_root`` into ``<runs_root>/conductor_status_report.html`` atomically.
+
+    A report that is not live also leaves its instances' roll-ups for ``ductaflow status``.
+    """
+    root = Path(runs_root)
+    path = root / REPORT_NAME
+    context = collect_report(root)
+    atomic_write_text(path, render_report(context))
+    if not context["live"]:
+        _share_with_status(Path(context["runs_root"]))
+    return path
+
+
+def _share_with_status(root: Path) -> None:
+    """Write the status cache (:mod:`ductaflow.report.status_cache`) from the instances this report read,
+    when it read any since the last time: ``ductaflow status`` then reads none of them again."""
+    with REPORT_LOCK:
+        mem = memory_of(root)
+        if mem.instances.reads == mem.shared:
+            return
+        mem.shared = mem.instances.reads
+        cache = SummaryCache(root, load=False)
+        prefix = mem.root + os.sep
+        for (inst, build), reading in mem.instances.items():
+            top, _, name = inst[len(prefix) :].partition(os.sep)
+            record = os.path.join(inst, f"{build}{STATUS_SUFFIX}")
+            if top != build or top.startswith(".") or not name or os.sep in name:
+                continue  # status lists <runs>/<build>/<instance>/<build>_status.json only
+            kind = reading.snapshot.files.get(inst, {}).get(f"{build}{STATUS_SUFFIX}")
+            if kind == FILE or (kind is not None and os.path.exists(record)):
+                cache.put(f"{top}/{name}", inst, reading, summary_row(reading.snapshot))
+        cache.save()
+
+
+def _instance_dirs(results: Any) -> list[Path] | None:
+    """Instance dirs named by ``results`` (``instance_dir`` column/key, or plain paths)."""
+    if results is None:
+        return None
+    if hasattr(results, "to_dict") and hasattr(results, "columns"):  # a pandas DataFrame
+        if "instance_dir" not in results.columns:
+            return None
+        results = results.to_dict("records")
+    dirs = []
+    for item in results:
+        if isinstance(item, (str, Path)):
+            dirs.append(Path(item))
+        elif isinstance(item, dict) and item.get("instance_dir"):
+            dirs.append(Path(item["instance_dir"]))
+    return dirs or None
+
+
+def generate_status_report(results: Any, runs_root: str | Path) -> str:
+    """The report HTML for ``runs_root`` (the earlier tool's call), built from disk.
+
+    ``results`` may be None, the conductor's DataFrame, a list of dicts or of paths. When
+    it names instance dirs (an ``instance_dir`` column/key, or the paths themselves,
+    absolute or relative to the runs root) the rows are restricted to those dirs, in that
+    order; otherwise it is ignored. The caller writes the returned HTML where it likes.
+    """
+    context = collect_report(runs_root)
+    wanted = _instance_dirs(results)
+    if wanted is not None:
+        root = Path(runs_root).resolve()
+        order: dict[str, int] = {}
+        for i, d in enumerate(wanted):
+            d = d if d.is_absolute() or d.exists() else Path(runs_root) / d
+            with contextlib.suppress(ValueError, OSError):
+                order.setdefault(d.resolve().relative_to(root).as_posix(), i)
+        for section in context["sections"]:
+            rows = sorted((r for r in section["rows"] if r["dir"] in order), key=lambda r: order[r["dir"]])
+            section.update(rows=rows, totals=light_totals(rows), results=results_view(rows))
+        context["sections"] = [s for s in context["sections"] if s["rows"]]
+        context["totals"] = light_totals(r for s in context["sections"] for r in s["rows"])
+    return render_report(context)

@@ -1,0 +1,129 @@
+"""The run-or-skip decision for one instance, with every reason to run."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ductaflow.core.config import canonical_json
+from ductaflow.core.fingerprint import Fingerprint
+from ductaflow.core.lights import Status
+from ductaflow.store.layout import artifact_path, artifact_paths
+from ductaflow.store.records import read_status
+from ductaflow.store.result import FlowResult, RunState
+
+log = logging.getLogger(__name__)
+
+_REQUIRED = ("notebook", "log", "config", "status")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Run or skip, and the reasons to run (empty when up to date)."""
+
+    run: bool
+    reasons: tuple[str, ...]
+    record: FlowResult | None = None  # the last record, as every reader sees it
+
+    @property
+    def text(self) -> str:
+        return "; ".join(self.reasons) if self.run else "up to date"
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(_flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """Dotted config keys added, removed or changed (framework ``_`` keys ignored)."""
+    a = {k: v for k, v in _flatten(old).items() if not k.startswith("_")}
+    b = {k: v for k, v in _flatten(new).items() if not k.startswith("_")}
+    return sorted(k for k in a.keys() | b.keys() if canonical_json(a.get(k)) != canonical_json(b.get(k)))
+
+
+def _failure_reason(rec: FlowResult) -> str:
+    if rec.state == RunState.RUNNING:
+        return f"last run did not finish (left running by pid {rec.pid} on {rec.host})"
+    if rec.state == RunState.GONE:
+        return f"last run did not finish (its process {rec.pid} on {rec.host} died without a final record)"
+    if rec.terminated:
+        return "last run was terminated"
+    if rec.interrupted:
+        return "last run was interrupted"
+    if rec.timed_out:
+        return "last run timed out"
+    if rec.kernel_died:
+        return "last run's kernel died"
+    return "last run failed"
+
+
+def decide(
+    exec_dir: Path,
+    flow_name: str,
+    fp: Fingerprint,
+    cfg: Mapping[str, Any],
+    *,
+    force: bool = False,
+    only_failed: bool = False,
+    export_html: bool = False,
+) -> Decision:
+    """Whether ``flow_name`` must run in ``exec_dir``, and every reason why."""
+    paths = artifact_paths(exec_dir, flow_name)
+    rec = read_status(paths["status"])
+    if force:
+        return Decision(True, ("forced",), rec)
+    if rec is None:
+        return Decision(True, ("status record unreadable",) if os.path.lexists(paths["status"]) else ("new",), None)
+    if rec.state != RunState.FINISHED or rec.status is Status.RED:
+        return Decision(True, (_failure_reason(rec),), rec)
+    if only_failed:
+        return Decision(False, (), rec)
+    reasons: list[str] = []
+    old = rec.fingerprint_parts
+    if not isinstance(old, dict):
+        reasons.append("no fingerprint recorded")
+        old = {}
+    new = fp.parts
+    if old and old.get("major") != new["major"]:
+        reasons.append(f"ductaflow major version changed ({old.get('major')} -> {new['major']})")
+    if old and old.get("code") != new["code"]:
+        reasons.append(f"flow code changed: {flow_name}")
+    old_flows = old.get("flows") or {}
+    changed_flows = sorted(n for n in old_flows.keys() | new["flows"].keys() if old_flows.get(n) != new["flows"].get(n))
+    if old and changed_flows:
+        reasons.append(f"flow code changed: {', '.join(changed_flows)}")
+    if old and old.get("config") != new["config"]:
+        keys = []
+        try:
+            keys = changed_keys(json.loads(paths["config"].read_text(encoding="utf-8")), cfg)
+        except (OSError, ValueError):
+            pass
+        reasons.append(f"config keys changed: {', '.join(keys)}" if keys else "config changed")
+    if old and list(old.get("upstream") or []) != new["upstream"]:
+        reasons.append("upstream changed")
+    wanted = list(_REQUIRED) + (["html"] if export_html or rec.html_exported else [])
+    missing = [paths[k].name for k in wanted if not paths[k].exists()]
+    if missing:
+        reasons.append(f"artifacts missing: {', '.join(missing)}")
+    return Decision(bool(reasons), tuple(reasons), rec)
+
+
+def still_current(exec_dir: Path, flow_name: str, decision: Decision) -> bool:
+    """True when the instance's record is still the one ``decision`` was made on.
+
+    Another process (a second conductor on the same runs root) may have run the instance
+    since: then its record differs and the decision must be made again, under the lock.
+    """
+    return read_status(artifact_path(exec_dir, flow_name, "status")) == decision.record

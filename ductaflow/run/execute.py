@@ -1,0 +1,355 @@
+"""Run ONE flow into ONE instance directory and say truthfully how it went.
+
+The kernel's working directory is the instance directory (set for that kernel alone,
+never with ``os.chdir`` here); the flow's source file is only read. The run-or-skip
+decision is made here, under the instance lock, once; the run's records are written by its
+:class:`~ductaflow.run.recorder.Lifecycle` (a ``running`` record first, one final record).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ductaflow.core.clock import now_iso
+from ductaflow.core.config import find_project_root, load_config_file, normalise_config
+from ductaflow.core.context import RunContext
+from ductaflow.core.fingerprint import Fingerprint, fingerprint
+from ductaflow.core.flowfile import Flow, parameterise, read_flow
+from ductaflow.core.lights import Status
+from ductaflow.core.names import validate_name
+from ductaflow.errors import DuctaflowError, FlowFailed, MissingExtra
+from ductaflow.kernels.options import KernelOptions, kernel_options
+from ductaflow.run.decide import Decision, decide, still_current
+from ductaflow.run.notebook import Execution, Outcome, execute
+from ductaflow.run.recorder import Lifecycle, running_record
+from ductaflow.run.signals import Terminated
+from ductaflow.store.atomic import atomic_write_json
+from ductaflow.store.layout import artifact_paths, clear_artifacts, contained_dir
+from ductaflow.store.locks import instance_lock
+from ductaflow.store.result import ErrorInfo, FlowResult, RunState
+
+log = logging.getLogger(__name__)
+#: Read for the project root when a nested run has no context (a user may set it too).
+PROJECT_ROOT_ENV = "DUCTAFLOW_PROJECT_ROOT"
+
+
+def resolve_flow_path(notebook_file: str | Path, project_root: str | Path | None) -> Path:
+    """A flow path as given (relative to the cwd), else relative to the project root."""
+    p = Path(notebook_file)
+    if not p.is_absolute() and not p.exists() and project_root:
+        candidate = Path(project_root) / p
+        if candidate.exists():
+            return candidate
+    return p
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One execution of one flow, decided before anything is written."""
+
+    flow: Flow
+    cfg: dict[str, Any]
+    exec_dir: Path
+    root: Path
+    instance: str
+    kernel_name: str | None
+    context: RunContext
+    kernel: KernelOptions
+    timeout: float | None = None
+    export_html: bool = False
+
+
+def run_notebook(
+    notebook_file: str | Path,
+    config: Mapping[str, Any] | str | Path | None = None,
+    execution_dir: str | Path | None = None,
+    project_root: str | Path | None = None,
+    *,
+    instance_name: str | None = None,
+    timeout: float | None = None,
+    export_html: bool = False,
+    kernel_name: str | None = None,
+    no_execute: bool = False,
+    raise_on_failure: bool = True,
+    force: bool | None = None,
+    upstream: Sequence[str] = (),
+    context: Mapping[str, Any] | RunContext | None = None,
+    preload: Sequence[str] | None = None,
+) -> FlowResult:
+    """Execute a flow with papermill in its own instance directory and return the result.
+
+    ``config=None`` means the flow's default config file (``config/<flows|builds>/<name>.json``
+    or the path its ``flow_config``/``load_cli_config`` call names); ``{}`` means empty.
+
+    An instance whose last green/orange run has the same fingerprint (code, config,
+    ``upstream`` steps) and whose artifacts are present is not run again: the last result
+    comes back with ``skipped=True``. ``force`` re-runs regardless (default: whether the run
+    this one is nested in was forced). ``context`` (build, scenario, runs_root) labels the
+    ledger record. ``preload`` names modules the kernel template imports once for every
+    kernel it forks (see :mod:`ductaflow.kernels.options`).
+
+    Raises a :class:`~ductaflow.errors.DuctaflowError` subclass before writing anything
+    when the input is bad, :class:`~ductaflow.errors.FlowFailed` when the flow ends red
+    (unless ``raise_on_failure=False``), and re-raises ``KeyboardInterrupt`` (``Terminated``
+    for SIGTERM) after the kernel is killed and the red record is written.
+    """
+    plan = make_plan(
+        notebook_file, config, execution_dir, project_root, instance_name=instance_name, timeout=timeout,
+        export_html=export_html, kernel_name=kernel_name, force=force, context=context, preload=preload,
+    )
+    if no_execute:
+        return _prepare_only(plan)
+    result = run_plan(plan, upstream)
+    if result.terminated:
+        raise Terminated("SIGTERM")
+    if result.interrupted:
+        raise KeyboardInterrupt
+    if result.status is Status.RED and raise_on_failure:
+        raise FlowFailed(result)
+    return result
+
+
+def make_plan(
+    notebook_file: str | Path,
+    config: Mapping[str, Any] | str | Path | None,
+    execution_dir: str | Path | None,
+    project_root: str | Path | None,
+    *,
+    instance_name: str | None = None,
+    timeout: float | None = None,
+    export_html: bool = False,
+    kernel_name: str | None = None,
+    force: bool | None = None,
+    context: Mapping[str, Any] | RunContext | None = None,
+    preload: Sequence[str] | None = None,
+) -> Plan:
+    """Check the input and decide every setting of a run; raises before anything is written."""
+    inherited = RunContext.inherited()
+    cfg = normalise_config(config)
+    root_hint = (
+        project_root or cfg.get("_project_root") or (inherited and inherited.project_root)
+        or os.environ.get(PROJECT_ROOT_ENV)
+    )
+    flow = read_flow(resolve_flow_path(notebook_file, root_hint))
+    root = Path(root_hint).resolve() if root_hint else find_project_root(flow.path)
+    if instance_name is not None:
+        validate_name(instance_name)
+    if export_html:
+        _require_nbconvert()
+    if execution_dir is None:
+        execution_dir = root / "runs" / flow.name / (instance_name or "default")
+    ctx = _context(context, inherited, root, force)
+    exec_dir = contained_dir(execution_dir, (ctx.runs_root, root / "runs"))  # no symlink out of a runs root
+    if config is None:  # no config given: the flow's default config file, as in a notebook
+        default = flow.default_config_path(root)
+        if default is not None and default.is_file():
+            cfg = load_config_file(default)
+    cfg["_project_root"] = str(root)
+    return Plan(
+        flow, cfg, exec_dir, root, instance_name or exec_dir.name, kernel_name, ctx,
+        kernel_options(root, preload), timeout, export_html,
+    )
+
+
+def _context(
+    given: Mapping[str, Any] | RunContext | None, inherited: RunContext | None, root: Path, force: bool | None
+) -> RunContext:
+    """This run's context: what the caller gave over what the parent run handed down."""
+    ctx = inherited or RunContext()
+    if isinstance(given, RunContext):
+        ctx = given
+    elif given:
+        known = {k: v for k, v in given.items() if k in RunContext.__dataclass_fields__}
+        ctx = ctx.child(**known)
+    return ctx.child(
+        project_root=str(root),
+        runs_root=ctx.runs_root or str(root / "runs"),
+        force=ctx.force if force is None else bool(force),
+    )
+
+
+def run_plan(plan: Plan, upstream: Sequence[str] = (), decision: Decision | None = None) -> FlowResult:
+    """Run ``plan`` under its instance lock unless it is up to date; never raises for a red flow.
+
+    ``decision`` is a run-or-skip decision the caller already made for this instance (the
+    conductor); it is trusted unless this run had to wait for the lock, when another
+    process may have just run the instance and the decision is made again.
+    """
+    fp = fingerprint(plan.flow, plan.cfg, plan.root, upstream)
+    waited: list[bool] = []
+    try:
+        plan.exec_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DuctaflowError(f"cannot create instance directory {plan.exec_dir}: {exc.strerror or exc}") from None
+    with instance_lock(plan.exec_dir, plan.flow.name, waited):
+        if decision is not None and (waited or not still_current(plan.exec_dir, plan.flow.name, decision)):
+            decision = None  # another process ran the instance since the decision was made
+        if decision is None:
+            decision = decide(
+                plan.exec_dir, plan.flow.name, fp, plan.cfg, force=plan.context.force, export_html=plan.export_html
+            )
+        if not decision.run and decision.record is not None:
+            return _skip(plan, decision, bool(waited))
+        log.info("running %s in %s: %s", plan.flow.name, plan.exec_dir, decision.text)
+        return _run_locked(plan, fp, decision)
+
+
+def _skip(plan: Plan, decision: Decision, waited: bool) -> FlowResult:
+    assert decision.record is not None
+    result = replace(
+        decision.record,
+        execution_dir=plan.exec_dir,
+        skipped=True,
+        reasons=(),
+        notes=("waited for another run of this instance",) if waited else (),
+    )
+    log.info("up to date: %s in %s", plan.flow.name, plan.exec_dir)
+    Lifecycle(plan.context).skipped(result)
+    return result
+
+
+def _prepare_only(plan: Plan) -> FlowResult:
+    """``no_execute``: write the config and the parameterised notebook, run nothing."""
+    # heavy: deferred until a flow is prepared or exported
+    import nbformat
+
+    notes = tuple(_unknown_key_notes(plan.flow, plan.cfg, plan.root))
+    paths = _fresh_instance(plan)
+    nbformat.write(parameterise(plan.flow, plan.cfg, plan.kernel_name), str(paths["notebook"]))
+    log.info("prepared %s in %s (not executed)", plan.flow.name, plan.exec_dir)
+    return FlowResult(
+        plan.flow.name, plan.flow.path, plan.exec_dir, Status.GREEN, RunState.PREPARED.value,
+        instance=plan.instance, notes=notes,
+    )
+
+
+def _fresh_instance(plan: Plan) -> dict[str, Path]:
+    """Clear an earlier run's artifacts (status first) and write this run's config."""
+    try:
+        plan.exec_dir.mkdir(parents=True, exist_ok=True)
+        clear_artifacts(plan.exec_dir, plan.flow.name)
+        paths = artifact_paths(plan.exec_dir, plan.flow.name)
+        atomic_write_json(paths["config"], plan.cfg)
+    except OSError as exc:
+        raise DuctaflowError(f"cannot write to instance directory {plan.exec_dir}: {exc.strerror or exc}") from None
+    return paths
+
+
+def _run_locked(plan: Plan, fp: Fingerprint, decision: Decision) -> FlowResult:
+    """Execute under the instance lock: a running record first, then exactly one final record."""
+    flow, exec_dir = plan.flow, plan.exec_dir
+    notes = tuple(_unknown_key_notes(flow, plan.cfg, plan.root))
+    for note in notes:
+        log.warning("%s", note)
+    paths = _fresh_instance(plan)
+    nb = parameterise(flow, plan.cfg, plan.kernel_name)
+    t0 = time.monotonic()
+    base = FlowResult(
+        flow=flow.name, flow_path=flow.path, execution_dir=exec_dir, status=Status.RED,
+        state=RunState.RUNNING.value, started=now_iso(), instance=plan.instance, notes=notes,
+        fingerprint=fp.value, fingerprint_parts=fp.parts, reasons=decision.reasons,
+    )
+    lifecycle = Lifecycle(plan.context)
+    running = running_record(base, mode="papermill")
+    lifecycle.started(running)
+    child = plan.context.child(
+        build=plan.context.build or (flow.name if fp.flows else None), flow=flow.name, execution_dir=str(exec_dir)
+    )
+    outcome = _execute_safely(Execution(
+        flow, nb, exec_dir, paths, plan.kernel_name, plan.timeout, child.env(), plan.kernel
+    ))
+    html_ok = plan.export_html and paths["notebook"].exists() and _export_html(paths["notebook"], paths["html"])
+    result = replace(
+        running, status=outcome.status, state=RunState.FINISHED.value, finished=now_iso(),
+        duration=round(time.monotonic() - t0, 3), warnings=outcome.warnings, error=outcome.error,
+        interrupted=outcome.interrupted, timed_out=outcome.timed_out, kernel_died=outcome.kernel_died,
+        terminated=outcome.terminated, html_exported=bool(html_ok), peak_rss_mb=outcome.peak_rss_mb,
+    )
+    lifecycle.ended(result)
+    log.info("%s %s in %.1fs -> %s", result.status.emoji, flow.name, result.duration or 0, exec_dir)
+    return result
+
+
+def _execute_safely(ex: Execution) -> Outcome:
+    """:func:`execute`, except that an error of ductaflow's own is a red outcome, not a missing record."""
+    try:
+        return execute(ex)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # a bug of ours must still end in a final record
+        log.exception("running %s failed inside ductaflow", ex.flow.name)
+        return Outcome(Status.RED, error=ErrorInfo(type(exc).__name__, str(exc), traceback.format_exc()))
+
+
+def run_step_flow(
+    notebook_file: str | Path,
+    step_name: str,
+    instance_name: str,
+    config: Mapping[str, Any] | str | Path | None = None,
+    suffix: str = "",
+    **kwargs: Any,
+) -> FlowResult:
+    """Run a flow into ``runs/<step_name>/<instance_name><suffix>/`` under the project root."""
+    validate_name(step_name, "step name")
+    instance = validate_name(f"{instance_name}{suffix}")
+    cfg = normalise_config(config)
+    inherited = RunContext.inherited()
+    root_hint = (
+        kwargs.pop("project_root", None) or cfg.get("_project_root") or (inherited and inherited.project_root)
+        or os.environ.get(PROJECT_ROOT_ENV)
+    )
+    flow_path = resolve_flow_path(notebook_file, root_hint)
+    root = Path(root_hint).resolve() if root_hint else find_project_root(flow_path)
+    return run_notebook(
+        flow_path,
+        None if config is None else cfg,  # None: the flow's default config, as run_notebook does
+        execution_dir=root / "runs" / step_name / instance,
+        project_root=root,
+        instance_name=instance,
+        **kwargs,
+    )
+
+
+def _unknown_key_notes(flow: Flow, cfg: dict[str, Any], root: Path) -> list[str]:
+    """Config keys the flow does not declare (in its parameters cell or default config)."""
+    declared = set(flow.parameters_defaults())
+    default_path = flow.default_config_path(root)
+    if default_path and default_path.is_file():
+        with contextlib.suppress(DuctaflowError):
+            declared |= set(load_config_file(default_path))
+    if not declared:
+        return []
+    unknown = sorted(k for k in cfg if not k.startswith("_") and k not in declared)
+    if not unknown:
+        return []
+    return [f"config keys not known to flow '{flow.name}': {', '.join(unknown)}"]
+
+
+def _require_nbconvert() -> None:
+    try:
+        # heavy: deferred until a flow is prepared or exported
+        import nbconvert  # noqa: F401
+    except ImportError:
+        raise MissingExtra("HTML export", "html", "nbconvert") from None
+
+
+def _export_html(notebook: Path, html: Path) -> bool:
+    """Render the executed notebook to HTML; a failure is logged, never fatal."""
+    try:
+        import nbconvert  # heavy and optional (the html extra): deferred until an export is asked for
+        import nbformat
+
+        body, _ = nbconvert.HTMLExporter().from_notebook_node(nbformat.read(str(notebook), as_version=4))
+        html.write_text(body, encoding="utf-8")
+        return True
+    except Exception as exc:  # noqa: BLE001
+        log.warning("HTML export of %s failed: %s", notebook, exc)
+        return False

@@ -1,0 +1,166 @@
+"""Drive one parameterised notebook through papermill and say truthfully how it ended.
+
+Whatever happens (a raise, ``SystemExit``, a dead kernel, a timeout, Ctrl-C, SIGTERM, a
+stop from another thread) comes back as an :class:`Outcome`; nothing raises out of here
+but the interrupt, and no kernel process is left behind.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import threading
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ductaflow.core.flowfile import Flow
+from ductaflow.core.lights import Status, classify
+from ductaflow.kernels.options import KernelOptions
+from ductaflow.run.capture import OutputSink
+from ductaflow.run.signals import Terminated, sigterm_raises
+from ductaflow.store.result import ErrorInfo
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an execution ended, before it becomes a record."""
+
+    status: Status
+    warnings: tuple[str, ...] = ()
+    error: ErrorInfo | None = None
+    interrupted: bool = False
+    timed_out: bool = False
+    kernel_died: bool = False
+    terminated: bool = False
+    peak_rss_mb: float | None = None
+
+
+@dataclass(frozen=True)
+class Execution:
+    """What a kernel execution needs, decided before it starts."""
+
+    flow: Flow
+    notebook: Any  # the parameterised NotebookNode
+    exec_dir: Path
+    paths: Mapping[str, Path]
+    kernel_name: str | None
+    timeout: float | None
+    env: Mapping[str, str]
+    kernel: KernelOptions
+
+
+def execute(ex: Execution) -> Outcome:
+    """Run the notebook in a fresh kernel (its cwd the instance dir); classify whatever happens."""
+    # papermill, nbclient and the kernel machinery: heavy, so deferred until a flow really runs
+    import papermill
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError  # deferred with the line above
+    from papermill.exceptions import PapermillExecutionError  # deferred with the line above
+
+    # heavy: deferred until a flow really runs
+    from ductaflow.kernels.engine import ENGINE_NAME, KernelHandle
+
+    sink = OutputSink(ex.paths["log"])
+    handle = KernelHandle(watch_dir=ex.exec_dir)
+    timer = threading.Timer(ex.timeout, handle.expire) if ex.timeout else None
+    facts: dict[str, Any] = {"error": None}
+    try:
+        with sigterm_raises():
+            if timer:
+                timer.daemon = True
+                timer.start()
+            papermill.execute_notebook(
+                ex.notebook,
+                str(ex.paths["notebook"]),
+                engine_name=ENGINE_NAME,
+                kernel_name=ex.kernel_name,
+                progress_bar=False,
+                request_save_on_cell_execute=True,
+                execution_timeout=math.ceil(ex.timeout) if ex.timeout else None,  # nbclient wants an int
+                resources={"metadata": {"path": str(ex.exec_dir)}},
+                sink=sink,
+                handle=handle,
+                use_current_python=ex.kernel_name is None,
+                kernel_env={**os.environ, **ex.env},
+                kernel_options=ex.kernel,
+            )
+    except PapermillExecutionError as exc:
+        facts.update(_raised(ex.flow, exc))
+    except DeadKernelError as exc:
+        died = ErrorInfo("DeadKernelError", str(exc) or "kernel died", "", _last_cell(ex))
+        facts.update(kernel_died=True, error=died)
+    except (CellTimeoutError, TimeoutError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "timed out"
+        facts.update(timed_out=True, error=ErrorInfo("Timeout", first))
+    except Terminated:
+        facts.update(interrupted=True, terminated=True, error=ErrorInfo("Terminated", "SIGTERM", "", _last_cell(ex)))
+    except KeyboardInterrupt:
+        facts.update(interrupted=True, error=ErrorInfo("KeyboardInterrupt", "interrupted", "", _last_cell(ex)))
+    except Exception as exc:  # the kernel could not start or the engine broke
+        facts.update(raised=True, error=ErrorInfo(type(exc).__name__, str(exc), traceback.format_exc()))
+    finally:
+        if timer:
+            timer.cancel()
+        peak_rss = handle.peak_rss_mb()
+        handle.release()
+        sink.close()
+    if handle.expired:  # the watchdog's SIGINT surfaces as a KeyboardInterrupt: still a timeout
+        limit = f"flow exceeded its timeout of {ex.timeout}s"
+        facts = {"timed_out": True, "error": ErrorInfo("Timeout", limit, "", _last_cell(ex))}
+    elif handle.stopped and not facts.get("terminated"):  # stopped from another thread (a conductor's Ctrl-C)
+        facts = {"interrupted": True, "error": ErrorInfo("KeyboardInterrupt", "interrupted", "", _last_cell(ex))}
+    return _outcome(facts, sink.warnings, peak_rss)
+
+
+def _outcome(facts: dict[str, Any], warnings: list[str], peak_rss: float | None) -> Outcome:
+    flags = {k: bool(facts.get(k)) for k in ("interrupted", "timed_out", "kernel_died", "terminated")}
+    status = classify(
+        raised=bool(facts.get("raised")),
+        kernel_died=flags["kernel_died"],
+        timed_out=flags["timed_out"],
+        interrupted=flags["interrupted"],
+        warnings=warnings,
+    )
+    return Outcome(status, tuple(warnings), facts.get("error"), peak_rss_mb=peak_rss, **flags)
+
+
+def _raised(flow: Flow, exc: Any) -> dict[str, Any]:
+    """A cell raised: what, where. ``SystemExit`` with a code other than 0/None is red too."""
+    message = _ANSI.sub("", str(exc.evalue))
+    if not message and not exc.traceback:  # the error reply came, its details did not
+        message = "the kernel reported an error but sent no details (out of memory?)"
+    error = ErrorInfo(
+        type=exc.ename,
+        message=message,
+        traceback=_ANSI.sub("", "\n".join(exc.traceback or [])),
+        cell_index=_flow_cell_index(flow, exc.cell_index),
+    )
+    return {"raised": True, "error": error, "interrupted": exc.ename == "KeyboardInterrupt"}
+
+
+def _flow_cell_index(flow: Flow, executed_index: int | None) -> int | None:
+    """Map an index in the executed notebook back to the flow file (skip the injected cell)."""
+    if executed_index is None:
+        return None
+    return executed_index - 1 if executed_index > flow.parameters_index else executed_index
+
+
+def _last_cell(ex: Execution) -> int | None:
+    """The flow cell that was running when the kernel went away, read from the saved notebook."""
+    # heavy: deferred until a flow really runs
+    import nbformat
+
+    try:
+        nb = nbformat.read(str(ex.paths["notebook"]), as_version=4)
+    except Exception:  # no notebook saved yet
+        return None
+    last = None
+    for i, cell in enumerate(nb.cells):
+        if cell.get("metadata", {}).get("papermill", {}).get("start_time"):
+            last = i
+    return _flow_cell_index(ex.flow, last)

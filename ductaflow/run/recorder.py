@@ -1,0 +1,81 @@
+"""The lifecycle of one run, in one place: the events it emits and the consumers every run has.
+
+Whichever way a flow runs, it calls :meth:`Lifecycle.started` once its ``running`` record
+should exist and :meth:`Lifecycle.ended` exactly once with its final result (or
+:meth:`Lifecycle.skipped` when it was up to date). The status record is the first, required
+consumer; the ledger follows; callers may add their own (progress, report, later hooks).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+
+from ductaflow.core.context import RunContext
+from ductaflow.core.lights import Status
+from ductaflow.lifecycle.dispatch import ConsumerFailure, Dispatcher
+from ductaflow.lifecycle.events import EventKind, RunEvent, ending
+from ductaflow.store.ledger import append_run
+from ductaflow.store.records import owner_facts, write_status
+from ductaflow.store.result import FlowResult, RunState
+
+log = logging.getLogger(__name__)
+
+_FINAL = (EventKind.FINISHED, EventKind.FAILED, EventKind.CANCELLED)
+
+
+def status_record(event: RunEvent) -> None:
+    """Consumer: the running record on start, the one final record at the end."""
+    if event.kind is EventKind.STARTED or event.kind in _FINAL:
+        write_status(event.result)
+
+
+def ledger_row(event: RunEvent) -> None:
+    """Consumer: one ledger row per execution, skip and loss."""
+    if not event.context.runs_root:
+        return
+    if event.kind in (*_FINAL, EventKind.LOST):
+        append_run(event.context.ledger_fields(), event.result, event="run")
+    elif event.kind is EventKind.SKIPPED:
+        append_run(event.context.ledger_fields(), event.result, event="skip")
+
+
+def standard_dispatcher() -> Dispatcher:
+    """The consumers every run has: its status record (required), then the ledger."""
+    return Dispatcher().add("status record", status_record, required=True).add("ledger", ledger_row)
+
+
+def running_record(result: FlowResult, mode: str) -> FlowResult:
+    """``result`` as the record written before the first cell: red until it ends, owned by this process."""
+    return replace(result, status=Status.RED, state=RunState.RUNNING.value, mode=mode, **owner_facts())
+
+
+@dataclass
+class Lifecycle:
+    """The events of one run, handed to its dispatcher's consumers."""
+
+    context: RunContext
+    dispatcher: Dispatcher = field(default_factory=standard_dispatcher)
+    failures: list[ConsumerFailure] = field(default_factory=list)
+    _ended: bool = False
+
+    def started(self, running: FlowResult) -> None:
+        self._emit(EventKind.STARTED, running)
+
+    def ended(self, result: FlowResult) -> FlowResult:
+        """Emit the one final event of this run (a second call is a bug, and ignored with a log line)."""
+        if self._ended:
+            log.error("run of %s in %s ended twice; keeping the first record", result.flow, result.execution_dir)
+            return result
+        self._ended = True
+        self._emit(ending(result), result)
+        return result
+
+    def skipped(self, result: FlowResult) -> None:
+        self._emit(EventKind.SKIPPED, result)
+
+    def lost(self, result: FlowResult) -> None:
+        self._emit(EventKind.LOST, result)
+
+    def _emit(self, kind: EventKind, result: FlowResult) -> None:
+        self.failures.extend(self.dispatcher.emit(RunEvent.now(kind, result, self.context)))

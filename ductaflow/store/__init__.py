@@ -1,0 +1,1 @@
+"""The one owner of what ductaflow writes: instance layout, status records, ledger, metrics, atomic writes, locks."""

@@ -1,0 +1,174 @@
+"""A flow's status record, typed: what one execution in one instance directory came to.
+
+A run is data: executing a flow always yields a :class:`FlowResult`, red or not. The same
+facts are stored as ``<flow>_status.json``; :func:`to_record` / :func:`from_record` are the
+only (de)serialisers of that file and :mod:`ductaflow.store.records` its only reader and
+writer. Schema history (``schema`` key): 1 -- first release; 2 -- adds ``mode``, ``pid``,
+``host``, ``owner_created``, ``terminated``, ``exit_code`` and the ``gone`` state (derived on
+read, never written). Records of schema 1 read as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from enum import Enum
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from ductaflow.core.lights import Status
+from ductaflow.store.layout import artifact_path
+
+STATUS_SCHEMA = 2
+
+
+class RunState(str, Enum):
+    """Where a record is in its life: ``running`` until exactly one final record replaces it."""
+
+    PREPARED = "prepared"  # --no-execute: config and notebook written, nothing run
+    RUNNING = "running"  # written before the flow's first cell
+    FINISHED = "finished"  # the final record
+    GONE = "gone"  # read-time only: "running", but its process on this host is dead
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@lru_cache(maxsize=1024)
+def _path(text: str) -> Path:
+    """A flow's source path: the same few recur in thousands of records (Paths are immutable)."""
+    return Path(text)
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """What a red flow raised and where."""
+
+    type: str
+    message: str
+    traceback: str = ""
+    cell_index: int | None = None
+
+    @property
+    def summary(self) -> str:
+        return f"{self.type}: {self.message}" if self.message else self.type
+
+
+@dataclass(frozen=True)
+class FlowResult:
+    """The outcome of one flow execution in one instance directory."""
+
+    flow: str
+    flow_path: Path
+    execution_dir: Path
+    status: Status
+    state: str  # a RunState value
+    started: str | None = None
+    finished: str | None = None
+    duration: float | None = None
+    warnings: tuple[str, ...] = ()
+    error: ErrorInfo | None = None
+    interrupted: bool = False
+    timed_out: bool = False
+    kernel_died: bool = False
+    instance: str | None = None
+    notes: tuple[str, ...] = field(default=())
+    html_exported: bool = False
+    fingerprint: str | None = None
+    fingerprint_parts: dict[str, Any] | None = field(default=None, compare=False)
+    peak_rss_mb: float | None = None
+    skipped: bool = False  # up to date: this call ran nothing and returned the last record
+    reasons: tuple[str, ...] = ()  # why it ran (new, config keys changed ...); empty when skipped
+    terminated: bool = False  # ended by SIGTERM (a batch system's walltime, a kill)
+    exit_code: int | None = None  # script mode: the process's exit status
+    mode: str | None = None  # "papermill" or "script"
+    pid: int | None = None  # the process that owns the run (its final record is written by it)
+    host: str | None = None
+    owner_created: float | None = None  # that process's start time: tells a reused pid apart
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not Status.RED
+
+    @property
+    def notebook_path(self) -> Path:
+        return artifact_path(self.execution_dir, self.flow, "notebook")
+
+    @property
+    def log_path(self) -> Path:
+        return artifact_path(self.execution_dir, self.flow, "log")
+
+    @property
+    def config_path(self) -> Path:
+        return artifact_path(self.execution_dir, self.flow, "config")
+
+    @property
+    def status_path(self) -> Path:
+        return artifact_path(self.execution_dir, self.flow, "status")
+
+    @property
+    def html_path(self) -> Path | None:
+        return artifact_path(self.execution_dir, self.flow, "html") if self.html_exported else None
+
+    @property
+    def reason(self) -> str:
+        """One short phrase saying why the light is what it is."""
+        for flag, text in ((self.terminated, "terminated"), (self.interrupted, "interrupted"),
+                           (self.timed_out, "timed out"), (self.kernel_died, "kernel died")):
+            if flag:
+                return text
+        if self.state == RunState.GONE:
+            return self.error.summary if self.error else "gone"
+        if self.error:
+            return self.error.summary
+        if self.warnings:
+            return f"{len(self.warnings)} warning line(s)"
+        return "ok"
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSON-ready status record written as ``<flow>_status.json``."""
+        rec: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "skipped"}
+        rec["schema"] = STATUS_SCHEMA
+        rec["status"] = self.status.value
+        rec["state"] = str(self.state)
+        rec["flow_path"] = str(self.flow_path)
+        rec["execution_dir"] = str(self.execution_dir)
+        rec["warnings"] = list(self.warnings)
+        rec["notes"] = list(self.notes)
+        rec["reasons"] = list(self.reasons)
+        rec["error"] = None if self.error is None else {f.name: getattr(self.error, f.name) for f in fields(ErrorInfo)}
+        return rec
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any], execution_dir: Path | None = None) -> FlowResult:
+        """Rebuild a result from a status record of any schema (``execution_dir`` overrides a moved dir)."""
+        err = rec.get("error")
+        folder = execution_dir or rec["execution_dir"]
+        return cls(
+            flow=str(rec["flow"]),
+            flow_path=_path(rec.get("flow_path") or rec["flow"]),
+            execution_dir=folder if isinstance(folder, Path) else Path(folder),
+            status=Status(rec["status"]),
+            state=str(rec.get("state", "finished")),
+            started=rec.get("started"),
+            finished=rec.get("finished"),
+            duration=rec.get("duration"),
+            warnings=tuple(rec.get("warnings") or ()),
+            error=ErrorInfo(**err) if isinstance(err, dict) else None,
+            interrupted=bool(rec.get("interrupted")),
+            timed_out=bool(rec.get("timed_out")),
+            kernel_died=bool(rec.get("kernel_died")),
+            instance=rec.get("instance"),
+            notes=tuple(rec.get("notes") or ()),
+            html_exported=bool(rec.get("html_exported")),
+            fingerprint=rec.get("fingerprint"),
+            fingerprint_parts=rec.get("fingerprint_parts"),
+            peak_rss_mb=rec.get("peak_rss_mb"),
+            reasons=tuple(rec.get("reasons") or ()),
+            terminated=bool(rec.get("terminated")),
+            exit_code=rec.get("exit_code"),
+            mode=rec.get("mode"),
+            pid=rec.get("pid"),
+            host=rec.get("host"),
+            owner_created=rec.get("owner_created"),
+        )

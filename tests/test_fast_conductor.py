@@ -1,0 +1,231 @@
+"""The conductor's pure parts, without a kernel: the sweep plan and its tasks, the typed
+task and outcome that cross the process boundary, the state-file row, closing a lost
+build's records, and the scheduling loop on a stand-in build function."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from concurrent.futures import Future
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ductaflow.conductor import schedule as schedule_mod
+from ductaflow.conductor.executors import SerialBackend
+from ductaflow.conductor.plan import SweepPlan, build_tasks, plan_sweep
+from ductaflow.conductor.progress import NullReporter
+from ductaflow.conductor.schedule import close_lost, outcome_of, schedule
+from ductaflow.conductor.state import ConductorRun, state_row
+from ductaflow.conductor.worker import (
+    WORKER_LOST,
+    BuildOutcome,
+    BuildTask,
+    claim_attempt,
+    lost_outcome,
+)
+from ductaflow.core.lights import Status
+from ductaflow.errors import FlowFileError
+from ductaflow.run.decide import Decision, still_current
+from ductaflow.store.records import read_status, write_status
+from ductaflow.store.result import FlowResult, RunState
+
+FLOW = '# %% tags=["parameters"]\nconfig = {}\n\n# %%\nx = 1\n'
+BUILD = '# %% tags=["parameters"]\nconfig = {}\n\n# %%\nfrom ductaflow import step\nstep("flows/work.py", "work", {})\n'
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "proj"
+    (root / "flows").mkdir(parents=True)
+    (root / "builds").mkdir()
+    (root / "pyproject.toml").write_text("")
+    (root / "flows" / "work.py").write_text(FLOW)
+    (root / "builds" / "pipe.py").write_text(BUILD)
+    return root
+
+
+def _plan(project: Path, **kw: object) -> SweepPlan:
+    table = pd.DataFrame({"scenario_name": ["a", "b"], "g": [1, 2]})
+    return plan_sweep(table, project / "builds" / "pipe.py", project_root=project, preload=(), **kw)  # type: ignore[arg-type]
+
+
+def test_plan_sweep_decides_every_instance_once(project: Path) -> None:
+    plan = _plan(project)
+    assert plan.name == "pipe" and plan.runs_root == (project / "runs").resolve()
+    assert [p.instance for p in plan.scenarios] == ["a", "b"] and plan.columns == ("scenario_name", "g")
+    assert plan.flows == (project / "flows" / "work.py",)
+    assert {i: (d.run, d.reasons) for i, d in plan.decisions.items()} == {"a": (True, ("new",)), "b": (True, ("new",))}
+    assert [p.instance for p in plan.to_run] == ["a", "b"]
+    assert _plan(project, force=True).decisions["a"].reasons == ("forced",)
+
+
+def test_plan_sweep_refuses_a_build_naming_a_missing_flow(project: Path) -> None:
+    (project / "flows" / "work.py").unlink()
+    with pytest.raises(FlowFileError, match="does not exist"):
+        _plan(project)
+
+
+def test_tasks_carry_the_plan_and_its_decision_and_skip_up_to_date_instances(project: Path) -> None:
+    plan = _plan(project, force=True)
+    up_to_date = Decision(False, ())
+    plan = replace(plan, decisions={**plan.decisions, "a": up_to_date})
+    attempts = project / "attempts"
+    tasks = build_tasks(
+        plan, attempts=attempts, conductor={"pid": 1}, timeout=5.0, lost_retries=2, kernel_template="/tmp/sock"
+    )
+    [task] = tasks
+    assert task.instance == "b" and task.decision is plan.decisions["b"]
+    assert task.instance_dir == plan.runs_root / "pipe" / "b" and task.build_path == project / "builds" / "pipe.py"
+    assert task.config == {"g": 2, "_instance": "b"} and task.project_root == project.resolve()
+    assert task.attempt_file == attempts / "b.json" and task.lost_retries == 2 and task.timeout == 5.0
+    assert task.force and task.context.force and task.kernel_template == "/tmp/sock" and task.preload == ()
+    ctx = task.context
+    assert (ctx.build, ctx.scenario, ctx.runs_root) == ("pipe", {"scenario_name": "b", "g": 2}, str(plan.runs_root))
+    assert ctx.ledger_spool == str(plan.runs_root / ".ductaflow" / "spool" / "pipe" / "b")
+
+
+def test_task_and_outcome_survive_pickling(project: Path) -> None:
+    plan = _plan(project)
+    record = FlowResult("pipe", project / "builds" / "pipe.py", project / "runs", Status.GREEN, "finished")
+    plan = replace(plan, decisions={**plan.decisions, "a": Decision(True, ("config changed",), record)})
+    task = build_tasks(plan, attempts=project)[0]
+    again = pickle.loads(pickle.dumps(task))
+    assert again == task and again.decision is not None and again.decision.record == record
+    outcome = BuildOutcome("a", Status.ORANGE, 1.5, None, "work", notes=("a note",))
+    assert pickle.loads(pickle.dumps(outcome)) == outcome
+
+
+def test_outcome_row_fields_and_lost_outcomes() -> None:
+    done = BuildOutcome("a", Status.RED, 2.0, "work: RuntimeError: boom", "work")
+    assert done.row_fields() == {
+        "state": "done",
+        "status": "red",
+        "duration": 2.0,
+        "error": "work: RuntimeError: boom",
+        "worst_flow": "work",
+    }
+    assert BuildOutcome("a", Status.GREEN, skipped=True).row_fields()["state"] == "skipped"
+    lost = lost_outcome("a", "gone")
+    assert lost.lost and lost.status is Status.RED and lost.error == f"{WORKER_LOST}: gone"
+    failed: Future[BuildOutcome] = Future()
+    failed.set_exception(RuntimeError("boom"))
+    assert outcome_of(failed, "a") == lost_outcome("a", "RuntimeError: boom")
+    empty: Future[BuildOutcome] = Future()
+    empty.set_exception(EOFError())
+    assert outcome_of(empty, "a").error == f"{WORKER_LOST}: EOFError"
+
+
+def test_state_row_and_the_state_file(project: Path) -> None:
+    plan = _plan(project)
+    assert state_row(plan.scenarios[0], "pipe") == {
+        "instance": "a",
+        "dir": "pipe/a",
+        "values": {"scenario_name": "a", "g": 1},
+        "state": "pending",
+        "status": None,
+        "duration": None,
+        "error": None,
+        "worst_flow": None,
+        "metrics": {},
+    }
+    run = ConductorRun(plan)
+    run.start("a")
+    row = run.finish(BuildOutcome("a", Status.GREEN, 1.0))
+    assert row["state"] == "done" and row["status"] == "green" and run.counts() == {"green": 1, "orange": 0, "red": 0}
+    run.save(report=False)
+    doc = json.loads(run.state_path.read_text())
+    assert doc["state"] == "running" and doc["finished"] is None and doc["columns"] == ["scenario_name", "g"]
+    assert doc["conductor"]["pid"] == os.getpid() and [r["state"] for r in doc["scenarios"]] == ["done", "pending"]
+    run.interrupt()
+    assert run.column("state") == ["done", "cancelled"]
+
+
+def test_interrupt_marks_running_rows_red_and_unexplained_reds_interrupted(project: Path) -> None:
+    run = ConductorRun(_plan(project))
+    run.start("a")
+    run.rows["b"].update(state="done", status="red")
+    run.interrupt()
+    assert run.column("status") == ["red", "red"] and run.column("error") == ["interrupted", "interrupted"]
+    assert run.column("state") == ["done", "done"]
+
+
+def _running_record(folder: Path, flow: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rec = FlowResult(
+        flow,
+        Path(f"{flow}.py"),
+        folder,
+        Status.RED,
+        RunState.RUNNING.value,
+        started="2024-01-01T00:00:00",
+        pid=os.getpid(),
+        host=None,
+    )
+    write_status(rec)
+    return rec.status_path
+
+
+@pytest.mark.parametrize("interrupted", [False, True])
+def test_close_lost_closes_the_records_and_logs_the_run(project: Path, interrupted: bool) -> None:
+    plan = _plan(project)
+    [task, _] = build_tasks(plan, attempts=project)
+    build_rec = _running_record(task.instance_dir, "pipe")
+    flow_rec = _running_record(task.instance_dir / "runs" / "work", "work")
+    done = close_lost(task, lost_outcome("a", "KilledWorker: x"), interrupted=interrupted)
+    for path in (build_rec, flow_rec):
+        rec = read_status(path)
+        assert rec is not None and rec.state == "finished" and rec.status is Status.RED
+        assert rec.interrupted is interrupted and rec.error is not None
+        if interrupted:
+            assert (rec.error.type, rec.error.message) == ("KeyboardInterrupt", "interrupted")
+        else:
+            assert (rec.error.type, rec.error.message) == ("WorkerLost", f"{WORKER_LOST}: KilledWorker: x")
+    assert done.worst_flow == "work"
+    assert done.error == ("interrupted" if interrupted else f"{WORKER_LOST}: KilledWorker: x")
+    assert list(Path(task.context.ledger_spool or "").glob("*.json")), "the lost run is parked for the ledger"
+
+
+def test_the_conductors_decision_holds_unless_the_record_changed_since(tmp_path: Path) -> None:
+    """A second conductor that ran the instance meanwhile leaves a different record: decide again."""
+    new = Decision(True, ("new",), None)
+    assert still_current(tmp_path, "pipe", new)
+    path = _running_record(tmp_path, "pipe")
+    assert not still_current(tmp_path, "pipe", new)
+    seen = read_status(path)
+    stale = Decision(True, ("last run did not finish",), seen)
+    assert still_current(tmp_path, "pipe", stale)
+    assert seen is not None
+    write_status(replace(seen, state="finished", status=Status.GREEN, finished="2024-01-01T00:01:00"))
+    assert not still_current(tmp_path, "pipe", stale)
+
+
+def test_claim_attempt_counts_starts(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "a.json"
+    assert [claim_attempt(path), claim_attempt(path)] == [1, 2]
+    assert json.loads(path.read_text())["attempts"] == 2 and not list(path.parent.glob(".*"))
+
+
+def test_the_loop_records_every_build_and_fail_fast_cancels_the_rest(project: Path, monkeypatch) -> None:
+    table = pd.DataFrame({"scenario_name": list("abcd"), "fail": [False, True, False, False]})
+    plan = plan_sweep(table, project / "builds" / "pipe.py", project_root=project, preload=())
+    seen: list[str] = []
+
+    def fake_build(task: BuildTask) -> BuildOutcome:
+        seen.append(task.instance)
+        return BuildOutcome(task.instance, Status.RED if task.config["fail"] else Status.GREEN, 0.1)
+
+    monkeypatch.setattr(schedule_mod, "run_build", fake_build)
+    run = ConductorRun(plan)
+    tasks = build_tasks(plan, attempts=run.attempts)
+    assert schedule(run, SerialBackend(), tasks, fail_fast=True, reporter=NullReporter()) is False
+    assert seen == ["a", "b"] and run.state == "stopped"
+    assert run.column("state") == ["done", "done", "cancelled", "cancelled"]
+    assert run.column("status") == ["green", "red", None, None]
+
+    run = ConductorRun(plan)
+    assert schedule(run, SerialBackend(), tasks, fail_fast=False, reporter=NullReporter()) is False
+    assert run.column("status") == ["green", "red", "green", "green"] and run.state == "running"
