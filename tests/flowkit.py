@@ -1,4 +1,4 @@
-"""Shared helpers for the flow-execution tests: tmp projects, flow files, kernel hunting."""
+"""Shared helpers for the flow-execution tests: tmp projects, flow files, kernel hunting (from procs)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-import psutil
+# Kernel hunting lives in procs.py (by process kind and owner, not by a path in a command line).
+from procs import is_forked_kernel, is_spare, kernels_mentioning, my_kernels  # noqa: F401 - re-exported
 
 PARAMS = "config = {}"
 
@@ -47,51 +48,6 @@ def ductaflow_cmd(*args: str, cwd: Path, timeout: float = 120) -> subprocess.Com
         timeout=timeout,
         env={**os.environ, "PYTHONIOENCODING": "utf-8"},
     )
-
-
-def kernels_mentioning(text: str) -> list[psutil.Process]:
-    """Live kernel processes whose command line or environment mentions ``text``."""
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        try:
-            cmd = " ".join(proc.info["cmdline"] or [])
-            launched = "ipykernel" in cmd and (text in cmd or text in str(proc.environ()))
-            forked = "ductaflow/kernels/template.py" in cmd and text in proc.cwd()
-            if launched or forked:
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
-
-
-def is_forked_kernel(proc: psutil.Process) -> bool:
-    """A kernel forked from a template: the template's command line, a template as parent."""
-    parent = proc.parent()
-    return (
-        parent is not None
-        and "ductaflow/kernels/template.py" in " ".join(proc.cmdline())
-        and "ductaflow/kernels/template.py" in " ".join(parent.cmdline())
-    )
-
-
-def is_spare(proc: psutil.Process) -> bool:
-    """A kernel forked ahead of need that no flow has taken yet (it waits in "/")."""
-    return is_forked_kernel(proc) and proc.cwd() == "/"
-
-
-def my_kernels() -> list[psutil.Process]:
-    """Kernel processes that are descendants of this test process (launched or forked), except
-    a pre-started spare waiting for the next flow (it is not any flow's kernel)."""
-    kids = psutil.Process().children(recursive=True)
-    out = []
-    for p in kids:
-        try:
-            kernel = "ipykernel" in " ".join(p.cmdline()) or (is_forked_kernel(p) and not is_spare(p))
-            if kernel and p.status() != psutil.STATUS_ZOMBIE:
-                out.append(p)
-        except psutil.Error:
-            continue
-    return out
 
 
 def all_files(directory: Path) -> set[str]:

@@ -4,9 +4,11 @@ fail-fast, Ctrl-C, a runs root the workers cannot see, and the missing-extra hin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -20,8 +22,8 @@ from procs import wait_for_no_kernels
 from test_example import _copy_example, _env, _no_inherited_root  # noqa: F401 - an autouse fixture
 
 from ductaflow import SharedFilesystemError, conduct, ledger
-from ductaflow.executors.dask import DaskBackend
-from ductaflow.worker import claim_attempt
+from ductaflow.conductor.executors.dask import DaskBackend
+from ductaflow.conductor.worker import claim_attempt
 
 distributed = pytest.importorskip("distributed")
 
@@ -227,16 +229,26 @@ def test_runs_root_the_workers_cannot_see_is_a_clear_error(project: Path, tmp_pa
     hidden.mkdir()
     sched_file = tmp_path / "scheduler.json"
     dask = str(Path(sys.executable).with_name("dask"))
+    sched_log = (tmp_path / "scheduler.log").open("w")
+    # --port 0: a port the OS hands out, read back from the scheduler file. The default, 8786, is
+    # held here while the test runs, so a scheduler that still wanted it would die (and fail the test).
+    busy = socket.socket()
+    with contextlib.suppress(OSError):  # already taken by someone else: the same situation
+        busy.bind(("127.0.0.1", 8786))
+        busy.listen()
     scheduler = subprocess.Popen(
-        [dask, "scheduler", "--scheduler-file", str(sched_file), "--host", "127.0.0.1", "--no-dashboard"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [dask, "scheduler", "--scheduler-file", str(sched_file), "--host", "127.0.0.1", "--port", "0",
+         "--no-dashboard"],
+        stdout=sched_log, stderr=subprocess.STDOUT,
     )
-    worker_cmd = f"mount -t tmpfs tmpfs '{hidden}' && exec '{dask}' worker --scheduler-file '{sched_file}' " \
-        "--nthreads 1 --no-dashboard"
-    worker = subprocess.Popen(["unshare", "-m", "sh", "-c", worker_cmd], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    worker = None
     try:
-        with distributed.Client(scheduler_file=str(sched_file), timeout="30s") as c:
+        address = _scheduler_address(scheduler, sched_file, tmp_path / "scheduler.log")
+        worker_cmd = f"mount -t tmpfs tmpfs '{hidden}' && exec '{dask}' worker '{address}' " \
+            "--nthreads 1 --no-dashboard"
+        worker = subprocess.Popen(["unshare", "-m", "sh", "-c", worker_cmd], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        with distributed.Client(address, timeout="30s") as c:
             c.wait_for_workers(1, timeout=60)
             (hidden / "runs").mkdir()
             keep = hidden / "runs" / "keep.txt"
@@ -257,10 +269,38 @@ def test_runs_root_the_workers_cannot_see_is_a_clear_error(project: Path, tmp_pa
         assert cli.returncode == 2, cli.stdout + cli.stderr
         assert "not shared with the Dask workers" in cli.stderr and "Traceback" not in cli.stderr
     finally:
-        worker.terminate()
-        scheduler.terminate()
-        worker.wait(30)
-        scheduler.wait(30)
+        for proc in (worker, scheduler):
+            if proc is not None:
+                _stop(proc)
+        sched_log.close()
+        busy.close()
+
+
+def _scheduler_address(scheduler: subprocess.Popen[bytes], sched_file: Path, log: Path, timeout: float = 60) -> str:
+    """The address a scheduler started with ``--port 0`` wrote to its file (bounded wait; a
+    scheduler that exits first fails the test with its output, instead of a hang)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if scheduler.poll() is not None:
+            pytest.fail(f"the dask scheduler exited ({scheduler.returncode}): {log.read_text()[-2000:]}")
+        try:
+            address = json.loads(sched_file.read_text())["address"]
+        except (OSError, ValueError, KeyError):
+            time.sleep(0.1)
+            continue
+        assert not address.endswith(":8786"), address
+        return str(address)
+    pytest.fail(f"the dask scheduler wrote no address in {timeout:.0f} s: {log.read_text()[-2000:]}")
+
+
+def _stop(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """Terminate, then kill: never wait without a bound."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)
 
 
 def test_dask_without_the_extra_names_the_install_command(project: Path) -> None:

@@ -9,7 +9,7 @@ import pytest
 from browserkit import CHROMIUM, chromium
 from report_fixtures import IMG_PAYLOAD, SCRIPT_PAYLOAD, make_demo
 
-from ductaflow.report import write_report
+from ductaflow.report.page import write_report
 
 pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's Chromium is not at /usr/bin/chromium"),

@@ -1,0 +1,203 @@
+"""The whole suite's plugin: the two lanes, the leak guard of the fast lane and the tracked-files check.
+
+Lanes. ``python -m pytest -m "not kernel"`` is the fast lane: pure logic, no Jupyter kernel,
+no browser, no Dask and no subprocess that runs flows (under 30 s). Every other test carries the
+``kernel`` marker, given here: whole modules listed in :data:`KERNEL_MODULES` (a module may also
+say ``pytestmark = pytest.mark.kernel`` itself), and any test using a fixture of
+:data:`KERNEL_FIXTURES`. A module in neither :data:`KERNEL_MODULES` nor :data:`FAST_MODULES`,
+nor named ``test_fast_*.py``, is put in the kernel lane with a warning: a new module is slow until
+someone says otherwise. A fast-lane test that leaves a new child process behind (a kernel
+template, a cluster, a server) fails: it belongs to the kernel lane.
+
+Tracked files. No test may change a file git tracks (``RELIABILITY.md`` is written only on
+request: ``--write-reliability``). The session records the content hash of every tracked file at
+its start and, at its end, fails the run and names each tracked file whose content changed, and
+whether this pytest process itself opened it for writing. (Another person editing the working
+tree during the run shows up too: the message says so.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+WRITE_RELIABILITY_ENV = "DUCTAFLOW_WRITE_RELIABILITY"
+
+#: Test modules (relative to tests/, "/" separated) that start kernels, browsers, Dask or
+#: subprocesses running flows. A directory ending in "/" covers every module below it.
+KERNEL_MODULES = frozenset({
+    "reliability/",
+    "test_cli_run.py",
+    "test_conductor.py",
+    "test_config_names.py",
+    "test_dask.py",
+    "test_debug_unpack.py",
+    "test_example.py",
+    "test_execute.py",
+    "test_incremental.py",
+    "test_kernels.py",
+    "test_lights.py",
+    "test_procs.py",
+    "test_report_browser.py",
+    "test_script_mode.py",
+})  # fmt: skip
+#: Modules of pure logic whose names do not start with ``test_fast_``.
+FAST_MODULES = frozenset({"test_adapters.py", "test_layers.py", "test_report.py", "test_report_cache.py"})
+#: Fixtures that start a kernel, a browser or a cluster: a test using one is in the kernel lane.
+KERNEL_FIXTURES = frozenset({"browser", "client", "page", "report_url", "unicode_run"})
+
+
+def _module_key(item: pytest.Item) -> str:
+    try:
+        return Path(str(item.path)).resolve().relative_to(HERE).as_posix()
+    except ValueError:
+        return Path(str(item.path)).name
+
+
+def lane(module: str) -> str | None:
+    """``"kernel"``, ``"fast"`` or None (unclassified) for a module path relative to tests/."""
+    if module in KERNEL_MODULES or any(module.startswith(d) for d in KERNEL_MODULES if d.endswith("/")):
+        return "kernel"
+    if module in FAST_MODULES or Path(module).name.startswith("test_fast_"):
+        return "fast"
+    return None
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--write-reliability",
+        action="store_true",
+        default=False,
+        help="after a full run of tests/reliability, rewrite RELIABILITY.md from its outcomes "
+        f"(also: {WRITE_RELIABILITY_ENV}=1); without it no test writes a tracked file",
+    )
+
+
+def write_reliability(config: pytest.Config) -> bool:
+    """Whether this run was asked to regenerate RELIABILITY.md."""
+    return bool(config.getoption("write_reliability", False)) or os.environ.get(WRITE_RELIABILITY_ENV) == "1"
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    kernel = pytest.mark.kernel
+    unclassified: set[str] = set()
+    for item in items:
+        module = _module_key(item)
+        which = lane(module)
+        if which is None:
+            unclassified.add(module)
+        slow = which != "fast" or KERNEL_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if slow and item.get_closest_marker("kernel") is None:
+            item.add_marker(kernel)
+    if unclassified:
+        warnings.warn(
+            pytest.PytestWarning(
+                f"test module(s) {sorted(unclassified)} are in no lane of tests/conftest.py: run as kernel tests; "
+                "add each to FAST_MODULES or KERNEL_MODULES (or name it test_fast_*.py)"
+            ),
+            stacklevel=2,
+        )
+
+
+# ---------------------------------------------------------------- the fast lane's leak guard
+def _live_children() -> dict[int, str]:
+    out = {}
+    for child in psutil.Process().children():
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE:
+                out[child.pid] = " ".join(child.cmdline())[:120]
+        except psutil.Error:
+            continue
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _fast_tests_leave_no_process(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test outside the kernel lane must not leave a child process running (a kernel template,
+    a spawned kernel, a Dask cluster): that test belongs to the kernel lane."""
+    if request.node.get_closest_marker("kernel") is not None:
+        yield
+        return
+    before = set(_live_children())
+    yield
+    left = {pid: cmd for pid, cmd in _live_children().items() if pid not in before}
+    if left:
+        pytest.fail(f"a fast-lane test left child process(es) running: {left}; mark it kernel", pytrace=False)
+
+
+# ---------------------------------------------------------------- no test writes a tracked file
+_TRACKED = pytest.StashKey[dict[str, str]]()
+_WRITTEN: set[str] = set()
+
+
+def _tracked_files() -> list[str] | None:
+    """Files git tracks in this checkout (relative paths); None outside a git work tree."""
+    try:
+        out = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z"], capture_output=True, timeout=30, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return [p for p in out.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
+
+
+def _digest(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return "absent"
+
+
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    """Remember files this process opens for writing or renames onto (the in-process evidence)."""
+    if event == "open" and len(args) >= 3:
+        path, mode, flags = args[0], args[1], args[2]
+        writes = any(c in mode for c in "wax+") if isinstance(mode, str) else bool((flags or 0) & _WRITE_FLAGS)
+    elif event == "os.rename" and len(args) >= 2:
+        path, writes = args[1], True
+    else:
+        return
+    if writes and isinstance(path, (str, bytes, os.PathLike)):
+        _WRITTEN.add(os.path.abspath(os.fsdecode(path)))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    tracked = _tracked_files()
+    if tracked is None:
+        return
+    session.config.stash[_TRACKED] = {rel: _digest(REPO / rel) for rel in tracked}
+    sys.addaudithook(_audit)
+
+
+@pytest.hookimpl(trylast=True)  # after tests/reliability/conftest.py may have written RELIABILITY.md
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    before = session.config.stash.get(_TRACKED, None)
+    if before is None:
+        return
+    allowed = {"RELIABILITY.md"} if write_reliability(session.config) else set()
+    changed = sorted(rel for rel, digest in before.items() if rel not in allowed and _digest(REPO / rel) != digest)
+    if not changed:
+        return
+    lines = []
+    for rel in changed:
+        ours = str(REPO / rel) in _WRITTEN
+        lines.append(f"  {rel}" + (" (opened for writing by this pytest process)" if ours else ""))
+    sys.stderr.write(
+        "\nERROR: tracked file(s) changed during this test run (no test may write one; if someone was "
+        "editing the working tree meanwhile, their edits show here too):\n" + "\n".join(lines) + "\n"
+    )
+    if session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
