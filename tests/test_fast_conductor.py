@@ -29,6 +29,7 @@ from ductaflow.conductor.worker import (
 )
 from ductaflow.core.lights import Status
 from ductaflow.errors import FlowFileError
+from ductaflow.lifecycle.events import ScenarioEvent
 from ductaflow.run.decide import Decision, still_current
 from ductaflow.store.records import read_status, write_status
 from ductaflow.store.result import FlowResult, RunState
@@ -229,3 +230,31 @@ def test_the_loop_records_every_build_and_fail_fast_cancels_the_rest(project: Pa
     run = ConductorRun(plan)
     assert schedule(run, SerialBackend(), tasks, fail_fast=False, reporter=NullReporter()) is False
     assert run.column("status") == ["green", "red", "green", "green"] and run.state == "running"
+
+
+def test_every_scenario_emits_its_events_and_a_failing_consumer_changes_nothing(project: Path, monkeypatch) -> None:
+    table = pd.DataFrame({"scenario_name": list("abc"), "fail": [False, True, False]})
+    plan = plan_sweep(table, project / "builds" / "pipe.py", project_root=project, preload=())
+
+    def fake_build(task: BuildTask) -> BuildOutcome:
+        return BuildOutcome(task.instance, Status.RED if task.config["fail"] else Status.GREEN, 0.1)
+
+    def broken(event: ScenarioEvent) -> None:
+        raise RuntimeError("tracker down")
+
+    monkeypatch.setattr(schedule_mod, "run_build", fake_build)
+    run = ConductorRun(plan)
+    seen: list[tuple[str, str, str | None]] = []
+    run.events.add("broken", broken)
+    run.events.add("spy", lambda e: seen.append((e.instance, str(e.kind), e.row["status"])))
+    assert schedule(run, SerialBackend(), build_tasks(plan, attempts=run.attempts), fail_fast=False,
+                    reporter=NullReporter()) is False  # fmt: skip
+    assert seen == [
+        ("a", "started", None), ("a", "finished", "green"),
+        ("b", "started", None), ("b", "failed", "red"),
+        ("c", "started", None), ("c", "finished", "green"),
+    ]  # fmt: skip
+    assert run.column("status") == ["green", "red", "green"]
+    assert {f.consumer for f in run.failures} == {"broken"} and len(run.failures) == 6
+    state = json.loads(run.state_path.read_text())
+    assert [s["status"] for s in state["scenarios"]] == ["green", "red", "green"]

@@ -153,3 +153,19 @@ def test_run_context_round_trips_and_ignores_unknown_keys() -> None:
     ctx = RunContext(project_root="/p", runs_root="/p/runs", build="b", scenario={"g": 0.1}, force=True, flow="f")
     assert RunContext.from_json(ctx.to_json()) == ctx
     assert RunContext.from_json(json.dumps({"flow": "f", "from_the_future": 1})).flow == "f"
+
+
+def test_status_lists_a_killed_run_as_gone_and_red_even_after_caching(tmp_path: Path) -> None:
+    """A flow killed by SIGKILL or os._exit left only its running record: `ductaflow status` says so."""
+    from ductaflow.report.query import status_rows
+
+    runs = tmp_path / "runs"
+    (runs / ".ductaflow").mkdir(parents=True)
+    inst = runs / "f" / "killed"
+    inst.mkdir(parents=True)
+    alive = running_record(_result(inst), mode="script")
+    write_status(alive)
+    assert [(r["instance"], r["state"]) for r in status_rows(runs)] == [("killed", "running")]
+    alive.status_path.write_text(json.dumps({**alive.to_record(), "pid": _dead_pid()}), encoding="utf-8")
+    row = status_rows(runs)[0]
+    assert (row["state"], row["status"]) == ("gone", "red")

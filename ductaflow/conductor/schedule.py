@@ -22,6 +22,8 @@ from ductaflow.conductor.executors import Backend
 from ductaflow.conductor.progress import Reporter
 from ductaflow.conductor.state import ConductorRun
 from ductaflow.conductor.worker import BuildOutcome, BuildTask, lost_outcome, run_build
+from ductaflow.core.lights import Status
+from ductaflow.lifecycle.events import EventKind, ScenarioEvent
 from ductaflow.run.signals import sigterm_raises
 from ductaflow.store.layout import artifact_path
 from ductaflow.store.ledger import append_runs, ingest_spool
@@ -41,6 +43,7 @@ def schedule(
     after an orderly stop; the caller then saves the final state and re-raises.
     """
     scheduler = _Scheduler(run, backend, reporter, fail_fast)
+    run.events.add("progress", scheduler.show)
     try:
         with sigterm_raises():
             scheduler.loop(tasks)
@@ -81,7 +84,7 @@ class _Scheduler:
         while self.queue and len(self.running) < self.backend.workers and not self.stopping:
             task = self.queue.popleft()
             self.run.start(task.instance)
-            self.run.save(report=False)
+            self.run.emit(EventKind.STARTED, task.instance)
             self.running[self.backend.submit(run_build, task)] = task
 
     def _finished(self, fut: Future[Any]) -> None:
@@ -92,7 +95,6 @@ class _Scheduler:
             self.reporter.message(f"fail-fast: {row['instance']} is red; not starting {len(self.queue)} more")
             self.run.cancel(t.instance for t in self.queue)
             self.queue.clear()
-        self.run.save()
 
     def _record(self, fut: Future[Any]) -> dict[str, Any]:
         """Record a finished build in its row (closing a lost one's records first); returns the row."""
@@ -104,8 +106,13 @@ class _Scheduler:
         row = self.run.finish(outcome)
         for note in outcome.notes:
             self.reporter.message(f"{task.instance}: {note}")
-        self.reporter.finished(row, self.run.counts())
+        self.run.emit(ending(outcome), task.instance)
         return row
+
+    def show(self, event: ScenarioEvent) -> None:
+        """Consumer: a build that ended, on the progress display."""
+        if event.kind not in (EventKind.STARTED, EventKind.CANCELLED) or self.interrupting:
+            self.reporter.finished(dict(event.row), self.run.counts())
 
     def _interrupt(self) -> None:
         """Launch nothing more; stop the running builds, record those that stop in time."""
@@ -118,6 +125,17 @@ class _Scheduler:
         for task in self.running.values():
             _ingest(task)
         self.run.interrupt()
+
+
+def ending(outcome: BuildOutcome) -> EventKind:
+    """The scenario event a build's outcome stands for."""
+    if outcome.lost:
+        return EventKind.LOST
+    if outcome.skipped:
+        return EventKind.SKIPPED
+    if outcome.interrupted:
+        return EventKind.CANCELLED
+    return EventKind.FAILED if outcome.status is Status.RED else EventKind.FINISHED
 
 
 def outcome_of(fut: Future[Any], instance: str) -> BuildOutcome:

@@ -4,6 +4,11 @@ and the pace of the live report.
 The conductor process alone writes these files. The state file
 (``<runs root>/.ductaflow/conductor/<build>.json``) is what the report reads; each of its
 rows is a JSON object made by :func:`state_row` and updated here as builds start and end.
+
+Each change to a scenario is also a :class:`~ductaflow.lifecycle.events.ScenarioEvent`
+handed to :attr:`ConductorRun.events`: the state file (and with it the live report) is its
+first, required consumer; the progress display is added by the scheduler; hooks and
+trackers are added the same way.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from ductaflow.core.clock import now_iso
 from ductaflow.core.context import RunContext
 from ductaflow.core.liveness import identity
 from ductaflow.errors import DuctaflowError
+from ductaflow.lifecycle.dispatch import ConsumerFailure, Dispatcher
+from ductaflow.lifecycle.events import EventKind, ScenarioEvent
 from ductaflow.report.page import write_report
 from ductaflow.store.atomic import atomic_write_json
 from ductaflow.store.layout import SPOOL_DIR, STATE_DIR
@@ -71,6 +78,19 @@ class ConductorRun:
         self.owner = identity()
         self.rows: dict[str, dict[str, Any]] = {p.instance: state_row(p, plan.name) for p in plan.scenarios}
         self._report_due = 0.0  # monotonic time before which a live report is not rewritten
+        self._bulk = False  # marking many rows at once: the caller saves once afterwards
+        self.events: Dispatcher[ScenarioEvent] = Dispatcher()
+        self.events.add("state file", self._on_event, required=True)
+        self.failures: list[ConsumerFailure] = []
+
+    def emit(self, kind: EventKind, instance: str) -> None:
+        """Hand the scenario's event to every consumer (its row as it stands now)."""
+        self.failures.extend(self.events.emit(ScenarioEvent.now(kind, self.plan.name, self.rows[instance])))
+
+    def _on_event(self, event: ScenarioEvent) -> None:
+        """Consumer: the state file after each start and end (and the live report after an end)."""
+        if not self._bulk:
+            self.save(report=event.kind is not EventKind.STARTED)
 
     def counts(self) -> dict[str, int]:
         out = {"green": 0, "orange": 0, "red": 0}
@@ -140,9 +160,15 @@ class ConductorRun:
         return row
 
     def cancel(self, instances: Iterable[str]) -> None:
-        """Scenarios that will not be started (fail-fast)."""
-        for instance in instances:
-            self.rows[instance]["state"] = "cancelled"
+        """Scenarios that will not be started (fail-fast): one event each, one save for all."""
+        self._bulk = True
+        try:
+            for instance in instances:
+                self.rows[instance]["state"] = "cancelled"
+                self.emit(EventKind.CANCELLED, instance)
+        finally:
+            self._bulk = False
+        self.save()
 
     def interrupt(self) -> None:
         """After a Ctrl-C: builds still running are red ``interrupted`` (the rest of their row
@@ -172,27 +198,34 @@ class ConductorRun:
 
     def mark_up_to_date(self, reporter: Reporter) -> None:
         """Rows whose instance is up to date: filled from disk, logged once in the ledger."""
-        skipped = []
-        for p in self.plan.scenarios:
-            decision = self.plan.decisions[p.instance]
-            if decision.run:
-                continue
-            summary = self.summary(p.instance)
-            status = summary.status or (decision.record.status if decision.record else None)
-            self.rows[p.instance].update(
-                state="skipped",
-                status=status.value if status else None,
-                duration=summary.build.duration if summary.build else None,
-                error=summary.error,
-                worst_flow=summary.worst_flow,
-                metrics=collect_metrics(self.plan.instance_dir(p.instance)),
-            )
-            if summary.build is not None:
-                skipped.append((replace(summary.build, skipped=True), "skip", p.values))
+        skipped: list[tuple[Any, str, Any]] = []
+        self._bulk = True  # the caller saves once: a no-op re-run of 10,000 rows writes one state file
+        try:
+            for p in self.plan.scenarios:
+                if not self.plan.decisions[p.instance].run:
+                    skipped.extend(self._up_to_date(p))
+        finally:
+            self._bulk = False
         if skipped:
             ctx = RunContext(str(self.plan.project_root), str(self.runs_root), build=self.plan.name)
             append_runs(ctx.ledger_fields(), skipped)
             reporter.message(f"{len(skipped)} scenario(s) up to date; not re-run (use force=True / --force to re-run)")
+
+    def _up_to_date(self, p: ScenarioPlan) -> list[tuple[Any, str, Any]]:
+        """One up-to-date row filled from disk; its ledger item (none when it has no build record)."""
+        decision = self.plan.decisions[p.instance]
+        summary = self.summary(p.instance)
+        status = summary.status or (decision.record.status if decision.record else None)
+        self.rows[p.instance].update(
+            state="skipped",
+            status=status.value if status else None,
+            duration=summary.build.duration if summary.build else None,
+            error=summary.error,
+            worst_flow=summary.worst_flow,
+            metrics=collect_metrics(self.plan.instance_dir(p.instance)),
+        )
+        self.emit(EventKind.SKIPPED, p.instance)
+        return [] if summary.build is None else [(replace(summary.build, skipped=True), "skip", p.values)]
 
     def ingest_leftovers(self) -> None:
         """Ledger records a killed conductor left in the spool go into the ledger first."""

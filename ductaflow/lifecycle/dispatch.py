@@ -1,6 +1,7 @@
-"""One small in-process dispatcher: hands each run event to its consumers, in order.
+"""One small in-process dispatcher: hands each event to its consumers, in order.
 
-A consumer is any callable taking a :class:`~ductaflow.lifecycle.events.RunEvent`. A
+A consumer is any callable taking the event (a :class:`~ductaflow.lifecycle.events.RunEvent`
+where the flow runs, a :class:`~ductaflow.lifecycle.events.ScenarioEvent` in the conductor). A
 *required* consumer (the status record) may raise and stop the caller: a run whose record
 cannot be written must not pretend to have one. Any other consumer that raises is logged
 and listed in the returned failures; it cannot change the record or the events the
@@ -13,12 +14,24 @@ import logging
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
-from ductaflow.lifecycle.events import RunEvent
+from ductaflow.lifecycle.events import EventKind
 
 log = logging.getLogger(__name__)
 
-Consumer = Callable[[RunEvent], None]
+
+class Event(Protocol):
+    """What a dispatcher needs of an event: its kind and what it is about."""
+
+    @property
+    def kind(self) -> EventKind: ...
+
+    @property
+    def subject(self) -> str: ...
+
+
+E = TypeVar("E", bound=Event)
 
 
 @dataclass(frozen=True)
@@ -32,19 +45,19 @@ class ConsumerFailure:
 
 
 @dataclass(frozen=True)
-class _Registration:
+class _Registration(Generic[E]):
     name: str
-    fn: Consumer
+    fn: Callable[[E], None]
     required: bool
 
 
-class Dispatcher:
+class Dispatcher(Generic[E]):
     """An ordered list of consumers; :meth:`emit` calls each with the event."""
 
     def __init__(self) -> None:
-        self._consumers: list[_Registration] = []
+        self._consumers: list[_Registration[E]] = []
 
-    def add(self, name: str, fn: Consumer, *, required: bool = False) -> Dispatcher:
+    def add(self, name: str, fn: Callable[[E], None], *, required: bool = False) -> Dispatcher[E]:
         """Append a consumer (called after those added before it); returns self."""
         if any(r.name == name for r in self._consumers):
             raise ValueError(f"a consumer named {name!r} is already registered")
@@ -55,7 +68,7 @@ class Dispatcher:
     def names(self) -> tuple[str, ...]:
         return tuple(r.name for r in self._consumers)
 
-    def emit(self, event: RunEvent) -> tuple[ConsumerFailure, ...]:
+    def emit(self, event: E) -> tuple[ConsumerFailure, ...]:
         """Hand ``event`` to every consumer in order; returns the optional ones that raised."""
         failures = []
         for reg in self._consumers:
@@ -64,7 +77,7 @@ class Dispatcher:
             except Exception as exc:
                 if reg.required:
                     raise
-                log.warning("%s failed on %s of %s: %s", reg.name, event.kind, event.result.flow, exc)
+                log.warning("%s failed on %s of %s: %s", reg.name, event.kind, event.subject, exc)
                 failures.append(
                     ConsumerFailure(reg.name, str(event.kind), f"{type(exc).__name__}: {exc}", traceback.format_exc())
                 )

@@ -7,8 +7,11 @@ progress display and report are consumers (see :mod:`ductaflow.lifecycle.dispatc
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
+from types import MappingProxyType
+from typing import Any
 
 from ductaflow.core.clock import now_iso
 from ductaflow.core.context import RunContext
@@ -32,7 +35,8 @@ class EventKind(str, Enum):
 
 @dataclass(frozen=True)
 class RunEvent:
-    """One moment of one run: the record as it stands then, and whose run it is."""
+    """One moment of one run, in the process that runs the flow: the record as it stands
+    then, and whose run it is."""
 
     kind: EventKind
     result: FlowResult
@@ -42,6 +46,30 @@ class RunEvent:
     @classmethod
     def now(cls, kind: EventKind, result: FlowResult, context: RunContext) -> RunEvent:
         return cls(kind, result, context, now_iso())
+
+    @property
+    def subject(self) -> str:
+        return self.result.flow
+
+
+@dataclass(frozen=True)
+class ScenarioEvent:
+    """One moment of one scenario of a sweep, in the conductor process: its row in the
+    conductor's state as it stands then (a copy: consumers cannot change it)."""
+
+    kind: EventKind
+    build: str
+    instance: str
+    row: Mapping[str, Any]
+    at: str
+
+    @classmethod
+    def now(cls, kind: EventKind, build: str, row: Mapping[str, Any]) -> ScenarioEvent:
+        return cls(kind, build, str(row["instance"]), MappingProxyType(dict(row)), now_iso())
+
+    @property
+    def subject(self) -> str:
+        return self.instance
 
 
 def ending(result: FlowResult) -> EventKind:

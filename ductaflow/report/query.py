@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import textwrap
 import unicodedata
 from pathlib import Path
@@ -15,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from ductaflow.report.instances import read_instance
 from ductaflow.report.status_cache import SummaryCache, summary_row
-from ductaflow.store.layout import STATUS_SUFFIX
-from ductaflow.store.records import subdirs
+from ductaflow.store.layout import STATUS_SUFFIX, artifact_path
+from ductaflow.store.locks import is_held
+from ductaflow.store.records import read_status, subdirs
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -46,7 +48,7 @@ def status_rows(runs_root: str | Path = "runs") -> list[dict[str, Any]]:
                 reading = read_instance(inst, flow)
                 row = summary_row(reading.snapshot)
                 cache.put(rel, inst, reading, row)
-            if row["state"] == "running" and not _held(Path(inst), flow):
+            if row["state"] == "running" and _stale(Path(inst), flow):
                 row = {**row}
                 row.update(state="stale", status=row["status"] or "red", error=row["error"] or "run did not finish")
             rows.append({"flow": flow, "instance": name, **row, "dir": rel})
@@ -54,21 +56,23 @@ def status_rows(runs_root: str | Path = "runs") -> list[dict[str, Any]]:
     return rows
 
 
-def _held(instance_dir: Path, flow: str) -> bool:
-    # heavy: deferred until a query or a lock check needs it
-    from ductaflow.store.locks import is_held  # imports papermill's friends: only for running rows
-
-    return is_held(instance_dir, flow)
+def _stale(instance_dir: Path, flow: str) -> bool:
+    """A record still ``running`` after reading is owned by a live process on this host (a dead
+    one reads ``gone``), or comes from another host: there, only its instance lock tells."""
+    rec = read_status(artifact_path(instance_dir, flow, "status"))
+    if rec is None or rec.host == socket.gethostname():
+        return False
+    return not is_held(instance_dir, flow)
 
 
 def latest_status(runs_root: str | Path = "runs") -> pd.DataFrame:
     """One row per top-level instance (``<runs>/<flow>/<instance>/``), builds rolled up.
 
-    A record that says "running" while no process holds its instance lock is shown as
-    ``stale``: the run that wrote it is gone (killed, power loss) and will be re-run.
+    A record left ``running`` by a process that died on this host reads ``gone``; one from
+    another host whose instance lock no process holds is shown ``stale``. Both are red and
+    run again.
     """
-    # heavy: deferred until a query or a lock check needs it
-    import pandas as pd
+    import pandas as pd  # heavy: deferred until a table is asked for
 
     return pd.DataFrame(status_rows(runs_root), columns=list(STATUS_COLUMNS))
 

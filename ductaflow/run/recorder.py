@@ -40,9 +40,10 @@ def ledger_row(event: RunEvent) -> None:
         append_run(event.context.ledger_fields(), event.result, event="skip")
 
 
-def standard_dispatcher() -> Dispatcher:
+def standard_dispatcher() -> Dispatcher[RunEvent]:
     """The consumers every run has: its status record (required), then the ledger."""
-    return Dispatcher().add("status record", status_record, required=True).add("ledger", ledger_row)
+    dispatcher: Dispatcher[RunEvent] = Dispatcher()
+    return dispatcher.add("status record", status_record, required=True).add("ledger", ledger_row)
 
 
 def running_record(result: FlowResult, mode: str) -> FlowResult:
@@ -55,7 +56,7 @@ class Lifecycle:
     """The events of one run, handed to its dispatcher's consumers."""
 
     context: RunContext
-    dispatcher: Dispatcher = field(default_factory=standard_dispatcher)
+    dispatcher: Dispatcher[RunEvent] = field(default_factory=standard_dispatcher)
     failures: list[ConsumerFailure] = field(default_factory=list)
     _ended: bool = False
 
