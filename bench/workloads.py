@@ -146,7 +146,7 @@ def report(args: dict[str, Any]) -> dict[str, Any]:
     Its two stages are timed on the way through (reading the records vs rendering the
     template) by wrapping the module functions ``write_report`` calls, not by copying it.
     """
-    from ductaflow import report as rep
+    from ductaflow.report import page as rep
 
     stages: dict[str, list[float]] = {"collect_report": [], "render_report": []}
 
