@@ -143,7 +143,7 @@ def test_the_kernel_spec_selects_ductaflows_provisioner_with_its_preload(launche
     assert type(prov) is (ForkProvisioner if forks else QuickReapProvisioner)
     if forks:
         assert tuple(prov.preload) == ("colorsys",)
-    assert km.client_class == "ductaflow.kernels.engine.ReadyClient"
+    assert km.client_class == "ductaflow.kernels.client.ReadyClient"
 
 
 def test_a_named_kernel_keeps_its_spec_and_gets_the_quick_reaper() -> None:
@@ -174,7 +174,7 @@ def test_saves_are_throttled_between_the_first_and_the_last(tmp_path: Path) -> N
 def test_the_ready_client_adapts_to_an_older_protocol_as_jupyter_client_does() -> None:
     from jupyter_client.session import Session
 
-    from ductaflow.kernels.engine import ReadyClient
+    from ductaflow.kernels.client import ReadyClient
 
     client = ReadyClient(session=Session())
     client._adapt_protocol({"content": {"protocol_version": "5.3"}})

@@ -109,6 +109,31 @@ def test_each_flow_gets_a_fresh_forked_kernel_and_sees_no_state_of_the_last(tmp_
     assert len(spare) == 1, "one kernel waits for the next flow"
 
 
+def test_the_first_flow_of_a_process_gets_its_kernel_started_before_papermill_is_imported(tmp_path: Path) -> None:
+    """A fresh process forks its first flow's kernel before it imports papermill (so the two
+    overlap); the kernel is then handed that flow's directory, sys.path and environment."""
+    root = make_project(tmp_path)
+    write_flow(root, "probe", PROBE)
+    script = tmp_path / "first.py"
+    script.write_text(
+        "import os, sys\n"
+        "from ductaflow import run_notebook\n"
+        "from ductaflow.kernels import prestart\n"
+        "os.environ['DF_TEST_LATE'] = 'set before the first flow'\n"
+        f"res = run_notebook({str(root / 'flows' / 'probe.py')!r}, {{}},\n"
+        f"                   execution_dir={str(root / 'runs' / 'first')!r})\n"
+        "print(res.status.value, bool(prestart._EARLY), 'papermill' in sys.modules)\n",
+        encoding="utf-8",
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.stdout.split() == ["green", "True", "True"], out.stderr[-2000:]
+    facts = _facts(root / "runs" / "first", "probe")
+    exec_dir = str((root / "runs" / "first").resolve())
+    assert facts["forked"] and facts["cwd"] == facts["exec_dir"] == facts["sys_path0"] == exec_dir
+    assert facts["late"] == "set before the first flow"
+    assert not psutil.pid_exists(facts["pid"]) or psutil.Process(facts["pid"]).status() == psutil.STATUS_ZOMBIE
+
+
 def test_spawn_launcher_and_bad_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = make_project(tmp_path)
     write_flow(root, "probe", PROBE)

@@ -10,7 +10,7 @@ Everything plugs in through the libraries' documented seams: papermill finds the
 through its ``papermill.engine`` entry point (``papermill_engine.py``), the kernel manager
 gets its kernel spec from a :class:`KernelSpecs` manager, whose spec names a kernel
 provisioner registered through the ``jupyter_client.kernel_provisioners`` entry point
-(``provisioner.py``), and the manager's ``client_class`` is :class:`ReadyClient`.
+(``provisioner.py``), and the manager's ``client_class`` is ``kernels.client.ReadyClient``.
 """
 
 from __future__ import annotations
@@ -19,25 +19,20 @@ import atexit
 import logging
 import os
 import signal
-import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from queue import Empty
 from typing import Any
 
-from jupyter_client import protocol_version_info
-from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_core.utils import run_sync
 from papermill.clientwrap import PapermillNotebookClient
 from traitlets import Any as AnyTrait
 
 from ductaflow.kernels import prestart as spares
 from ductaflow.kernels import stopping
-from ductaflow.kernels.provisioner import KernelSpecs, kernel_spec, provisioners_installed
+from ductaflow.kernels.provisioner import START_ARGUMENTS, configure_manager, provisioners_installed
 from ductaflow.store.layout import FLOWS_SUBDIR, STATUS_SUFFIX
 from ductaflow.store.records import read_status
 from ductaflow.store.result import RunState
@@ -65,10 +60,6 @@ class _KnownKernelEnds(logging.Filter):
 
 log.addFilter(_KnownKernelEnds())
 
-# Kernel channels over Unix domain sockets where the platform has them.
-_IPC = sys.platform != "win32" and os.environ.get("DUCTAFLOW_KERNEL_TRANSPORT", "ipc") == "ipc"
-# Keeps the flow's stdout and stderr lines in the order it wrote them (see the file).
-_ORDER_STREAMS = f"--IPKernelApp.exec_files={Path(__file__).with_name('scripts') / 'kernel_startup.py'}"
 
 
 class KernelHandle:
@@ -207,48 +198,6 @@ def kill_all_kernels() -> None:
 atexit.register(kill_all_kernels)
 
 
-class ReadyClient(AsyncKernelClient):
-    """jupyter_client's async client (a kernel manager's ``client_class``), minus a fixed
-    cost: its ``wait_for_ready`` ends by draining IOPub until 0.2 s pass in silence, on every
-    kernel. Start-up messages carry no request of ours (nbclient only reads replies to its
-    own requests), so a short drain suffices."""
-
-    async def wait_for_ready(self, timeout: float | None = None) -> None:
-        deadline = time.monotonic() + (timeout if timeout is not None else float("inf"))
-        while True:
-            self.kernel_info()
-            try:
-                msg = await self.shell_channel.get_msg(timeout=1)
-            except Empty:
-                msg = None
-            if msg is not None and msg["msg_type"] == "kernel_info_reply":
-                try:  # IOPub connected: the kernel's busy/idle for that request comes through
-                    await self.iopub_channel.get_msg(timeout=1)
-                except Empty:
-                    pass
-                else:
-                    self._adapt_protocol(msg)
-                    break
-            if not await self.is_alive():
-                raise RuntimeError("Kernel died before replying to kernel_info")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"Kernel didn't respond in {timeout:.0f} seconds")
-        while True:  # drop what is already queued, without waiting for silence
-            try:
-                await self.iopub_channel.get_msg(timeout=_DRAIN_S)
-            except Empty:
-                break
-
-    def _adapt_protocol(self, reply: dict[str, Any]) -> None:
-        """What jupyter_client's own wait does with the kernel_info reply: speak the kernel's
-        major protocol version if it is not ours (``Session.adapt_version``)."""
-        major = int(reply["content"]["protocol_version"].split(".")[0])
-        if major != protocol_version_info[0]:
-            self.session.adapt_version = major
-
-
-_DRAIN_S = 0.01
-_current_python_spec = kernel_spec  # the name bench/ uses
 
 
 class DuctaflowClient(PapermillNotebookClient):
@@ -269,28 +218,13 @@ class DuctaflowClient(PapermillNotebookClient):
         return None
 
     def create_kernel_manager(self) -> Any:
-        km = super().create_kernel_manager()
-        specs = KernelSpecs(parent=km)
-        if self.use_current_python:
-            specs.current = kernel_spec(self.fork_preload())
-        km.kernel_spec_manager = specs
-        if _IPC:
-            # Unix sockets, not TCP ports: a free port picked here can be taken by another
-            # process before the kernel binds it ("Address already in use") on a busy machine.
-            from jupyter_core.paths import jupyter_runtime_dir
-
-            runtime = Path(jupyter_runtime_dir())
-            runtime.mkdir(parents=True, exist_ok=True)
-            km.transport = "ipc"
-            km.ip = str(runtime / f"df-{uuid.uuid4().hex[:16]}")
-        km.client_class = f"{__name__}.ReadyClient"
-        return km
+        return configure_manager(super().create_kernel_manager(), self.fork_preload(), bool(self.use_current_python))
 
     async def async_start_new_kernel(self, **kwargs: Any) -> None:
         # The kernel's own start-up chatter (e.g. the TCP notice) is not the flow's output.
         arguments: list[str] = list(getattr(self, "extra_arguments", []))  # nbclient's List trait, untyped
-        if "--IPKernelApp.log_level=ERROR" not in arguments:
-            self.extra_arguments = [*arguments, "--IPKernelApp.log_level=ERROR", _ORDER_STREAMS]
+        if START_ARGUMENTS[0] not in arguments:
+            self.extra_arguments = [*arguments, *START_ARGUMENTS]
         if self.kernel_env is not None and "env" not in kwargs:
             kwargs["env"] = self.kernel_env
         preload = self.fork_preload()

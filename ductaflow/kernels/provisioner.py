@@ -19,11 +19,14 @@ import logging
 import os
 import sys
 import time
+import uuid
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.provisioning import KernelProvisionerFactory, LocalProvisioner
+from jupyter_core.paths import jupyter_runtime_dir
 from traitlets import Instance, List, Unicode
 
 from ductaflow.kernels.fork import TEMPLATE_ENV, ForkedProcess, fork_kernel, template_for
@@ -139,3 +142,31 @@ class KernelSpecs(KernelSpecManager):
             local = {"provisioner_name": LOCAL_NAME, "config": {}}
             spec.metadata = {**spec.metadata, "kernel_provisioner": local}
         return spec
+
+
+#: A kernel's start-up chatter (e.g. the TCP notice) is not the flow's output; the start-up
+#: file keeps the flow's stdout and stderr lines in the order it wrote them.
+START_ARGUMENTS = (
+    "--IPKernelApp.log_level=ERROR",
+    f"--IPKernelApp.exec_files={Path(__file__).with_name('scripts') / 'kernel_startup.py'}",
+)
+# Kernel channels over Unix domain sockets where the platform has them.
+_IPC = sys.platform != "win32" and os.environ.get("DUCTAFLOW_KERNEL_TRANSPORT", "ipc") == "ipc"
+
+
+def configure_manager(km: Any, preload: tuple[str, ...] | None, current_python: bool = True) -> Any:
+    """Set up a flow's kernel manager: this interpreter's kernel (forked from the template
+    of ``preload``, or launched when it is None), Unix-socket channels, ductaflow's client."""
+    specs = KernelSpecs(parent=km)
+    if current_python:
+        specs.current = kernel_spec(preload)
+    km.kernel_spec_manager = specs
+    if _IPC:
+        # Unix sockets, not TCP ports: a free port picked here can be taken by another
+        # process before the kernel binds it ("Address already in use") on a busy machine.
+        runtime = Path(jupyter_runtime_dir())
+        runtime.mkdir(parents=True, exist_ok=True)
+        km.transport = "ipc"
+        km.ip = str(runtime / f"df-{uuid.uuid4().hex[:16]}")
+    km.client_class = "ductaflow.kernels.client.ReadyClient"
+    return km

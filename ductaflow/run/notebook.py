@@ -57,6 +57,7 @@ class Execution:
 
 def execute(ex: Execution) -> Outcome:
     """Run the notebook in a fresh kernel (its cwd the instance dir); classify whatever happens."""
+    _start_kernel_early(ex)
     # papermill, nbclient and the kernel machinery: heavy, so deferred until a flow really runs
     import papermill
     from nbclient.exceptions import CellTimeoutError, DeadKernelError  # deferred with the line above
@@ -115,6 +116,16 @@ def execute(ex: Execution) -> Outcome:
     elif handle.stopped and not facts.get("terminated"):  # stopped from another thread (a conductor's Ctrl-C)
         facts = {"interrupted": True, "error": ErrorInfo("KeyboardInterrupt", "interrupted", "", _last_cell(ex))}
     return _outcome(facts, sink.warnings, peak_rss)
+
+
+def _start_kernel_early(ex: Execution) -> None:
+    """The first flow of a process: fork its kernel before papermill is imported, so that
+    the two overlap (see :func:`ductaflow.kernels.prestart.start_early`)."""
+    if ex.kernel_name is not None or not ex.kernel.forks:
+        return
+    from ductaflow.kernels import prestart  # deferred: imports jupyter_client (heavy)
+
+    prestart.start_early(tuple(ex.kernel.preload), {**os.environ, **ex.env})
 
 
 def _outcome(facts: dict[str, Any], warnings: list[str], peak_rss: float | None) -> Outcome:
