@@ -53,7 +53,10 @@ def _worker_init(conductor: dict[str, Any] | None = None) -> None:
 # sooner. And pandas: multiprocessing re-runs the conductor's script in every worker (its
 # documented "safe importing of the main module"), and a script that calls conduct() imports
 # pandas, which the forkserver then has imported already (~0.25 s less per conduct, measured).
-_WORKER_MODULES = ("ductaflow.conductor.worker", "ductaflow.run.execute", "ductaflow.kernels.engine", "pandas")
+# And jupytext: every build reads its flow file (~0.13 s a worker otherwise).
+_WORKER_MODULES = (
+    "ductaflow.conductor.worker", "ductaflow.run.execute", "ductaflow.kernels.engine", "jupytext", "pandas",
+)  # fmt: skip
 
 
 def _main_reimportable() -> bool:
