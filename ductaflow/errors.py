@@ -18,10 +18,7 @@ carries an ``exit_code`` that the CLI uses verbatim:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from ductaflow.store.result import FlowResult
+from typing import Any
 
 
 class DuctaflowError(Exception):
@@ -72,7 +69,7 @@ class FlowFailed(DuctaflowError):
 
     exit_code = 1
 
-    def __init__(self, result: FlowResult) -> None:
+    def __init__(self, result: Any) -> None:  # a ductaflow.store.result.FlowResult (errors import nothing)
         self.result = result
         err = result.error
         what = f"{err.type}: {err.message}" if err else result.reason
