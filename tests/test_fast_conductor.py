@@ -62,6 +62,9 @@ def test_plan_sweep_decides_every_instance_once(project: Path) -> None:
     assert {i: (d.run, d.reasons) for i, d in plan.decisions.items()} == {"a": (True, ("new",)), "b": (True, ("new",))}
     assert [p.instance for p in plan.to_run] == ["a", "b"]
     assert _plan(project, force=True).decisions["a"].reasons == ("forced",)
+    # the decision carries the fingerprint it was made on, with the build's flows hashed once
+    fp = plan.decisions["a"].fingerprint
+    assert fp is not None and set(fp.flows) == {"work"} and fp.upstream == ()
 
 
 def test_plan_sweep_refuses_a_build_naming_a_missing_flow(project: Path) -> None:

@@ -24,9 +24,10 @@ from ductaflow.conductor.state import ConductorRun
 from ductaflow.conductor.worker import BuildOutcome, BuildTask, lost_outcome, run_build
 from ductaflow.core.lights import Status
 from ductaflow.lifecycle.events import EventKind, ScenarioEvent
+from ductaflow.run.recorder import Lifecycle
 from ductaflow.run.signals import sigterm_raises
 from ductaflow.store.layout import artifact_path
-from ductaflow.store.ledger import append_runs, ingest_spool
+from ductaflow.store.ledger import ingest_spool
 from ductaflow.store.records import close_unfinished, status_files, summarize_instance
 from ductaflow.store.result import ErrorInfo
 
@@ -148,7 +149,8 @@ def outcome_of(fut: Future[Any], instance: str) -> BuildOutcome:
 
 
 def close_lost(task: BuildTask, outcome: BuildOutcome, *, interrupted: bool) -> BuildOutcome:
-    """A lost build's records say red (not ``running`` forever) and the ledger has the run.
+    """A lost build's records say red (not ``running`` forever), and its run's ``lost`` event
+    reaches the run's consumers (the ledger) as the worker would have sent its end.
 
     During a Ctrl-C a worker that goes was stopped: its build is ``interrupted``.
     Returns the outcome completed from the records.
@@ -162,8 +164,8 @@ def close_lost(task: BuildTask, outcome: BuildOutcome, *, interrupted: bool) -> 
     for path in [artifact_path(task.instance_dir, build, "status"), *status_files(task.instance_dir)]:
         close_unfinished(path, error, interrupted=interrupted)
     summary = summarize_instance(task.instance_dir, build)
-    if summary.build is not None:
-        append_runs(task.context.ledger_fields(), [(summary.build, "run", task.context.scenario)])
+    if summary.build is not None:  # the run's own lifecycle ends here: its consumers (the ledger) hear of it
+        Lifecycle(task.context).lost(summary.build)
     return replace(outcome, worst_flow=summary.worst_flow)
 
 

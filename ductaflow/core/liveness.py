@@ -18,13 +18,15 @@ def identity() -> dict[str, Any]:
     return {"pid": os.getpid(), "created": psutil.Process().create_time(), "host": socket.gethostname()}
 
 
-def running(pid: int, created: float) -> bool:
-    """True while the process ``pid`` that started at ``created`` runs (not a zombie, not a reused pid)."""
+def running(pid: int, created: float | None = None) -> bool:
+    """True while the process ``pid`` runs (not a zombie) and, when ``created`` is given, is
+    the one that started then (not a reused pid)."""
     import psutil
 
     try:
         proc = psutil.Process(pid)
-        return abs(proc.create_time() - created) < 0.01 and proc.status() != psutil.STATUS_ZOMBIE
+        same = created is None or abs(proc.create_time() - created) < 0.01
+        return same and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
     except psutil.Error:  # it exists, we may just not look at it

@@ -6,7 +6,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ class Decision:
     run: bool
     reasons: tuple[str, ...]
     record: FlowResult | None = None  # the last record, as every reader sees it
+    fingerprint: Fingerprint | None = None  # what the decision compared the record with
 
     @property
     def text(self) -> str:
@@ -80,6 +81,21 @@ def decide(
     export_html: bool = False,
 ) -> Decision:
     """Whether ``flow_name`` must run in ``exec_dir``, and every reason why."""
+    decision = _decide(exec_dir, flow_name, fp, cfg, force=force, only_failed=only_failed, export_html=export_html)
+    return replace(decision, fingerprint=fp)
+
+
+def _decide(
+    exec_dir: Path,
+    flow_name: str,
+    fp: Fingerprint,
+    cfg: Mapping[str, Any],
+    *,
+    force: bool = False,
+    only_failed: bool = False,
+    export_html: bool = False,
+) -> Decision:
+
     paths = artifact_paths(exec_dir, flow_name)
     rec = read_status(paths["status"])
     if force:

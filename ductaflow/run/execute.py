@@ -181,9 +181,11 @@ def run_plan(plan: Plan, upstream: Sequence[str] = (), decision: Decision | None
 
     ``decision`` is a run-or-skip decision the caller already made for this instance (the
     conductor); it is trusted unless this run had to wait for the lock, when another
-    process may have just run the instance and the decision is made again.
+    process may have just run the instance and the decision is made again. Its fingerprint
+    is the run's too: the flows a build names are not read a second time.
     """
-    fp = fingerprint(plan.flow, plan.cfg, plan.root, upstream)
+    given = decision.fingerprint if decision is not None else None
+    fp = given if given is not None else fingerprint(plan.flow, plan.cfg, plan.root, upstream)
     waited: list[bool] = []
     try:
         plan.exec_dir.mkdir(parents=True, exist_ok=True)

@@ -46,24 +46,11 @@ def _gone(result: FlowResult) -> FlowResult:
     """A ``running`` record whose owner on this host is dead, as the red ``gone`` it is."""
     if result.state != RunState.RUNNING or result.pid is None or result.host != _HOST:
         return result
-    if result.owner_created is not None:
-        alive = liveness.running(int(result.pid), float(result.owner_created))
-    else:  # a schema-1 record: the pid alone (a reused pid keeps it "running", never green)
-        alive = _pid_alive(int(result.pid))
-    if alive:
+    # a schema-1 record has no start time: the pid alone (a reused pid keeps it "running", never green)
+    if liveness.running(int(result.pid), result.owner_created):
         return result
     what = f"process {result.pid} on {result.host} ended without a final record (killed: SIGKILL, os._exit, power loss)"
     return replace(result, state=RunState.GONE.value, status=Status.RED, error=result.error or ErrorInfo("Gone", what))
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 def read_status(path: Path | str, execution_dir: Path | None = None, drop: tuple[str, ...] = ()) -> FlowResult | None:
@@ -99,12 +86,6 @@ def _load(path: Path | str) -> dict | None:
         log.warning("skipping unreadable status record %s: not a JSON object but %s", path, type(rec).__name__)
         return None
     return rec
-
-
-def record_state(path: Path | str) -> str | None:
-    """The state of the record at ``path`` as every reader sees it (None when there is none)."""
-    result = read_status(path)
-    return None if result is None else result.state
 
 
 def close_unfinished(path: Path, error: ErrorInfo, *, interrupted: bool = False, finished: str | None = None) -> bool:
