@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ductaflow.core.config import find_project_root, load_config_file
+from ductaflow.core.context import RunContext
 from ductaflow.core.session import is_notebook_execution
 from ductaflow.errors import DuctaflowError
 from ductaflow.inflow import script_run
@@ -98,7 +99,8 @@ def load_cli_config(default_config_path: str | Path | None = None, description: 
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     cfg["_project_root"] = str(root)
-    os.environ["DUCTAFLOW_PROJECT_ROOT"] = str(root)  # this process is the flow's own
+    # this process is the flow's own: the runs it starts (a build's steps) find the project root
+    os.environ.update((RunContext.inherited() or RunContext()).child(project_root=str(root)).env())
     if args.output_dir and not script_run.in_worker_process():
         _record(args.output_dir, flow, cfg, root, no_execute=args.no_execute)  # never returns
     if args.no_execute:
