@@ -351,25 +351,36 @@ def test_a_build_that_stops_earlier_does_not_report_older_steps(project: Path) -
 
 _APPEND_WITHOUT_PANDAS = """
 import sys, importlib
+if sys.argv[2] == "pyarrow":
+    import pyarrow.fs  # what papermill loads: the ledger then writes through Arrow
 ledger = importlib.import_module("ductaflow.store.ledger")
-ledger.append(sys.argv[1], [{"kind": "flow", "event": "run", "flow": "lean", "duration": 1.5,
-                             "warning_count": 2, "scenario": {"a": 1}}])
+ledger.append(sys.argv[1], [{"kind": "flow", "event": "run", "flow": sys.argv[2], "duration": 1,
+                             "warning_count": 2, "scenario": {"a": 1}, "error_message": "é ✓ \\n",
+                             "peak_rss_mb": float("nan")}])
 assert "pandas" not in sys.modules, "a lone run must not import pandas for its ledger record"
+assert ("duckdb" in sys.modules) == (sys.argv[2] == "duckdb"), "DuckDB only where pyarrow is not loaded"
 """
 
 
 def test_a_ledger_record_written_without_pandas_reads_like_any_other(tmp_path: Path) -> None:
+    """Both writers of a process without pandas (DuckDB, or Arrow's JSON reader once papermill
+    has loaded pyarrow) give the same columns, types and values as one written with pandas loaded."""
     import importlib
 
     import pyarrow.parquet as pq
 
     ledger = importlib.import_module("ductaflow.store.ledger")
-    subprocess.run([sys.executable, "-c", _APPEND_WITHOUT_PANDAS, str(tmp_path)], check=True, timeout=60)
+    for writer in ("duckdb", "pyarrow"):
+        subprocess.run([sys.executable, "-c", _APPEND_WITHOUT_PANDAS, str(tmp_path), writer], check=True, timeout=60)
     ledger.append(tmp_path, [{"kind": "flow", "event": "run", "flow": "full", "duration": 2.5, "warning_count": 0}])
-    files = ledger.ledger_dir(tmp_path).glob("*.parquet")
-    lean, full = sorted(files, key=lambda p: pq.read_table(p)["flow"][0].as_py() != "lean")
-    assert pq.read_table(lean).schema.types == pq.read_table(full).schema.types
+    read = [pq.read_table(p) for p in ledger.ledger_dir(tmp_path).glob("*.parquet")]
+    tables = {table["flow"][0].as_py(): table for table in read}
+    assert sorted(tables) == ["duckdb", "full", "pyarrow"]
+    assert tables["duckdb"].schema.types == tables["pyarrow"].schema.types == tables["full"].schema.types
     df = ductaflow.ledger(tmp_path).set_index("flow")
-    assert df.loc["lean", "duration"] == 1.5 and df.loc["lean", "warning_count"] == 2
-    assert json.loads(df.loc["lean", "scenario"]) == {"a": 1}
-    assert ledger.compact(tmp_path) is not None and len(ductaflow.ledger(tmp_path)) == 2
+    for writer in ("duckdb", "pyarrow"):
+        assert df.loc[writer, "duration"] == 1.0 and df.loc[writer, "warning_count"] == 2
+        assert json.loads(df.loc[writer, "scenario"]) == {"a": 1}
+        assert df.loc[writer, "error_message"] == "é ✓ \n"
+        assert pd.isna(df.loc[writer, "peak_rss_mb"])
+    assert ledger.compact(tmp_path) is not None and len(ductaflow.ledger(tmp_path)) == 3

@@ -70,6 +70,31 @@ def _main_reimportable() -> bool:
     return path is None or os.path.isfile(path)
 
 
+def start_forkserver() -> str:
+    """The pool's start method; for ``forkserver``, the server is started now (idempotent).
+
+    The server imports :data:`_WORKER_MODULES` before it forks its first worker (~1 s of one
+    core). :func:`~ductaflow.conductor.sweep.conduct` calls this before it plans, so that
+    import overlaps the planning instead of delaying the first build.
+    """
+    methods = multiprocessing.get_all_start_methods()
+    if not _main_reimportable() and "fork" in methods:
+        # Workers forked from this process need not re-run the script; kernels never run
+        # in a conductor's own process, so no kernel's threads are copied.
+        log.info("the conductor's script cannot be re-run by workers (read from stdin?): forking them")
+        return "fork"
+    if "forkserver" not in methods:
+        return "spawn"
+    # Workers are forked from the forkserver with its signal dispositions: start it with
+    # SIGINT ignored, so a Ctrl-C cannot kill a worker before _worker_init runs.
+    from multiprocessing import forkserver
+
+    forkserver.set_forkserver_preload(list(_WORKER_MODULES))
+    with terminal_interrupt_ignored():
+        forkserver.ensure_running()
+    return "forkserver"
+
+
 class SerialExecutor(Executor):
     """Runs each task at submit time in this process: for debugging and tiny tables."""
 
@@ -97,24 +122,9 @@ class LocalBackend(ExecutorBackend):
 
     @staticmethod
     def _pool(workers: int) -> ProcessPoolExecutor:
-        methods = multiprocessing.get_all_start_methods()
-        method = "forkserver" if "forkserver" in methods else "spawn"
-        if not _main_reimportable() and "fork" in methods:
-            # Workers forked from this process need not re-run the script; kernels never run
-            # in a conductor's own process, so no kernel's threads are copied.
-            log.info("the conductor's script cannot be re-run by workers (read from stdin?): forking them")
-            method = "fork"
-        if method == "forkserver":
-            # Workers are forked from the forkserver with its signal dispositions: start it
-            # with SIGINT ignored, so a Ctrl-C cannot kill a worker before _worker_init runs.
-            from multiprocessing import forkserver
-
-            forkserver.set_forkserver_preload(list(_WORKER_MODULES))
-            with terminal_interrupt_ignored():
-                forkserver.ensure_running()
         return ProcessPoolExecutor(
             max_workers=workers,
-            mp_context=multiprocessing.get_context(method),
+            mp_context=multiprocessing.get_context(start_forkserver()),
             initializer=_worker_init,
             initargs=(identity(),),
         )
