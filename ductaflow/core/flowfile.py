@@ -14,6 +14,7 @@ from typing import Any
 import nbformat
 from nbformat import NotebookNode
 
+from ductaflow.core.config import check_path
 from ductaflow.errors import FlowFileError, MissingParametersCell
 
 PARAMETERS_TAG = "parameters"
@@ -82,6 +83,7 @@ class Flow:
 
 def read_flow(path: str | Path) -> Flow:
     """Parse ``path`` (Jupytext ``.py`` or ``.ipynb``); raise if it is not a usable flow."""
+    check_path(path, "flow file", FlowFileError)
     p = Path(path)
     if not p.is_file():
         raise FlowFileError(f"flow file not found: {p}")

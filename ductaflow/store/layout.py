@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from ductaflow.core.config import check_path
 from ductaflow.errors import UnsafePath
 
 log = logging.getLogger(__name__)
@@ -87,11 +88,16 @@ def contained_dir(path: str | Path, runs_roots: Iterable[str | Path | None] = ()
     lexically inside one must resolve inside it (the root itself may be a symlink, say to a
     bigger disk): ductaflow deletes and writes in instance directories, and a link planted
     there must not make it delete or overwrite files elsewhere. Paths outside every runs
-    root (an ``--output-dir`` the user chose) are taken as given.
+    root (an ``--output-dir`` the user chose) are taken as given. A NUL character in ``path`` or
+    a runs root is refused too (no file system allows one).
     """
+    check_path(path, "directory")
+    given = [r for r in runs_roots if r]
+    for r in given:
+        check_path(r, "runs root")
     lexical = Path(os.path.abspath(path))
     resolved = lexical.resolve()
-    roots = [Path(os.path.abspath(r)) for r in runs_roots if r] + _runs_roots_above(lexical)
+    roots = [Path(os.path.abspath(r)) for r in given] + _runs_roots_above(lexical)
     for root in roots:
         if root != lexical and root not in lexical.parents:
             continue
