@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import sys
 from pathlib import Path
@@ -21,19 +20,40 @@ EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process ended by it
 
 
 def _parse_override(item: str) -> dict[str, Any]:
-    """``a.b=3`` -> ``{"a": {"b": 3}}``; values are JSON when they parse, else strings."""
+    """``-p a.b=3`` -> ``{"a": {"b": 3}}``, the value typed as papermill types it
+    (:func:`ductaflow.core.params.parse_value`)."""
+    # deferred: ductaflow.core.params reads flows (nbformat is heavy)
+    from ductaflow.core.params import nest, parse_value
+
     if "=" not in item:
         raise ConfigError(f"-p expects key=value, got {item!r}")
     key, raw = item.split("=", 1)
-    if not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"-p has an empty key in {item!r}")
-    try:
-        value: Any = json.loads(raw)
-    except ValueError:
-        value = raw
-    for part in reversed(key.split(".")):
-        value = {part: value}
-    return value
+    where = f"-p {key[:80]!r}"  # the key, not the value: a value may be megabytes
+    return nest(key, parse_value(raw, where), where)
+
+
+def _overrides(flow: Any, root: Path, params: tuple[str, ...], raws: tuple[tuple[str, str], ...],
+               allow_unknown: bool) -> dict[str, Any]:
+    """``-p`` then ``-r`` overrides, merged; keys ``flow`` (a Flow) does not know are a ConfigError
+    naming the nearest known ones, unless ``allow_unknown``."""
+    # deferred: reads flows (jupytext, nbformat are heavy)
+    from ductaflow.core.config import check_keys
+    from ductaflow.core.params import config_paths, describe_unknown, flow_names, nest  # deferred with the line above
+
+    out: dict[str, Any] = {}
+    for part in [_parse_override(item) for item in params] + [nest(k, v, "-r") for k, v in raws]:
+        out = deep_merge(out, part)
+    check_keys(out, "-p/-r")  # a key that cannot be a parameter at all says so first
+    known = flow_names(flow, root)
+    if not known:
+        logging.getLogger(__name__).info("flow %s names no parameter: -p keys not checked", flow.name)
+    elif not allow_unknown and known.unknown(config_paths(out, known)):
+        problems = describe_unknown("parameter", known.unknown(config_paths(out, known)), known)
+        raise ConfigError(
+            f"flow {flow.name}: {problems} (the flow's parameters cell and default config do not name it); "
+            "pass --allow-unknown to run with it anyway"
+        )
+    return out
 
 
 def result_line(result: FlowResult) -> str:
@@ -88,7 +108,12 @@ def cli(verbose: int) -> None:
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="JSON config (default: the flow's own).")
 @click.option("--instance", help="Instance name: runs into runs/<flow>/<instance>/.")
 @click.option("--output-dir", type=click.Path(path_type=Path), help="Run into this directory instead.")
-@click.option("-p", "--param", "params", multiple=True, help="Override a config key: -p key=value (JSON values).")
+@click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="Override a config key (a.b for a nested one); the value is typed as papermill's -p types it.")
+@click.option("-r", "--raw", "raws", nargs=2, multiple=True, metavar="KEY VALUE",
+              help="Override a config key with VALUE as a string, untouched.")
+@click.option("--allow-unknown", is_flag=True,
+              help="Accept -p/-r keys the flow's parameters cell and default config do not name.")
 @click.option("--timeout", type=float, help="Kill the flow after this many seconds.")
 @click.option("--html", is_flag=True, help="Also export the executed notebook as HTML.")
 @click.option("--no-execute", is_flag=True, help="Prepare the instance directory only.")
@@ -101,6 +126,8 @@ def run(
     instance: str | None,
     output_dir: Path | None,
     params: tuple[str, ...],
+    raws: tuple[tuple[str, str], ...],
+    allow_unknown: bool,
     timeout: float | None,
     html: bool,
     no_execute: bool,
@@ -108,6 +135,20 @@ def run(
     preload: tuple[str, ...],
 ) -> None:
     """Run FLOW once and print its light, duration and instance directory.
+
+    The config is the flow's default config (or --config), with -p and then -r on top. -p
+    values are typed as papermill types them, and JSON lists and objects are parsed (below);
+    -r KEY VALUE keeps VALUE a string. A key neither the flow's parameters cell nor its
+    default config names is refused, with the nearest names, unless --allow-unknown.
+
+    \b
+      -p flag=False            False, not the string 'False' (also false, True, true)
+      -p x=None                None (also null)
+      -p n=3 -p rate=0.05      3 and 0.05
+      -p 'zones=[1, 2]'        a list;  -p 'opts={"a": 1}' an object
+      -p model.iters=20        the nested key iters inside model
+      -p city=Leeds            the string 'Leeds'
+      -r code 007              the string '007' (-p would give 7)
 
     An instance whose last green/orange run had the same code and config is not run
     again (use --force)."""
@@ -127,8 +168,7 @@ def run(
     else:
         default = parsed.default_config_path(root)
         cfg = normalise_config(default) if default else {}
-    for item in params:
-        cfg = deep_merge(cfg, _parse_override(item))
+    cfg = deep_merge(cfg, _overrides(parsed, root, params, raws, allow_unknown))
     result = run_notebook(
         parsed.path,
         cfg,
@@ -190,6 +230,8 @@ def debug(instance_dir: Path, flow: str | None, force: bool) -> None:
 @click.option("--force", is_flag=True, help="Re-run every scenario, up to date or not.")
 @click.option("--only-failed", is_flag=True, help="Re-run only red and never-run scenarios.")
 @click.option("--explain", is_flag=True, help="Say per scenario what would run and why; run nothing.")
+@click.option("--allow-unknown", is_flag=True,
+              help="Accept scenario columns and base config keys no flow of the build knows (else refused).")
 @click.option("--preload", "preload", multiple=True, metavar="MODULES",
               help="Modules the kernel template imports once (comma-separated; default: pyproject.toml).")
 def conduct(
@@ -208,9 +250,15 @@ def conduct(
     force: bool,
     only_failed: bool,
     explain: bool,
+    allow_unknown: bool,
     preload: tuple[str, ...],
 ) -> None:
     """Run BUILD once per row of SCENARIOS (CSV or Parquet) and keep the live report.
+
+    Every column but the one naming instances must be a parameter the build or one of its
+    flows knows (a key of their default configs or parameters cells; a.b for a nested
+    one). A typo such as growth_rat is refused before anything runs, also with --dry-run
+    and --explain, with the nearest known names. --allow-unknown lets such columns through.
 
     Scenarios whose last green/orange run is still up to date (same build and flow code,
     same config) are not run again."""
@@ -236,6 +284,7 @@ def conduct(
         force=force,
         only_failed=only_failed,
         explain=explain,
+        allow_unknown=allow_unknown,
         progress=False if explain else None,
         preload=_modules(preload),
     )

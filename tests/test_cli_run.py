@@ -50,7 +50,7 @@ def _result_line(stdout: str) -> re.Match[str]:
 def test_green_run_with_instance_params_html_then_rerun_without_html(project: Path) -> None:
     first = ductaflow_cmd(
         "run", "flows/model.py", "--instance", "try1", "-p", "n=5", "-p", "nested.k=2", "-p", "bogus=1", "--html",
-        cwd=project,
+        "--allow-unknown", cwd=project,
     )  # fmt: skip
     assert first.returncode == 0, first.stderr
     inst = project / "runs" / "model" / "try1"
@@ -60,7 +60,8 @@ def test_green_run_with_instance_params_html_then_rerun_without_html(project: Pa
     assert (inst / "model.html").is_file()
     cfg = read_json(inst / "model_config.json")
     assert cfg["n"] == 5 and cfg["nested"] == {"k": 2, "keep": "me"} and cfg["bogus"] == 1
-    # an undeclared key: a warning line on stderr and a note in the record, and the flow still ran
+    # an undeclared key (let through by --allow-unknown): a warning line on stderr and a note in the
+    # record, and the flow still ran
     note = "config keys not known to flow 'model': bogus"
     assert note in first.stderr and "Traceback" not in first.stderr
     rec1 = read_json(inst / "model_status.json")

@@ -231,11 +231,11 @@ def test_bad_tables_are_rejected_with_rows_named(project: Path) -> None:
     with pytest.raises(ScenarioError) as info:
         conduct(unsafe, build, progress=False)
     assert "row 1" in str(info.value) and "row 2" in str(info.value)
-    nan = pd.DataFrame({"label": ["a", None], "growth": [0.1, float("nan")]})
-    with pytest.raises(ScenarioError, match=r"row 1, column 'growth'"):
+    nan = pd.DataFrame({"label": ["a", None], "sleep": [0.1, float("nan")]})
+    with pytest.raises(ScenarioError, match=r"row 1, column 'sleep'"):
         conduct(nan, build, progress=False)
-    objs = pd.DataFrame({"label": ["a"], "thing": [object()]})
-    with pytest.raises(ScenarioError, match=r"row 0, column 'thing'"):
+    objs = pd.DataFrame({"label": ["a"], "warn": [object()]})
+    with pytest.raises(ScenarioError, match=r"row 0, column 'warn'"):
         conduct(objs, build, progress=False)
     clash = pd.DataFrame({"label": ["a"], "status": ["x"]})
     with pytest.raises(ScenarioError, match="status"):

@@ -22,12 +22,21 @@ from typing import Any
 
 import pandas as pd
 
+from ductaflow.conductor.columns import checked_names
 from ductaflow.conductor.worker import BuildTask
-from ductaflow.core.config import canonical_json, deep_merge, find_project_root, normalise_config, to_jsonable
+from ductaflow.core.config import (
+    canonical_json,
+    check_path,
+    deep_merge,
+    find_project_root,
+    normalise_config,
+    to_jsonable,
+)
 from ductaflow.core.context import RunContext
 from ductaflow.core.fingerprint import fingerprint, referenced_flows
 from ductaflow.core.flowfile import Flow, read_flow
 from ductaflow.core.names import validate_name
+from ductaflow.core.params import KnownNames
 from ductaflow.errors import ConfigError, FlowFileError, InvalidName, ScenarioError
 from ductaflow.kernels.options import KernelOptions, kernel_options
 from ductaflow.run.decide import Decision, decide
@@ -150,10 +159,18 @@ def _check_parameter_columns(columns: list[str]) -> None:
 
 
 def plan_scenarios(
-    table: pd.DataFrame, base_config: Mapping[str, Any] | None = None, instance_column: str | None = None
+    table: pd.DataFrame,
+    base_config: Mapping[str, Any] | None = None,
+    instance_column: str | None = None,
+    known: KnownNames | None = None,
 ) -> list[ScenarioPlan]:
-    """Check every row and turn it into a :class:`ScenarioPlan`; all problems in one error."""
+    """Check every row and turn it into a :class:`ScenarioPlan`; all problems in one error.
+
+    The name column is not a parameter, unless ``known`` (what the build's flows know) has a
+    key of that name: then it is passed too.
+    """
     columns, name_col = _check_columns(table, instance_column)
+    keep_name = known is not None and name_col is not None and known.knows(name_col)
     problems: list[str] = []
     plans: list[ScenarioPlan] = []
     seen: dict[str, int] = {}
@@ -168,7 +185,7 @@ def plan_scenarios(
             problems.append(f"rows {seen[key]} and {pos} both name instance '{name}'")
             continue
         seen[key] = pos
-        row_cfg = {k: v for k, v in values.items() if k != name_col}  # the name is not a parameter
+        row_cfg = {k: v for k, v in values.items() if k != name_col or keep_name}
         config = deep_merge(dict(base_config or {}), _nest(row_cfg))
         config["_instance"] = name
         plans.append(ScenarioPlan(pos, name, values, config))
@@ -296,18 +313,31 @@ def plan_sweep(
     preload: Sequence[str] | None = None,
     force: bool = False,
     only_failed: bool = False,
+    allow_unknown: bool = False,
 ) -> SweepPlan:
     """Check the build, every flow it names and every row of ``table``, and decide for each
-    instance whether it runs; raises before anything is written or started."""
+    instance whether it runs; raises before anything is written or started.
+
+    Every scenario column and ``base_config`` key must be a parameter the build or one of its
+    flows knows (:func:`~ductaflow.conductor.columns.checked_names`); ``allow_unknown`` only
+    logs the others.
+    """
+    check_path(runs_root, "runs root")
+    if project_root:
+        check_path(project_root, "project root")
     build_flow = read_flow(resolve_flow_path(build, project_root))
     root = Path(project_root).resolve() if project_root else find_project_root(build_flow.path)
     flows = _read_flows(build_flow, root)
     hashes = {path.stem: code for path, code in flows.items()}  # shared by every scenario's fingerprint
-    scenarios = plan_scenarios(table, _base_config(build_flow, root, base_config), instance_column)
-    kernel = kernel_options(root, preload)
     runs = Path(runs_root)
     runs = (runs if runs.is_absolute() else root / runs).resolve()
     build_dir = runs / build_flow.name
+    base = _base_config(build_flow, root, base_config)
+    cols, name_col = _check_columns(table, instance_column)  # the name column is not a parameter
+    known = checked_names([c for c in cols if c != name_col], base, build_flow, root, flows, build_dir,
+                          allow_unknown=allow_unknown)
+    scenarios = plan_scenarios(table, base, instance_column, known)
+    kernel = kernel_options(root, preload)
     for folder in [build_dir, *(build_dir / p.instance for p in scenarios)]:
         if os.path.lexists(folder):  # refused up front (exit 2), not as a red row from the worker
             contained_dir(folder, [runs])
@@ -319,6 +349,7 @@ def plan_sweep(
             p.config,
             force=force,
             only_failed=only_failed,
+            root=root,
         )
         for p in scenarios
     }

@@ -54,6 +54,7 @@ def conduct(
     explain: bool = False,
     lost_retries: int = 0,
     preload: Sequence[str] | None = None,
+    allow_unknown: bool = False,
 ) -> pd.DataFrame:
     """Run ``build`` once per scenario row into ``<runs_root>/<build>/<instance>/``.
 
@@ -63,6 +64,14 @@ def conduct(
     :class:`ConductorFailed` (carrying the table) when any scenario is red, unless
     ``raise_on_failure=False``; re-raises ``KeyboardInterrupt`` after an orderly stop.
     Relative ``runs_root`` paths are taken from the project root.
+
+    Every scenario column (but the one naming instances) and every ``base_config`` key must
+    be a parameter the build or one of its flows knows: a key of their default configs or
+    literal parameters cells (nested ``a.b`` too), or of a flow an earlier instance of the
+    build recorded running. Others raise :class:`ScenarioError` before anything runs or is
+    written (also with ``dry_run`` and ``explain``), naming the nearest known names;
+    ``allow_unknown=True`` passes them on anyway, with a log line. The name column is
+    passed as a parameter only when some flow knows a key of that name.
 
     Instances whose last green/orange run matches their fingerprint are skipped ("up to
     date", no kernel started); ``force`` re-runs all, ``only_failed`` only red and
@@ -85,6 +94,7 @@ def conduct(
     plan = plan_sweep(
         table, build, base_config=base_config, runs_root=runs_root, instance_column=instance_column,
         project_root=project_root, preload=preload, force=force, only_failed=only_failed,
+        allow_unknown=allow_unknown,
     )
     out = _scenario_table(table, plan)
     reporter = make_reporter(progress)
