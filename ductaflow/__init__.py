@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ductaflow._version import __version__
 from ductaflow.core.config import deep_merge, load_config_file
+from ductaflow.core.deps import inputs
 from ductaflow.core.lights import Status
 from ductaflow.errors import (
     ConductorFailed,
@@ -29,6 +30,7 @@ from ductaflow.errors import (
     ScenarioError,
     SharedFilesystemError,
     UnsafePath,
+    WouldOverwrite,
 )
 from ductaflow.inflow.script_mode import (
     display_config_summary,
@@ -99,6 +101,7 @@ __all__ = [
     "SharedFilesystemError",
     "Status",
     "UnsafePath",
+    "WouldOverwrite",
     "__version__",
     "analyze_execution_logs",
     "conduct",
@@ -108,6 +111,7 @@ __all__ = [
     "expand_grid",
     "flow_config",
     "generate_status_report",
+    "inputs",
     "is_notebook_execution",
     "ledger",
     "load_cli_config",

@@ -44,7 +44,8 @@ class InvalidName(DuctaflowError):
 
 
 class UnsafePath(DuctaflowError):
-    """A directory that sits in a runs root but resolves outside it (a symlink): never written or cleared."""
+    """A directory that sits in a runs root but resolves outside it (a symlink), or a path holding
+    a NUL character: never written or cleared."""
 
 
 class ScenarioError(DuctaflowError):
@@ -87,3 +88,7 @@ class ConductorFailed(DuctaflowError):
     def __init__(self, message: str, table: Any = None) -> None:
         super().__init__(message)
         self.table = table
+
+
+class WouldOverwrite(DuctaflowError):
+    """An action would delete or replace a run's files, and was not forced."""

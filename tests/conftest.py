@@ -40,17 +40,21 @@ KERNEL_MODULES = frozenset({
     "reliability/",
     "test_cli_run.py",
     "test_conductor.py",
+    "test_config_limits_cli.py",
     "test_config_names.py",
     "test_dask.py",
     "test_debug_unpack.py",
     "test_example.py",
     "test_execute.py",
+    "test_imports_and_usage.py",
     "test_incremental.py",
     "test_kernels.py",
     "test_lights.py",
     "test_procs.py",
     "test_report_browser.py",
+    "test_scenario_columns.py",
     "test_script_mode.py",
+    "test_stale_green.py",
 })  # fmt: skip
 #: Modules of pure logic whose names do not start with ``test_fast_``.
 FAST_MODULES = frozenset({"test_adapters.py", "test_layers.py", "test_report.py", "test_report_cache.py"})

@@ -13,8 +13,8 @@ import ductaflow.compat
 PUBLIC = [
     "ConductorFailed", "ConfigError", "DuctaflowError", "ErrorInfo", "FlowFailed", "FlowFileError", "FlowResult",
     "InvalidName", "MissingExtra", "MissingParametersCell", "ScenarioError", "SharedFilesystemError", "Status",
-    "UnsafePath", "__version__", "analyze_execution_logs", "conduct", "debug_flow", "deep_merge",
-    "display_config_summary", "expand_grid", "flow_config", "generate_status_report", "is_notebook_execution",
+    "UnsafePath", "WouldOverwrite", "__version__", "analyze_execution_logs", "conduct", "debug_flow", "deep_merge",
+    "display_config_summary", "expand_grid", "flow_config", "generate_status_report", "inputs", "is_notebook_execution",
     "ledger", "load_cli_config", "load_config_file", "prepare_debug_notebook", "record", "record_table",
     "run_notebook", "run_step_flow", "step", "unpack_config", "write_report",
 ]

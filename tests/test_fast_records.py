@@ -13,6 +13,7 @@ import pytest
 
 from ductaflow import DuctaflowError, analyze_execution_logs
 from ductaflow.core.context import RunContext
+from ductaflow.core.deps import Dep
 from ductaflow.core.lights import Status
 from ductaflow.lifecycle.dispatch import Dispatcher
 from ductaflow.lifecycle.events import EventKind, RunEvent, ending
@@ -45,11 +46,24 @@ def test_schema_1_records_still_read(tmp_path: Path) -> None:
 
 
 def test_written_records_round_trip_with_the_schema_version(tmp_path: Path) -> None:
-    result = _result(tmp_path, status=Status.RED, error=ErrorInfo("SystemExit", "3"), exit_code=3, terminated=True)
+    deps = (Dep("module", "flows/helper.py", "abc", "1:2"), Dep("input", "data/z.csv", "def", "3:4"))
+    result = _result(
+        tmp_path, status=Status.RED, error=ErrorInfo("SystemExit", "3"), exit_code=3, terminated=True, deps=deps,
+        outputs="0123",
+    )
     write_status(result)
     doc = json.loads(result.status_path.read_text(encoding="utf-8"))
-    assert doc["schema"] == STATUS_SCHEMA == 2 and doc["exit_code"] == 3 and doc["error"]["type"] == "SystemExit"
-    assert read_status(result.status_path) == result
+    assert doc["schema"] == STATUS_SCHEMA == 3 and doc["exit_code"] == 3 and doc["error"]["type"] == "SystemExit"
+    assert doc["deps"][0] == {"kind": "module", "path": "flows/helper.py", "digest": "abc", "stamp": "1:2"}
+    back = read_status(result.status_path)
+    assert back == result and back is not None and back.deps == deps and back.outputs == "0123"
+
+
+def test_records_before_schema_3_have_no_dependencies(tmp_path: Path) -> None:
+    path = artifact_path(tmp_path, "f", "status")
+    path.write_text(json.dumps(SCHEMA_1), encoding="utf-8")
+    rec = read_status(path)
+    assert rec is not None and rec.deps is None and rec.outputs is None
 
 
 def _dead_pid() -> int:

@@ -40,6 +40,12 @@ def referenced_flows(flow: Flow, project_root: Path) -> list[Path]:
     return found
 
 
+#: Config keys ductaflow itself sets (the project root a flow sees, the conductor's instance
+#: name). Every other ``_``-prefixed key is refused: the fingerprint leaves ``_`` keys out, so
+#: a change to one would re-run nothing.
+FRAMEWORK_KEYS = ("_project_root", "_instance")
+
+
 def config_hash(cfg: Mapping[str, Any]) -> str:
     """Hash of the config a flow sees, framework keys (``_project_root`` ...) excluded."""
     visible = {k: v for k, v in cfg.items() if not str(k).startswith("_")}

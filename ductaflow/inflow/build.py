@@ -11,9 +11,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ductaflow.core.config import deep_merge, normalise_config
+from ductaflow.core.config import deep_merge, find_project_root, load_config_file, normalise_config
+from ductaflow.core.context import RunContext
+from ductaflow.core.flowfile import read_flow
 from ductaflow.core.names import validate_name
-from ductaflow.run.execute import run_notebook
+from ductaflow.run.execute import resolve_flow_path, run_notebook
 from ductaflow.store.atomic import atomic_write_json
 from ductaflow.store.layout import FLOWS_SUBDIR, steps_path
 from ductaflow.store.records import current_steps
@@ -38,12 +40,16 @@ def step(
 ) -> FlowResult:
     """Run one flow of a build into ``<build_dir>/runs/<instance>/`` and return its result.
 
-    ``instance`` defaults to the flow's file name; ``config`` is merged with ``overrides``
-    (keyword arguments win). ``build_dir`` defaults to the current directory, which inside
-    a build is its instance dir. A red flow raises ``FlowFailed``, which stops the build
-    and makes it red; an orange flow lets the build go on.
+    The flow's config is its default config file (as a notebook opened on its own would
+    load it), with ``config`` merged over it and then ``overrides`` (keyword arguments win):
+    a step need only give what differs. ``instance`` defaults to the flow's file name.
+    ``build_dir`` defaults to the current directory, which inside a build is its instance
+    dir. A red flow raises ``FlowFailed``, which stops the build and makes it red; an orange
+    flow lets the build go on. A step after another re-runs when that one's fingerprint or
+    the files it left changed (its ``outputs`` digest).
     """
-    cfg = deep_merge(normalise_config(config), normalise_config(overrides, "step overrides"))
+    given = deep_merge(normalise_config(config), normalise_config(overrides, "step overrides"))
+    cfg = deep_merge(_defaults(flow), given)
     name = validate_name(instance or Path(flow).stem, "flow instance name")
     base = (Path(build_dir) if build_dir is not None else Path.cwd()).resolve()
     upstream = _UPSTREAM.setdefault(base, [])
@@ -55,7 +61,6 @@ def step(
         flow,
         cfg,
         execution_dir=base / FLOWS_SUBDIR / name,
-        project_root=cfg.get("_project_root"),
         instance_name=name,
         timeout=timeout,
         export_html=export_html,
@@ -63,9 +68,19 @@ def step(
         upstream=tuple(fp for _, fp in upstream),
     )
     if result.fingerprint:
-        upstream.append((name, result.fingerprint))
+        upstream.append((name, f"{result.fingerprint}:{result.outputs}" if result.outputs else result.fingerprint))
     log.info("%s %s (%s) %.1fs", result.status.emoji, name, result.flow, result.duration or 0)
     return result
+
+
+def _defaults(flow: str | Path) -> dict[str, Any]:
+    """The flow's default config file, or {} when it has none."""
+    ctx = RunContext.inherited()
+    root_hint = (ctx and ctx.project_root) or None
+    parsed = read_flow(resolve_flow_path(flow, root_hint))
+    root = Path(root_hint) if root_hint else find_project_root(parsed.path)
+    default = parsed.default_config_path(root)
+    return load_config_file(default) if default is not None and default.is_file() else {}
 
 
 def _note_step(base: Path, name: str) -> None:

@@ -99,6 +99,7 @@ def load_cli_config(default_config_path: str | Path | None = None, description: 
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     cfg["_project_root"] = str(root)
+    put_on_sys_path(flow, root)
     # this process is the flow's own: the runs it starts (a build's steps) find the project root
     os.environ.update((RunContext.inherited() or RunContext()).child(project_root=str(root)).env())
     if args.output_dir and not script_run.in_worker_process():
@@ -107,6 +108,35 @@ def load_cli_config(default_config_path: str | Path | None = None, description: 
         print("--no-execute: config loaded, flow not run")
         raise SystemExit(0)
     return cfg
+
+
+def put_on_sys_path(flow: Path | None, root: Path) -> None:
+    """Script mode: ``sys.path`` holds the flow's directory, then the project root.
+
+    Python already put the script's directory first; the project root is added right after
+    it when it is not on ``sys.path`` yet (compared by real path), so ``import mypkg`` finds
+    a package at the project root as it does in a kernel under ``run_notebook`` (whose
+    ``sys.path`` starts with the instance directory, the flow's directory, the project root).
+    Imports placed above the config line run before this: keep project imports below it.
+    """
+    at = 0
+    if flow is not None:
+        found = _on_sys_path(str(flow.parent))
+        if found is None:
+            sys.path.insert(0, str(flow.parent))
+            found = 0
+        at = found + 1
+    if _on_sys_path(str(root)) is None:
+        sys.path.insert(at, str(root))
+
+
+def _on_sys_path(folder: str) -> int | None:
+    """Where ``folder`` is on ``sys.path`` (compared by real path), or None."""
+    real = os.path.realpath(folder)
+    for i, entry in enumerate(sys.path):
+        if isinstance(entry, str) and entry and os.path.realpath(entry) == real:
+            return i
+    return None
 
 
 def _parse_args(flow: Path | None, default_config_path: str | Path | None, description: str | None) -> Any:

@@ -10,6 +10,13 @@ Ctrl-C or SIGTERM (raised as :class:`~ductaflow.run.signals.Terminated`) are all
 exactly, without replacing an interpreter hook. The final record is written and the process
 exits with the status the flow would have exited with (SIGTERM: 143, Ctrl-C: 130).
 
+Like a kernel's, the record says what the run used (:func:`ductaflow.run.usage.with_usage`):
+the files and folders the config names, taken before the flow's code runs, and what the
+process itself reports when the flow has ended green or orange
+(:func:`ductaflow.core.deps.report`): the project modules it imported (the flow file itself
+excepted) and the inputs it declared with ``inputs(...)``. ``sys.path`` holds the flow's
+directory, then the project root (see :func:`ductaflow.inflow.script_mode.put_on_sys_path`).
+
 Consequences: the lines above the ``load_cli_config`` call (normally imports) run twice, and
 the calling module never continues past that call. The record is final when the flow's code
 ends: what its leftover threads or ``atexit`` handlers print later is shown, not logged. A
@@ -32,12 +39,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from ductaflow.core import deps
 from ductaflow.core.clock import now_iso
 from ductaflow.core.context import RunContext
 from ductaflow.core.lights import Status, classify
 from ductaflow.run.capture import FdCapture, OutputSink
 from ductaflow.run.recorder import Lifecycle, running_record
 from ductaflow.run.signals import Terminated, sigterm_raises
+from ductaflow.run.usage import config_deps, with_usage
 from ductaflow.store.atomic import atomic_write_json
 from ductaflow.store.layout import artifact_path, artifact_paths, clear_artifacts
 from ductaflow.store.records import read_status
@@ -90,8 +99,10 @@ class ScriptRun:
     """One recorded script-mode run: :meth:`begin` writes its first records, :meth:`run` the rest."""
 
     def __init__(self, exec_dir: Path, flow_path: Path, cfg: dict[str, Any], project_root: Path) -> None:
-        self.exec_dir, self.flow_path, self.cfg = exec_dir, flow_path, cfg
+        self.exec_dir, self.flow_path, self.cfg = exec_dir, Path(os.path.realpath(flow_path)), cfg
+        self.root = project_root
         self.name = flow_path.stem
+        self.start: tuple[deps.Dep, ...] = ()  # the config's inputs as they were before the flow ran
         self.paths = artifact_paths(exec_dir, self.name)
         context = RunContext(project_root=str(project_root), flow=self.name, execution_dir=str(exec_dir))
         self.lifecycle = Lifecycle(context)  # no runs root known: no ledger row, as before
@@ -121,6 +132,7 @@ class ScriptRun:
         capture = FdCapture(sink)
         _active = self
         try:
+            self.start = config_deps(self.cfg, self.root, self.exec_dir)
             os.chdir(self.exec_dir)  # the flow's own process: relative outputs land in the instance dir
             capture.start()
             ending = _run_flow(script)
@@ -130,10 +142,23 @@ class ScriptRun:
             capture.stop()
             sink.close()
         if os.getpid() == self.pid:  # not a forked child that fell through: its parent records
-            self._end(ending, sink.warnings, time.monotonic() - t0)
+            report = self._report() if ending.error is None else None
+            self._end(ending, sink.warnings, time.monotonic() - t0, report)
         return ending.status
 
-    def _end(self, ending: _Ending, warnings: list[str], duration: float) -> None:
+    def _report(self) -> dict[str, Any] | None:
+        """What this process used (it ran the flow): :func:`ductaflow.core.deps.report`,
+        the flow file itself left out whatever path it was imported by."""
+        try:
+            doc = deps.parse_report(deps.report(str(self.root)))
+        except Exception as exc:  # noqa: BLE001 - no report: the record says the modules are unknown
+            log.warning("could not list what %s used: %s", self.name, exc)
+            return None
+        if doc is not None:
+            doc["modules"] = [m for m in doc["modules"] if os.path.realpath(str(m)) != str(self.flow_path)]
+        return doc
+
+    def _end(self, ending: _Ending, warnings: list[str], duration: float, report: dict[str, Any] | None) -> None:
         assert self.running is not None
         status = classify(
             raised=ending.error is not None and not ending.interrupted, interrupted=ending.interrupted,
@@ -144,6 +169,10 @@ class ScriptRun:
             duration=round(duration, 3), warnings=tuple(warnings), error=ending.error,
             interrupted=ending.interrupted, terminated=ending.terminated, exit_code=ending.status,
         )  # fmt: skip
+        try:
+            result = with_usage(result, root=self.root, runs_root=self.root / "runs", start=self.start, report=report)
+        except Exception:  # a bug of ours must still end in a final record
+            log.exception("could not record what %s used", self.name)
         try:
             self.lifecycle.ended(result)
         except OSError as exc:

@@ -11,6 +11,13 @@ through its ``papermill.engine`` entry point (``papermill_engine.py``), the kern
 gets its kernel spec from a :class:`KernelSpecs` manager, whose spec names a kernel
 provisioner registered through the ``jupyter_client.kernel_provisioners`` entry point
 (``provisioner.py``), and the manager's ``client_class`` is ``kernels.client.ReadyClient``.
+
+Outside the flow's cells the client sends two silent requests (``silent.py``): before the
+first cell, the kernel's ``sys.path`` is made to start with its working directory (the
+instance directory), the flow file's directory and the project root (``sys_path``); after
+the last one (also when a cell raised) the kernel is asked which project modules it
+imported and which inputs the flow declared (``report_root``), kept on the
+:class:`KernelHandle` as ``report``.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from papermill.clientwrap import PapermillNotebookClient
 from traitlets import Any as AnyTrait
 
 from ductaflow.kernels import prestart as spares
-from ductaflow.kernels import stopping
+from ductaflow.kernels import silent, stopping
 from ductaflow.kernels.provisioner import START_ARGUMENTS, configure_manager, provisioners_installed
 from ductaflow.store.layout import FLOWS_SUBDIR, STATUS_SUFFIX
 from ductaflow.store.records import read_status
@@ -72,6 +79,9 @@ class KernelHandle:
         self.pgid: int | None = None
         self.expired = False  # set by the timeout watchdog before it kills
         self.stopped = False  # set when another thread asked this flow to stop (see stop_kernels)
+        #: What the flow's process said it used after the last cell (``core.deps.report``,
+        #: parsed), or None when it was not asked or could not answer.
+        self.report: dict[str, Any] | None = None
         self._peak: float | None = None
         self._lock = threading.Lock()
 
@@ -208,6 +218,11 @@ class DuctaflowClient(PapermillNotebookClient):
     use_current_python = AnyTrait(default_value=True)
     kernel_env = AnyTrait(default_value=None, allow_none=True)
     kernel_options = AnyTrait(default_value=None, allow_none=True)  # a kernels.KernelOptions
+    #: Directories to put on the kernel's ``sys.path`` right after its working directory, in
+    #: order (the flow's directory, the project root); None leaves ``sys.path`` alone.
+    sys_path = AnyTrait(default_value=None, allow_none=True)
+    #: The project root to ask the kernel about after the last cell (see ``silent.ask_report``).
+    report_root = AnyTrait(default_value=None, allow_none=True)
     _assignment: str | None = None  # code that hands a pre-started kernel to this flow
 
     def fork_preload(self) -> tuple[str, ...] | None:
@@ -259,18 +274,40 @@ class DuctaflowClient(PapermillNotebookClient):
 
     async def async_start_new_kernel_client(self) -> Any:
         kc = await super().async_start_new_kernel_client()
-        code, self._assignment = self._assignment, None
-        if code is not None:  # a pre-started kernel: this flow's working directory and environment
+        code = self._prelude()
+        if code:  # one silent request before the first cell
             msg_id = kc.execute(code, silent=True, store_history=False, allow_stdin=False)
             reply = await self.async_wait_for_reply(msg_id)
             if (reply or {}).get("content", {}).get("status") != "ok":
-                raise RuntimeError(f"could not hand a pre-started kernel to the flow: {reply}")
+                raise RuntimeError(f"could not prepare the kernel for the flow: {reply}")
         return kc
+
+    def _prelude(self) -> str:
+        """What the kernel runs before the first cell: a pre-started kernel's hand-over (this
+        flow's working directory and environment), then this flow's ``sys.path``."""
+        code, self._assignment = self._assignment or "", None
+        if self.sys_path is not None and silent.speaks_python(self.km):
+            code += silent.sys_path_code([str(d) for d in self.sys_path])
+        return code
+
+    def papermill_execute_cells(self) -> None:
+        """papermill's cell loop (a cell that raised ends it normally), then ask the kernel
+        what the flow used. Not after a dead kernel, a timeout or an interrupt: those raise."""
+        super().papermill_execute_cells()
+        if self.report_root is None or self.kc is None or not silent.speaks_python(self.km):
+            return
+        report = self.ask_report()
+        if self.handle is not None:
+            self.handle.report = report
+
+    async def async_ask_report(self) -> dict[str, Any] | None:
+        return await silent.ask_report(self.km, self.kc, Path(self.report_root))
 
     # nbclient's blocking methods (papermill's client calls them) wrap the coroutines they
     # were defined with: wrap ours the same way, with the same public helper.
     start_new_kernel = run_sync(async_start_new_kernel)
     start_new_kernel_client = run_sync(async_start_new_kernel_client)
+    ask_report = run_sync(async_ask_report)
 
     @contextmanager
     def setup_kernel(self, **kwargs: Any) -> Iterator[None]:

@@ -10,7 +10,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ductaflow.core.config import canonical_json
+from ductaflow.core.config import canonical_json, find_project_root
+from ductaflow.core.deps import changes
 from ductaflow.core.fingerprint import Fingerprint
 from ductaflow.core.lights import Status
 from ductaflow.store.layout import artifact_path, artifact_paths
@@ -79,10 +80,40 @@ def decide(
     force: bool = False,
     only_failed: bool = False,
     export_html: bool = False,
+    root: Path | None = None,
 ) -> Decision:
-    """Whether ``flow_name`` must run in ``exec_dir``, and every reason why."""
+    """Whether ``flow_name`` must run in ``exec_dir``, and every reason why.
+
+    Besides the fingerprint (code, config, upstream steps, flows named literally), every
+    dependency the last run recorded (flows it ran, project modules, input files; relative
+    paths are under ``root``) is compared with the disk.
+    """
     decision = _decide(exec_dir, flow_name, fp, cfg, force=force, only_failed=only_failed, export_html=export_html)
+    if decision.record is not None and decision.record.ok and not only_failed and not force:
+        literal = [r[len(_FLOW_CHANGED) :] for r in decision.reasons if r.startswith(_FLOW_CHANGED)]
+        named = {n.strip() for text in literal for n in text.split(",")}
+        extra = [r for r in _dependency_reasons(decision.record, root) if not _same_flow(r, named)]
+        if extra:
+            decision = replace(decision, run=True, reasons=(*decision.reasons, *extra))
     return replace(decision, fingerprint=fp)
+
+
+_FLOW_CHANGED = "flow code changed: "
+
+
+def _same_flow(reason: str, named: set[str]) -> bool:
+    """A flow change the literal scan already reported by name (the same flow, said once)."""
+    return reason.startswith(_FLOW_CHANGED) and Path(reason[len(_FLOW_CHANGED):]).stem in named
+
+
+def _dependency_reasons(rec: FlowResult, root: Path | None) -> list[str]:
+    """Why what the last run used is no longer there as it was."""
+    if rec.state != RunState.FINISHED:
+        return []
+    if rec.deps is None:
+        return ["no record of what the last run used (written by an older ductaflow)"]
+    base = root if root is not None else find_project_root(rec.execution_dir)
+    return changes(rec.deps, base)
 
 
 def _decide(
@@ -119,7 +150,7 @@ def _decide(
     old_flows = old.get("flows") or {}
     changed_flows = sorted(n for n in old_flows.keys() | new["flows"].keys() if old_flows.get(n) != new["flows"].get(n))
     if old and changed_flows:
-        reasons.append(f"flow code changed: {', '.join(changed_flows)}")
+        reasons.append(f"{_FLOW_CHANGED}{', '.join(changed_flows)}")
     if old and old.get("config") != new["config"]:
         keys = []
         try:

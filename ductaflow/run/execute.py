@@ -8,7 +8,6 @@ decision is made here, under the instance lock, once; the run's records are writ
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
@@ -19,21 +18,24 @@ from pathlib import Path
 from typing import Any
 
 from ductaflow.core.clock import now_iso
-from ductaflow.core.config import find_project_root, load_config_file, normalise_config
+from ductaflow.core.config import check_path, find_project_root, load_config_file, normalise_config
 from ductaflow.core.context import RunContext
-from ductaflow.core.fingerprint import Fingerprint, fingerprint
+from ductaflow.core.fingerprint import FRAMEWORK_KEYS, Fingerprint, fingerprint
 from ductaflow.core.flowfile import Flow, parameterise, read_flow
 from ductaflow.core.lights import Status
 from ductaflow.core.names import validate_name
-from ductaflow.errors import DuctaflowError, FlowFailed, MissingExtra
+from ductaflow.errors import ConfigError, DuctaflowError, FlowFailed, MissingExtra, WouldOverwrite
 from ductaflow.kernels.options import KernelOptions, kernel_options
 from ductaflow.run.decide import Decision, decide, still_current
+from ductaflow.run.hints import missing_default_hint, unknown_key_notes
 from ductaflow.run.notebook import Execution, Outcome, execute
 from ductaflow.run.recorder import Lifecycle, running_record
 from ductaflow.run.signals import Terminated
+from ductaflow.run.usage import config_deps, with_usage
 from ductaflow.store.atomic import atomic_write_json
 from ductaflow.store.layout import artifact_paths, clear_artifacts, contained_dir
 from ductaflow.store.locks import instance_lock
+from ductaflow.store.records import read_status
 from ductaflow.store.result import ErrorInfo, FlowResult, RunState
 
 log = logging.getLogger(__name__)
@@ -134,12 +136,13 @@ def make_plan(
     """Check the input and decide every setting of a run; raises before anything is written."""
     inherited = RunContext.inherited()
     cfg = normalise_config(config)
-    root_hint = (
-        project_root or cfg.get("_project_root") or (inherited and inherited.project_root)
-        or os.environ.get(PROJECT_ROOT_ENV)
-    )
+    # Where runs land comes from the arguments and the project layout, never from the config.
+    root_hint = project_root or (inherited and inherited.project_root) or os.environ.get(PROJECT_ROOT_ENV)
+    if root_hint:
+        check_path(root_hint, "project root")
     flow = read_flow(resolve_flow_path(notebook_file, root_hint))
     root = Path(root_hint).resolve() if root_hint else find_project_root(flow.path)
+    _check_reserved_keys(cfg, root)
     if instance_name is not None:
         validate_name(instance_name)
     if export_html:
@@ -157,6 +160,20 @@ def make_plan(
         flow, cfg, exec_dir, root, instance_name or exec_dir.name, kernel_name, ctx,
         kernel_options(root, preload), timeout, export_html,
     )
+
+
+def _check_reserved_keys(cfg: Mapping[str, Any], root: Path) -> None:
+    """Refuse ``_`` keys ductaflow does not set; a given ``_project_root`` is replaced by the
+    real one (a replayed recorded config must not move the run), with a warning if it differed."""
+    reserved = sorted(str(k) for k in cfg if str(k).startswith("_") and k not in FRAMEWORK_KEYS)
+    if reserved:
+        raise ConfigError(
+            f"config key(s) {', '.join(reserved)}: names starting with '_' are reserved for ductaflow "
+            "(they are left out of the fingerprint, so changing one would re-run nothing); rename them"
+        )
+    given = cfg.get("_project_root")
+    if given is not None and Path(str(given)).resolve() != root:
+        log.warning("config key _project_root=%s ignored: runs land under the project root %s", given, root)
 
 
 def _context(
@@ -196,7 +213,8 @@ def run_plan(plan: Plan, upstream: Sequence[str] = (), decision: Decision | None
             decision = None  # another process ran the instance since the decision was made
         if decision is None:
             decision = decide(
-                plan.exec_dir, plan.flow.name, fp, plan.cfg, force=plan.context.force, export_html=plan.export_html
+                plan.exec_dir, plan.flow.name, fp, plan.cfg, force=plan.context.force, export_html=plan.export_html,
+                root=plan.root,
             )
         if not decision.run and decision.record is not None:
             return _skip(plan, decision, bool(waited))
@@ -223,13 +241,33 @@ def _prepare_only(plan: Plan) -> FlowResult:
     # heavy: deferred until a flow is prepared or exported
     import nbformat
 
-    notes = tuple(_unknown_key_notes(plan.flow, plan.cfg, plan.root))
-    paths = _fresh_instance(plan)
-    nbformat.write(parameterise(plan.flow, plan.cfg, plan.kernel_name), str(paths["notebook"]))
+    notes = tuple(unknown_key_notes(plan.flow, plan.cfg, plan.root))
+    plan.exec_dir.mkdir(parents=True, exist_ok=True)
+    with instance_lock(plan.exec_dir, plan.flow.name):
+        if not plan.context.force:
+            _refuse_to_replace(plan)
+        paths = _fresh_instance(plan)
+        nbformat.write(parameterise(plan.flow, plan.cfg, plan.kernel_name), str(paths["notebook"]))
     log.info("prepared %s in %s (not executed)", plan.flow.name, plan.exec_dir)
     return FlowResult(
         plan.flow.name, plan.flow.path, plan.exec_dir, Status.GREEN, RunState.PREPARED.value,
         instance=plan.instance, notes=notes,
+    )
+
+
+def _refuse_to_replace(plan: Plan) -> None:
+    """``no_execute`` on an instance that holds a run (a status record or a log: finished,
+    running or gone) would delete its notebook, log and record: refused unless forced. One
+    that was only prepared before is prepared again."""
+    paths = artifact_paths(plan.exec_dir, plan.flow.name)
+    if not (paths["status"].exists() or paths["log"].exists()):
+        return  # nothing ran here: at most an earlier --no-execute's notebook and config
+    rec = read_status(paths["status"])
+    kept = [paths[k].name for k in ("notebook", "html", "log", "status") if paths[k].exists()]
+    what = f"a {rec.status.value} run ({rec.state})" if rec is not None else "files of an earlier run"
+    raise WouldOverwrite(
+        f"{plan.exec_dir} holds {what}: preparing it without running would delete {', '.join(kept)}; "
+        "use --force (force=True) to replace them, or another instance"
     )
 
 
@@ -248,11 +286,12 @@ def _fresh_instance(plan: Plan) -> dict[str, Path]:
 def _run_locked(plan: Plan, fp: Fingerprint, decision: Decision) -> FlowResult:
     """Execute under the instance lock: a running record first, then exactly one final record."""
     flow, exec_dir = plan.flow, plan.exec_dir
-    notes = tuple(_unknown_key_notes(flow, plan.cfg, plan.root))
+    notes = tuple(unknown_key_notes(flow, plan.cfg, plan.root))
     for note in notes:
         log.warning("%s", note)
     paths = _fresh_instance(plan)
     nb = parameterise(flow, plan.cfg, plan.kernel_name)
+    inputs = config_deps(plan.cfg, plan.root, exec_dir, flow.path)  # as they are before the first cell
     t0 = time.monotonic()
     base = FlowResult(
         flow=flow.name, flow_path=flow.path, execution_dir=exec_dir, status=Status.RED,
@@ -266,7 +305,8 @@ def _run_locked(plan: Plan, fp: Fingerprint, decision: Decision) -> FlowResult:
         build=plan.context.build or (flow.name if fp.flows else None), flow=flow.name, execution_dir=str(exec_dir)
     )
     outcome = _execute_safely(Execution(
-        flow, nb, exec_dir, paths, plan.kernel_name, plan.timeout, child.env(), plan.kernel
+        flow, nb, exec_dir, paths, plan.kernel_name, plan.timeout, child.env(), plan.kernel,
+        sys_path=(str(flow.path.parent.resolve()), str(plan.root)), report_root=plan.root,
     ))
     html_ok = plan.export_html and paths["notebook"].exists() and _export_html(paths["notebook"], paths["html"])
     result = replace(
@@ -275,6 +315,10 @@ def _run_locked(plan: Plan, fp: Fingerprint, decision: Decision) -> FlowResult:
         interrupted=outcome.interrupted, timed_out=outcome.timed_out, kernel_died=outcome.kernel_died,
         terminated=outcome.terminated, html_exported=bool(html_ok), peak_rss_mb=outcome.peak_rss_mb,
     )
+    if outcome.error is not None:
+        result = replace(result, error=missing_default_hint(flow, plan.cfg, plan.root, outcome.error))
+    runs_root = Path(plan.context.runs_root) if plan.context.runs_root else plan.root / "runs"
+    result = with_usage(result, root=plan.root, runs_root=runs_root, start=inputs, report=outcome.report)
     lifecycle.ended(result)
     log.info("%s %s in %.1fs -> %s", result.status.emoji, flow.name, result.duration or 0, exec_dir)
     return result
@@ -304,10 +348,11 @@ def run_step_flow(
     instance = validate_name(f"{instance_name}{suffix}")
     cfg = normalise_config(config)
     inherited = RunContext.inherited()
-    root_hint = (
-        kwargs.pop("project_root", None) or cfg.get("_project_root") or (inherited and inherited.project_root)
-        or os.environ.get(PROJECT_ROOT_ENV)
+    root_hint = kwargs.pop("project_root", None) or (inherited and inherited.project_root) or os.environ.get(
+        PROJECT_ROOT_ENV
     )
+    if root_hint:
+        check_path(root_hint, "project root")
     flow_path = resolve_flow_path(notebook_file, root_hint)
     root = Path(root_hint).resolve() if root_hint else find_project_root(flow_path)
     return run_notebook(
@@ -318,21 +363,6 @@ def run_step_flow(
         instance_name=instance,
         **kwargs,
     )
-
-
-def _unknown_key_notes(flow: Flow, cfg: dict[str, Any], root: Path) -> list[str]:
-    """Config keys the flow does not declare (in its parameters cell or default config)."""
-    declared = set(flow.parameters_defaults())
-    default_path = flow.default_config_path(root)
-    if default_path and default_path.is_file():
-        with contextlib.suppress(DuctaflowError):
-            declared |= set(load_config_file(default_path))
-    if not declared:
-        return []
-    unknown = sorted(k for k in cfg if not k.startswith("_") and k not in declared)
-    if not unknown:
-        return []
-    return [f"config keys not known to flow '{flow.name}': {', '.join(unknown)}"]
 
 
 def _require_nbconvert() -> None:

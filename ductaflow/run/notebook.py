@@ -39,6 +39,7 @@ class Outcome:
     kernel_died: bool = False
     terminated: bool = False
     peak_rss_mb: float | None = None
+    report: Mapping[str, Any] | None = None  # what the flow's process used (core.deps.report), if it said
 
 
 @dataclass(frozen=True)
@@ -53,10 +54,25 @@ class Execution:
     timeout: float | None
     env: Mapping[str, str]
     kernel: KernelOptions
+    #: Directories put on the kernel's ``sys.path`` right after its working directory, in
+    #: this order: the flow file's directory, then the project root. The kernel's
+    #: ``sys.path`` then starts with: instance directory, flow directory, project root (each
+    #: once), for forked, launched and pre-started kernels alike (``kernels/silent.py``).
+    sys_path: tuple[str, ...] = ()
+    #: Ask the kernel, after the last cell, which project modules it imported and which
+    #: inputs the flow declared (:func:`ductaflow.core.deps.report`) under this root.
+    report_root: Path | None = None
 
 
 def execute(ex: Execution) -> Outcome:
-    """Run the notebook in a fresh kernel (its cwd the instance dir); classify whatever happens."""
+    """Run the notebook in a fresh kernel and classify whatever happens.
+
+    The kernel's working directory is the instance directory; its ``sys.path`` starts with
+    that directory, then ``ex.sys_path`` (the flow's directory, the project root), so a flow
+    imports its neighbours and the project's packages as ``python flows/x.py`` does. With
+    ``ex.report_root`` the kernel is asked after the last cell what it used
+    (:attr:`Outcome.report`; None when it could not say: that never turns a run red).
+    """
     _start_kernel_early(ex)
     # papermill, nbclient and the kernel machinery: heavy, so deferred until a flow really runs
     import papermill
@@ -89,6 +105,8 @@ def execute(ex: Execution) -> Outcome:
                 use_current_python=ex.kernel_name is None,
                 kernel_env={**os.environ, **ex.env},
                 kernel_options=ex.kernel,
+                sys_path=list(ex.sys_path),
+                report_root=None if ex.report_root is None else str(ex.report_root),
             )
     except PapermillExecutionError as exc:
         facts.update(_raised(ex.flow, exc))
@@ -115,6 +133,8 @@ def execute(ex: Execution) -> Outcome:
         facts = {"timed_out": True, "error": ErrorInfo("Timeout", limit, "", _last_cell(ex))}
     elif handle.stopped and not facts.get("terminated"):  # stopped from another thread (a conductor's Ctrl-C)
         facts = {"interrupted": True, "error": ErrorInfo("KeyboardInterrupt", "interrupted", "", _last_cell(ex))}
+    if not any(facts.get(k) for k in ("interrupted", "timed_out", "kernel_died")):
+        facts["report"] = handle.report  # None unless the kernel answered after the last cell
     return _outcome(facts, sink.warnings, peak_rss)
 
 
@@ -137,7 +157,9 @@ def _outcome(facts: dict[str, Any], warnings: list[str], peak_rss: float | None)
         interrupted=flags["interrupted"],
         warnings=warnings,
     )
-    return Outcome(status, tuple(warnings), facts.get("error"), peak_rss_mb=peak_rss, **flags)
+    return Outcome(
+        status, tuple(warnings), facts.get("error"), peak_rss_mb=peak_rss, report=facts.get("report"), **flags
+    )
 
 
 def _raised(flow: Flow, exc: Any) -> dict[str, Any]:
@@ -151,7 +173,9 @@ def _raised(flow: Flow, exc: Any) -> dict[str, Any]:
         traceback=_ANSI.sub("", "\n".join(exc.traceback or [])),
         cell_index=_flow_cell_index(flow, exc.cell_index),
     )
-    return {"raised": True, "error": error, "interrupted": exc.ename == "KeyboardInterrupt"}
+    # A KeyboardInterrupt the flow's own code raised is a red flow, not an interrupted run: only
+    # a Ctrl-C, SIGTERM or stop delivered to this process (handled above) interrupts the caller.
+    return {"raised": True, "error": error}
 
 
 def _flow_cell_index(flow: Flow, executed_index: int | None) -> int | None:

@@ -5,7 +5,9 @@ facts are stored as ``<flow>_status.json``; :func:`to_record` / :func:`from_reco
 only (de)serialisers of that file and :mod:`ductaflow.store.records` its only reader and
 writer. Schema history (``schema`` key): 1 -- first release; 2 -- adds ``mode``, ``pid``,
 ``host``, ``owner_created``, ``terminated``, ``exit_code`` and the ``gone`` state (derived on
-read, never written). Records of schema 1 read as before.
+read, never written); 3 -- adds ``deps`` (what the run used: flows, project modules, input
+files; see :mod:`ductaflow.core.deps`) and ``outputs`` (a digest of the files the run left in
+its instance directory). Records of schemas 1 and 2 read as before, with no ``deps``.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ductaflow.core.deps import Dep, from_records, to_records
 from ductaflow.core.lights import Status
 from ductaflow.store.layout import artifact_path
 
-STATUS_SCHEMA = 2
+STATUS_SCHEMA = 3
 
 
 class RunState(str, Enum):
@@ -85,6 +88,8 @@ class FlowResult:
     pid: int | None = None  # the process that owns the run (its final record is written by it)
     host: str | None = None
     owner_created: float | None = None  # that process's start time: tells a reused pid apart
+    deps: tuple[Dep, ...] | None = field(default=None, compare=False)  # None: not recorded
+    outputs: str | None = None  # digest of the files the run left in its instance directory
 
     @property
     def ok(self) -> bool:
@@ -136,6 +141,7 @@ class FlowResult:
         rec["warnings"] = list(self.warnings)
         rec["notes"] = list(self.notes)
         rec["reasons"] = list(self.reasons)
+        rec["deps"] = None if self.deps is None else to_records(self.deps)
         rec["error"] = None if self.error is None else {f.name: getattr(self.error, f.name) for f in fields(ErrorInfo)}
         return rec
 
@@ -171,4 +177,6 @@ class FlowResult:
             pid=rec.get("pid"),
             host=rec.get("host"),
             owner_created=rec.get("owner_created"),
+            deps=from_records(rec.get("deps")),
+            outputs=rec.get("outputs"),
         )

@@ -1,0 +1,58 @@
+"""Notes and hints about a run's config: keys the flow does not know, keys it missed."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ductaflow.core.config import load_config_file
+from ductaflow.core.flowfile import Flow
+from ductaflow.errors import DuctaflowError
+from ductaflow.store.result import ErrorInfo
+
+_MISSING_NAME = {
+    "NameError": re.compile(r"name '([^']+)' is not defined"),
+    "KeyError": re.compile(r"^'([^']+)'$"),
+}
+
+
+def _default_config(flow: Flow, root: Path) -> tuple[Path | None, dict[str, Any]]:
+    path = flow.default_config_path(root)
+    if path is None or not path.is_file():
+        return None, {}
+    with contextlib.suppress(DuctaflowError):
+        return path, load_config_file(path)
+    return path, {}
+
+
+def unknown_key_notes(flow: Flow, cfg: dict[str, Any], root: Path) -> list[str]:
+    """Config keys the flow does not declare (in its parameters cell or default config)."""
+    declared = set(flow.parameters_defaults()) | set(_default_config(flow, root)[1])
+    if not declared:
+        return []
+    unknown = sorted(k for k in cfg if not k.startswith("_") and k not in declared)
+    if not unknown:
+        return []
+    return [f"config keys not known to flow '{flow.name}': {', '.join(unknown)}"]
+
+
+def missing_default_hint(flow: Flow, cfg: dict[str, Any], root: Path, error: ErrorInfo) -> ErrorInfo:
+    """A ``NameError``/``KeyError`` for a key of the flow's default config that the given config
+    lacks: say so, since a config passed to ``run_notebook`` is the whole config."""
+    pattern = _MISSING_NAME.get(error.type)
+    found = pattern.search(error.message) if pattern else None
+    if found is None:
+        return error
+    name = found.group(1)
+    path, defaults = _default_config(flow, root)
+    if path is None or name not in defaults or name in cfg:
+        return error
+    shown = path.relative_to(root).as_posix() if root in path.parents else str(path)
+    hint = (
+        f" (hint: '{name}' is a key of {shown}, the flow's default config, which is not read when a config "
+        "is given: pass it too, or run the flow with step(), which merges the given config over the defaults)"
+    )
+    return replace(error, message=error.message + hint)
