@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 from pathlib import Path
@@ -93,6 +94,13 @@ def test_a_report_round_trips_through_a_kernel_repr(tmp_path: Path) -> None:
     assert doc is not None and str(Path(D.__file__)) in doc["modules"]
     assert D.parse_report("'not json'") is None and D.parse_report(None) is None
     assert "report(" in D.report_expression(root) and str(root) in D.report_expression(root)
+    imported = [
+        alias.name if isinstance(node, ast.Import) else str(node.module)
+        for node in ast.walk(ast.parse(D.report_source()))
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    ]
+    assert sorted(set(imported)) == ["json", "os", "sys"]  # a kernel answers without importing ductaflow
 
 
 def test_declared_inputs_are_hashed_when_declared(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001

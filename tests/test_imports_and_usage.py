@@ -195,9 +195,17 @@ def test_a_flow_whose_cell_raised_still_reports(project: Path) -> None:
 
 
 ANSWERS_NOT = {
-    # the report's expression finds this name in the flow's namespace before the builtin one
-    "error": "def __import__(*args, **kwargs):\n    raise ImportError('no ductaflow here')\n",
-    "hang": "def __import__(*args, **kwargs):\n    import time\n    time.sleep(60)\n",
+    # the report lists the declared inputs: one it cannot write as JSON, or cannot even list
+    "error": "from ductaflow.core import deps\ndeps._DECLARED.append(object())\n",
+    "hang": (
+        "from ductaflow.core import deps\n"
+        "class _Slow(list):\n"
+        "    def __iter__(self):\n"
+        "        import time\n"
+        "        time.sleep(60)\n"
+        "        return iter(())\n"
+        "deps._DECLARED = _Slow([1])\n"
+    ),
 }
 
 

@@ -27,7 +27,7 @@ def checked_names(
     base: Mapping[str, Any],
     build: Flow,
     root: Path,
-    flows: Iterable[Path],
+    flows: Iterable[Path | Flow],
     build_dir: Path,
     *,
     allow_unknown: bool = False,

@@ -328,13 +328,13 @@ def plan_sweep(
     build_flow = read_flow(resolve_flow_path(build, project_root))
     root = Path(project_root).resolve() if project_root else find_project_root(build_flow.path)
     flows = _read_flows(build_flow, root)
-    hashes = {path.stem: code for path, code in flows.items()}  # shared by every scenario's fingerprint
+    hashes = {path.stem: flow.code_hash() for path, flow in flows.items()}  # shared by every scenario's fingerprint
     runs = Path(runs_root)
     runs = (runs if runs.is_absolute() else root / runs).resolve()
     build_dir = runs / build_flow.name
     base = _base_config(build_flow, root, base_config)
     cols, name_col = _check_columns(table, instance_column)  # the name column is not a parameter
-    known = checked_names([c for c in cols if c != name_col], base, build_flow, root, flows, build_dir,
+    known = checked_names([c for c in cols if c != name_col], base, build_flow, root, flows.values(), build_dir,
                           allow_unknown=allow_unknown)
     scenarios = plan_scenarios(table, base, instance_column, known)
     kernel = kernel_options(root, preload)
@@ -357,14 +357,14 @@ def plan_sweep(
     return SweepPlan(build_flow, root, runs, tuple(flows), tuple(scenarios), decisions, kernel, columns, force)
 
 
-def _read_flows(build: Flow, root: Path) -> dict[Path, str]:
-    """The code hash of every flow the build names, read (and checked to exist) once."""
-    hashes: dict[Path, str] = {}
+def _read_flows(build: Flow, root: Path) -> dict[Path, Flow]:
+    """Every flow the build names, read (and checked to exist) once."""
+    flows: dict[Path, Flow] = {}
     for path in referenced_flows(build, root):
         if not path.is_file():
             raise FlowFileError(f"build {build.path.name} runs {path}, which does not exist")
-        hashes[path] = read_flow(path).code_hash()
-    return hashes
+        flows[path] = read_flow(path)
+    return flows
 
 
 def _base_config(build: Flow, root: Path, given: Mapping[str, Any] | str | Path | None) -> dict[str, Any]:

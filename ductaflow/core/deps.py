@@ -20,11 +20,13 @@ import hashlib
 import json
 import logging
 import os
-import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ductaflow.core import usage_report
+from ductaflow.core.usage_report import _ductaflow_report
 
 log = logging.getLogger(__name__)
 
@@ -295,21 +297,19 @@ def inputs(*paths: str | os.PathLike[str]) -> tuple[Path, ...]:
 
 
 def report(root: str) -> str:
-    """JSON the flow's process hands back when the flow ends: the module files it imported
-    that lie under ``root``, and the inputs it declared. Asked for by the kernel engine (a
-    silent request's user expression) and by script mode in its own process."""
-    prefix = os.path.join(os.path.abspath(root), "")
-    files = set()
-    for module in dict(sys.modules).values():  # a copy: a thread may import meanwhile
-        f = getattr(module, "__file__", None)
-        if isinstance(f, str) and os.path.abspath(f).startswith(prefix):
-            files.add(os.path.abspath(f))
-    return json.dumps({"modules": sorted(files), "inputs": list(_DECLARED)})
+    """JSON this process hands back when the flow ends: the module files under ``root`` it
+    imported and the inputs it declared (:mod:`ductaflow.core.usage_report`)."""
+    return str(_ductaflow_report(root))
+
+
+def report_source() -> str:
+    """The report function's source, which a silent request defines in a flow's kernel."""
+    return Path(usage_report.__file__).read_text(encoding="utf-8")
 
 
 def report_expression(root: Path) -> str:
-    """The user expression that evaluates :func:`report` in a kernel."""
-    return f"__import__('ductaflow.core.deps', fromlist=['report']).report({str(root)!r})"
+    """The user expression that calls the report in a kernel where :func:`report_source` ran."""
+    return f"_ductaflow_report({str(root)!r})"
 
 
 def parse_report(text: Any) -> dict[str, Any] | None:

@@ -101,12 +101,13 @@ def flow_names(flow: Flow, root: Path) -> KnownNames:
     return known
 
 
-def flows_names(paths: Iterable[Path], root: Path) -> KnownNames:
-    """What the flows at ``paths`` know together; a flow that cannot be read adds nothing."""
+def flows_names(flows: Iterable[Path | Flow], root: Path) -> KnownNames:
+    """What the flows (read already, or at these paths) know together; a flow that cannot be
+    read adds nothing."""
     known = KnownNames()
-    for path in paths:
+    for flow in flows:
         with contextlib.suppress(DuctaflowError, OSError):
-            known = known | flow_names(read_flow(path), root)
+            known = known | flow_names(flow if isinstance(flow, Flow) else read_flow(flow), root)
     return known
 
 

@@ -11,9 +11,10 @@
   each once (an entry naming the same directory further down is removed). Forked, launched
   and pre-started kernels alike: the engine sends it (after a spare's hand-over, see
   :func:`ductaflow.kernels.prestart.assignment`) in one request.
-- After the last cell, :func:`ask_report` sends empty code with one user expression,
-  :func:`ductaflow.core.deps.report_expression`: the project modules the process imported
-  and the inputs the flow declared. A kernel that cannot answer within
+- After the last cell, :func:`ask_report` sends the report's definition
+  (:mod:`ductaflow.core.usage_report`: standard library only, so the kernel imports
+  nothing to answer) and one user expression calling it: the project modules the process
+  imported and the inputs the flow declared. A kernel that cannot answer within
   :data:`REPORT_TIMEOUT_S` (busy, stopped, dead) or answers with an error (no ductaflow
   importable there) gives ``None``; nothing here raises.
 """
@@ -29,7 +30,7 @@ from typing import Any
 
 from jupyter_core.utils import ensure_async
 
-from ductaflow.core.deps import parse_report, report_expression
+from ductaflow.core.deps import parse_report, report_expression, report_source
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ async def ask_report(km: Any, kc: Any, root: Path) -> dict[str, Any] | None:
     what the rest of the run expects) and its answer, if any, is not waited for long."""
     try:
         msg_id = kc.execute(
-            "", silent=True, store_history=False, allow_stdin=False, stop_on_error=False,
+            report_source(), silent=True, store_history=False, allow_stdin=False, stop_on_error=False,
             user_expressions={REPORT_KEY: report_expression(root)},
         )  # fmt: skip
         reply = await reply_within(kc, msg_id, REPORT_TIMEOUT_S)
