@@ -21,7 +21,6 @@ from typing import Any
 import pandas as pd
 
 from ductaflow.conductor.executors import Backend, make_backend
-from ductaflow.conductor.executors.local import start_forkserver
 from ductaflow.conductor.plan import SweepPlan, build_tasks, load_scenarios, plan_sweep
 from ductaflow.conductor.progress import Reporter, make_reporter
 from ductaflow.conductor.schedule import schedule
@@ -88,8 +87,6 @@ def conduct(
     is forked from (default: ``[tool.ductaflow] preload`` in pyproject.toml; see
     :mod:`ductaflow.kernels`). Every flow still gets a fresh kernel of its own.
     """
-    if executor in (None, "local") and not (explain or dry_run):
-        start_forkserver()  # its imports overlap the planning below
     table = load_scenarios(scenarios)
     plan = plan_sweep(
         table, build, base_config=base_config, runs_root=runs_root, instance_column=instance_column,
