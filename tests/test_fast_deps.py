@@ -123,3 +123,18 @@ def test_merge_keeps_one_entry_per_path_in_a_stable_order() -> None:
     c = D.Dep("flow", "flows/x.py", "3")
     assert D.merge([a, b], [D.Dep("module", "b.py", "other"), c]) == (c, a, b)
     assert D.from_records(D.to_records([a, b])) == (a, b) and D.from_records(None) is None
+
+
+def test_a_flow_edited_after_it_was_read_is_a_change(tmp_path: Path) -> None:
+    from ductaflow.core.flowfile import read_flow
+    from ductaflow.run.usage import config_deps
+
+    root = _project(tmp_path)
+    (root / "flows").mkdir()
+    path = root / "flows" / "f.py"
+    path.write_text('# %% tags=["parameters"]\nconfig = {}\n\n# %%\nprint(1)\n')
+    flow = read_flow(path)  # what the run will execute
+    _bump(path, path.read_text().replace("print(1)", "print(2)"))  # edited while it waits for its lock
+    (own,) = config_deps({}, root, root / "runs" / "f" / "i", flow)
+    assert own.kind == "flow" and own.digest == flow.code_hash()
+    assert D.change(own, root) == "flow code changed: flows/f.py"

@@ -34,6 +34,9 @@ class Flow:
     path: Path
     notebook: NotebookNode
     parameters_index: int
+    #: ``mtime_ns:size`` of the file, taken before it was read: what a run records with the
+    #: code hash, so that an edit made after the read is seen as a change (``core.deps``).
+    stamp: str = ""
 
     @property
     def name(self) -> str:
@@ -90,6 +93,7 @@ def read_flow(path: str | Path) -> Flow:
     if p.suffix not in FLOW_SUFFIXES:
         raise FlowFileError(f"{p} is not a flow: expected a Jupytext percent-format .py file or an .ipynb")
     try:
+        st = p.stat()
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise FlowFileError(f"flow file {p} is not UTF-8 text") from None
@@ -121,7 +125,7 @@ def read_flow(path: str | Path) -> Flow:
                 ast.parse(_strip_magics(c.source))
             except SyntaxError as exc:
                 raise FlowFileError(f"{p}: syntax error in cell {i}, line {exc.lineno}: {exc.msg}") from None
-    return Flow(path=p.resolve(), notebook=nb, parameters_index=indices[0])
+    return Flow(path=p.resolve(), notebook=nb, parameters_index=indices[0], stamp=f"{st.st_mtime_ns}:{st.st_size}")
 
 
 def _strip_magics(source: str) -> str:

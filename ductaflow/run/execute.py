@@ -291,7 +291,7 @@ def _run_locked(plan: Plan, fp: Fingerprint, decision: Decision) -> FlowResult:
         log.warning("%s", note)
     paths = _fresh_instance(plan)
     nb = parameterise(flow, plan.cfg, plan.kernel_name)
-    inputs = config_deps(plan.cfg, plan.root, exec_dir, flow.path)  # as they are before the first cell
+    inputs = config_deps(plan.cfg, plan.root, exec_dir, flow)  # as they are before the first cell
     t0 = time.monotonic()
     base = FlowResult(
         flow=flow.name, flow_path=flow.path, execution_dir=exec_dir, status=Status.RED,

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ductaflow.core import deps as D
+from ductaflow.core.flowfile import Flow
 from ductaflow.core.lights import Status
 from ductaflow.store.layout import ARTIFACT_SUFFIXES, FLOWS_SUBDIR
 from ductaflow.store.records import flow_records
@@ -25,10 +26,10 @@ from ductaflow.store.result import FlowResult
 log = logging.getLogger(__name__)
 
 
-def config_deps(cfg: Mapping[str, Any], root: Path, exec_dir: Path, flow: Path | None = None) -> tuple[D.Dep, ...]:
-    """Taken before the flow starts: the flow file itself (``flow``: its code hash and stamp as
-    read, so an edit during the run is seen next time) and the files and folders the config names."""
-    own = (D.snapshot("flow", flow, root),) if flow is not None else ()
+def config_deps(cfg: Mapping[str, Any], root: Path, exec_dir: Path, flow: Flow | None = None) -> tuple[D.Dep, ...]:
+    """Taken before the flow starts: the flow file itself (``flow``, as read: its code hash and
+    stamp, so an edit during the run is seen next time) and the files and folders the config names."""
+    own = (D.Dep("flow", D.rel(flow.path, root), flow.code_hash(), flow.stamp),) if flow is not None else ()
     return own + tuple(D.snapshot("input", p, root) for p in D.config_inputs(cfg, root, exec_dir))
 
 
