@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from flowkit import all_files, ductaflow_cmd, make_project, read_json, write_flow
+from test_fast_config_limits import nested_json
 
 pytestmark = pytest.mark.kernel
 
@@ -27,15 +28,6 @@ given = {k: v for k, v in config.items() if not k.startswith("_")}
 print("depth", depth(given))
 assert depth(given) == 100, depth(given)
 """
-
-
-def nested_json(levels: int) -> str:
-    """A JSON object ``levels`` containers deep: the top object, then arrays and objects in turn."""
-    opens, closes = ['{"a": '], ["}"]
-    for i in range(1, levels):
-        opens.append("[" if i % 2 else f'{{"{chr(ord("a") + i % 26)}": ')
-        closes.append("]" if i % 2 else "}")
-    return "".join(opens) + "1" + "".join(reversed(closes))
 
 
 @pytest.fixture
