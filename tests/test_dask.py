@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -274,6 +275,58 @@ def test_runs_root_the_workers_cannot_see_is_a_clear_error(project: Path, tmp_pa
                 _stop(proc)
         sched_log.close()
         busy.close()
+
+
+@pytest.mark.skipif(not _can_unshare(), reason="needs `unshare -m` to give a worker its own filesystem view")
+def test_a_worker_that_writes_to_its_own_disk_never_gives_a_green_row(project: Path, tmp_path: Path) -> None:
+    """The silent loss of issue 15: with ``max_parallel`` no start-up check ran, and a worker
+    in its own mount namespace (an empty tmpfs over the runs root's parent) ran the builds
+    into its own disk. The conductor must not count them: red ``shared_filesystem``."""
+    hidden = tmp_path / "local disk"
+    hidden.mkdir()
+    sched_file = tmp_path / "scheduler.json"
+    dask = str(Path(sys.executable).with_name("dask"))
+    sched_log = (tmp_path / "scheduler.log").open("w")
+    scheduler = subprocess.Popen(
+        [dask, "scheduler", "--scheduler-file", str(sched_file), "--host", "127.0.0.1", "--port", "0",
+         "--no-dashboard"],
+        stdout=sched_log, stderr=subprocess.STDOUT,
+    )
+    worker = None
+    try:
+        address = _scheduler_address(scheduler, sched_file, tmp_path / "scheduler.log")
+        worker_cmd = f"mount -t tmpfs tmpfs '{hidden}' && exec '{dask}' worker '{address}' " \
+            "--nthreads 1 --no-dashboard"
+        with distributed.Client(address, timeout="30s") as c:
+            table = pd.DataFrame({"label": ["a", "b"]})
+            done: list[object] = []
+
+            def sweep() -> None:  # started before any worker exists, as a SLURM job still queued
+                try:
+                    done.append(conduct(table, project / "builds" / "pipe.py", executor=c, max_parallel=1,
+                                        runs_root=hidden / "runs", progress=False, raise_on_failure=False))
+                except BaseException as exc:  # noqa: BLE001 - reported by the assertions below
+                    done.append(exc)
+
+            thread = threading.Thread(target=sweep, daemon=True)
+            thread.start()
+            time.sleep(2.0)  # the conductor has planned and submitted; no worker has joined yet
+            worker = subprocess.Popen(["unshare", "-m", "sh", "-c", worker_cmd], stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL)
+            thread.join(timeout=180)
+            assert done, "the sweep did not end"
+            out = done[0]
+            if isinstance(out, SharedFilesystemError):
+                return  # refused before any build ran: also never green
+            assert isinstance(out, pd.DataFrame), out
+            assert list(out["status"]) == ["red", "red"], out[["status", "error"]]
+            assert all(str(e).startswith("shared_filesystem: worker ") for e in out["error"]), list(out["error"])
+            assert not (hidden / "runs" / "pipe" / "a" / "pipe_status.json").exists()
+    finally:
+        for proc in (worker, scheduler):
+            if proc is not None:
+                _stop(proc)
+        sched_log.close()
 
 
 def _scheduler_address(scheduler: subprocess.Popen[bytes], sched_file: Path, log: Path, timeout: float = 60) -> str:

@@ -213,6 +213,38 @@ def test_claim_attempt_counts_starts(tmp_path: Path) -> None:
     assert json.loads(path.read_text())["attempts"] == 2 and not list(path.parent.glob(".*"))
 
 
+NOW = "2026-12-04T12:00:00.000Z"
+
+
+def _ran(task: BuildTask, status: Status, *, on_disk: bool = True, started: str = NOW) -> BuildOutcome:
+    """What a worker returns after a build, its final record written where the conductor reads (or not)."""
+    if on_disk:
+        task.instance_dir.mkdir(parents=True, exist_ok=True)
+        build = task.build_path.stem
+        write_status(FlowResult(build, task.build_path, task.instance_dir, status, RunState.FINISHED.value, started))
+    return BuildOutcome(task.instance, status, 0.1, worker="node7:4242", started=started)
+
+
+def test_a_green_whose_record_is_not_on_the_conductors_disk_is_red(project: Path, monkeypatch) -> None:
+    """A worker that does not see the runs root wrote the build to its own disk: never green here."""
+    table = pd.DataFrame({"scenario_name": ["here", "elsewhere", "stale"]})
+    plan = plan_sweep(table, project / "builds" / "pipe.py", project_root=project, preload=())
+    tasks = build_tasks(plan, attempts=ConductorRun(plan).attempts)
+    _ran(tasks[2], Status.GREEN, started="2026-11-01T00:00:00.000Z")  # last month's run, on this disk
+
+    def fake_build(task: BuildTask) -> BuildOutcome:
+        return _ran(task, Status.GREEN, on_disk=task.instance == "here")
+
+    monkeypatch.setattr(schedule_mod, "run_build", fake_build)
+    run = ConductorRun(plan)
+    schedule(run, SerialBackend(), tasks, fail_fast=False, reporter=NullReporter())
+    assert run.column("status") == ["green", "red", "red"]
+    errors = run.column("error")
+    assert errors[0] is None
+    assert errors[1].startswith("shared_filesystem: worker node7:4242 reported green") and "missing" in errors[1]
+    assert "2026-11-01" in errors[2]  # an older run's record is not this run's
+
+
 def test_the_loop_records_every_build_and_fail_fast_cancels_the_rest(project: Path, monkeypatch) -> None:
     table = pd.DataFrame({"scenario_name": list("abcd"), "fail": [False, True, False, False]})
     plan = plan_sweep(table, project / "builds" / "pipe.py", project_root=project, preload=())
@@ -220,7 +252,7 @@ def test_the_loop_records_every_build_and_fail_fast_cancels_the_rest(project: Pa
 
     def fake_build(task: BuildTask) -> BuildOutcome:
         seen.append(task.instance)
-        return BuildOutcome(task.instance, Status.RED if task.config["fail"] else Status.GREEN, 0.1)
+        return _ran(task, Status.RED if task.config["fail"] else Status.GREEN)
 
     monkeypatch.setattr(schedule_mod, "run_build", fake_build)
     run = ConductorRun(plan)
@@ -240,7 +272,7 @@ def test_every_scenario_emits_its_events_and_a_failing_consumer_changes_nothing(
     plan = plan_sweep(table, project / "builds" / "pipe.py", project_root=project, preload=())
 
     def fake_build(task: BuildTask) -> BuildOutcome:
-        return BuildOutcome(task.instance, Status.RED if task.config["fail"] else Status.GREEN, 0.1)
+        return _ran(task, Status.RED if task.config["fail"] else Status.GREEN)
 
     def broken(event: ScenarioEvent) -> None:
         raise RuntimeError("tracker down")

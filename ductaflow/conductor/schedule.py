@@ -21,15 +21,15 @@ from typing import Any
 from ductaflow.conductor.executors import Backend
 from ductaflow.conductor.progress import Reporter
 from ductaflow.conductor.state import ConductorRun
-from ductaflow.conductor.worker import BuildOutcome, BuildTask, lost_outcome, run_build
+from ductaflow.conductor.worker import SHARED_FILESYSTEM, BuildOutcome, BuildTask, lost_outcome, run_build
 from ductaflow.core.lights import Status
 from ductaflow.lifecycle.events import EventKind, ScenarioEvent
 from ductaflow.run.recorder import Lifecycle
 from ductaflow.run.signals import sigterm_raises
 from ductaflow.store.layout import artifact_path
 from ductaflow.store.ledger import ingest_spool
-from ductaflow.store.records import close_unfinished, status_files, summarize_instance
-from ductaflow.store.result import ErrorInfo
+from ductaflow.store.records import close_unfinished, read_status, status_files, summarize_instance
+from ductaflow.store.result import ErrorInfo, RunState
 
 #: How long running builds get to stop and record themselves after a Ctrl-C.
 _INTERRUPT_GRACE_S = 30.0
@@ -101,8 +101,8 @@ class _Scheduler:
         """Record a finished build in its row (closing a lost one's records first); returns the row."""
         task = self.running.pop(fut)
         outcome = outcome_of(fut, task.instance)
-        if outcome.lost:
-            outcome = close_lost(task, outcome, interrupted=self.interrupting)
+        lost = outcome.lost
+        outcome = close_lost(task, outcome, interrupted=self.interrupting) if lost else confirmed(task, outcome)
         _ingest(task)
         row = self.run.finish(outcome)
         for note in outcome.notes:
@@ -146,6 +146,30 @@ def outcome_of(fut: Future[Any], instance: str) -> BuildOutcome:
     except Exception as exc:  # noqa: BLE001 - BrokenProcessPool, Dask's KilledWorker, a lost connection
         return lost_outcome(instance, f"{type(exc).__name__}: {exc}".rstrip(": "))
     return outcome
+
+
+def confirmed(task: BuildTask, outcome: BuildOutcome) -> BuildOutcome:
+    """A build counts as green or orange only when its final record is on this process's disk.
+
+    A worker that does not see the runs root (a node that joined after the start-up check,
+    another mount) writes the build's files to its own disk: its outcome says green, but the
+    folder, metrics and ledger rows exist only there, and the record here (if any) is an
+    older run's. Such a build is red ``shared_filesystem``, naming the worker and the record
+    it did not find (the one that started when the worker says); never green.
+    """
+    if outcome.status is Status.RED:
+        return outcome  # red already, with the worker's own reason
+    path = artifact_path(task.instance_dir, task.build_path.stem, "status")
+    rec = read_status(path)
+    if rec is not None and rec.state == RunState.FINISHED and rec.started == outcome.started:
+        return outcome
+    seen = "missing" if rec is None else f"{rec.state}, {rec.status.value}, started {rec.started}"
+    where = f"worker {outcome.worker}" if outcome.worker else "its worker"
+    error = (
+        f"{SHARED_FILESYSTEM}: {where} reported {outcome.status.value}, but the build's status record "
+        f"{path} is {seen} on this machine: that worker does not share the runs root {path.parents[2]}"
+    )
+    return replace(outcome, status=Status.RED, error=error, skipped=False)
 
 
 def close_lost(task: BuildTask, outcome: BuildOutcome, *, interrupted: bool) -> BuildOutcome:

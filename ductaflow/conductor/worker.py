@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import sys
 import threading
 import time
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 
 #: The error text of a build whose worker died; the conductor's rows and records start with it.
 WORKER_LOST = "worker_lost"
+#: The error text of a build that ran where the conductor cannot read its files.
+SHARED_FILESYSTEM = "shared_filesystem"
 #: How often a worker checks that the conductor that started it is still alive.
 _WATCH_INTERVAL_S = 1.0
 #: How long an orphaned worker waits for its interrupted builds to record themselves.
@@ -90,6 +93,8 @@ class BuildOutcome:
     skipped: bool = False  # up to date after all (another run got there first)
     notes: tuple[str, ...] = ()
     lost: bool = False  # the worker died: its records still say "running"
+    worker: str | None = None  # host:pid of the process that ran it (named when its files are not here)
+    started: str | None = None  # the build record's start time: which record the conductor must find
 
     def row_fields(self) -> dict[str, Any]:
         """The fields of a conductor state row this outcome sets."""
@@ -224,6 +229,8 @@ def run_build(task: BuildTask) -> BuildOutcome:
         interrupted=interrupted,
         skipped=skipped,
         notes=notes,
+        worker=f"{socket.gethostname()}:{os.getpid()}",
+        started=build.started if build else None,
     )
 
 
