@@ -212,10 +212,16 @@ def test_a_killed_owner_takes_its_template_and_kernels_with_it(tmp_path: Path) -
         time.sleep(0.1)
     kids = psutil.Process(owner.pid).children(recursive=True)
     assert any(is_forked_kernel(p) for p in kids), "the flow ran in a forked kernel"
+    # the template and the kernels forked from it share its command line: script, socket, owner
+    dirs = {Path(c[i + 1]).parent for c in (p.cmdline() for p in kids) for i, a in enumerate(c)
+            if a.endswith("template.py")}
+    (socket_dir,) = dirs
+    assert socket_dir.name.startswith("ductaflow-kt-") and socket_dir.is_dir()
     owner.send_signal(signal.SIGKILL)
     owner.wait()
     gone, alive = psutil.wait_procs(kids, timeout=10)
     assert alive == [], f"left behind: {[p.cmdline() for p in alive]}"
+    assert not socket_dir.exists(), "the template's private folder was left in the temp dir"
 
 
 def test_ctrl_c_on_the_cli_stops_a_forked_kernel_and_its_template(tmp_path: Path) -> None:

@@ -215,10 +215,13 @@ def main(argv: list) -> int:
     finally:
         if os.getpid() == template:  # not in a kernel leaving through here (see _become_kernel)
             listener.close()
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+            # The socket and the private folder its owner made for it: an owner that ended
+            # without its exit handlers (SIGKILL, os._exit) cannot remove them itself.
+            for remove, target in ((os.unlink, path), (os.rmdir, os.path.dirname(path))):
+                try:
+                    remove(target)
+                except OSError:  # gone already, or not empty: left as it is
+                    pass
     return 0
 
 
