@@ -101,6 +101,10 @@ def cli(verbose: int) -> None:
     """ductaflow: run notebook flows into instance directories."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for handler in logging.getLogger().handlers:
+        # Libraries that set their own loggers' levels (Dask's "distributed" logs INFO) still
+        # reach this handler by propagation: the handler's level keeps them to -v.
+        handler.setLevel(level)
 
 
 @cli.command()

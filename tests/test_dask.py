@@ -372,3 +372,16 @@ def test_dask_without_the_extra_names_the_install_command(project: Path) -> None
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "pip install 'ductaflow[dask]'" in proc.stderr
     assert not (project / "runs").exists()
+
+
+def test_the_cli_keeps_dask_quiet_unless_asked(project: Path) -> None:
+    """Dask logs INFO on its own loggers (~17 lines per start); the command shows them with -v only."""
+    pd.DataFrame({"label": ["a"]}).to_csv(project / "one.csv", index=False)
+    command = [str(Path(sys.executable).with_name("ductaflow"))]
+    args = ["conduct", "one.csv", "--build", "builds/pipe.py", "--executor", "dask", "--force"]
+    quiet = subprocess.run([*command, *args], cwd=project, env=_env(), capture_output=True, text=True, timeout=180)
+    assert quiet.returncode == 0, quiet.stdout + quiet.stderr
+    assert "INFO distributed" not in quiet.stderr and "1 green" in quiet.stdout + quiet.stderr
+    loud = subprocess.run([*command, "-v", *args], cwd=project, env=_env(), capture_output=True, text=True,
+                          timeout=180)
+    assert loud.returncode == 0 and "INFO distributed" in loud.stderr
