@@ -6,7 +6,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -88,83 +88,61 @@ def decide(
     dependency the last run recorded (flows it ran, project modules, input files; relative
     paths are under ``root``) is compared with the disk.
     """
-    decision = _decide(exec_dir, flow_name, fp, cfg, force=force, only_failed=only_failed, export_html=export_html)
-    if decision.record is not None and decision.record.ok and not only_failed and not force:
-        literal = [r[len(_FLOW_CHANGED) :] for r in decision.reasons if r.startswith(_FLOW_CHANGED)]
-        named = {n.strip() for text in literal for n in text.split(",")}
-        extra = [r for r in _dependency_reasons(decision.record, root) if not _same_flow(r, named)]
-        if extra:
-            decision = replace(decision, run=True, reasons=(*decision.reasons, *extra))
-    return replace(decision, fingerprint=fp)
-
-
-_FLOW_CHANGED = "flow code changed: "
-
-
-def _same_flow(reason: str, named: set[str]) -> bool:
-    """A flow change the literal scan already reported by name (the same flow, said once)."""
-    return reason.startswith(_FLOW_CHANGED) and Path(reason[len(_FLOW_CHANGED):]).stem in named
-
-
-def _dependency_reasons(rec: FlowResult, root: Path | None) -> list[str]:
-    """Why what the last run used is no longer there as it was."""
-    if rec.state != RunState.FINISHED:
-        return []
-    if rec.deps is None:
-        return ["no record of what the last run used (written by an older ductaflow)"]
-    base = root if root is not None else find_project_root(rec.execution_dir)
-    return changes(rec.deps, base)
-
-
-def _decide(
-    exec_dir: Path,
-    flow_name: str,
-    fp: Fingerprint,
-    cfg: Mapping[str, Any],
-    *,
-    force: bool = False,
-    only_failed: bool = False,
-    export_html: bool = False,
-) -> Decision:
-
     paths = artifact_paths(exec_dir, flow_name)
     rec = read_status(paths["status"])
     if force:
-        return Decision(True, ("forced",), rec)
+        return Decision(True, ("forced",), rec, fp)
     if rec is None:
-        return Decision(True, ("status record unreadable",) if os.path.lexists(paths["status"]) else ("new",), None)
+        return Decision(True, ("status record unreadable",) if os.path.lexists(paths["status"]) else ("new",), None, fp)
     if rec.state != RunState.FINISHED or rec.status is Status.RED:
-        return Decision(True, (_failure_reason(rec),), rec)
+        return Decision(True, (_failure_reason(rec),), rec, fp)
     if only_failed:
-        return Decision(False, (), rec)
-    reasons: list[str] = []
-    old = rec.fingerprint_parts
-    if not isinstance(old, dict):
-        reasons.append("no fingerprint recorded")
-        old = {}
-    new = fp.parts
-    if old and old.get("major") != new["major"]:
-        reasons.append(f"ductaflow major version changed ({old.get('major')} -> {new['major']})")
-    if old and old.get("code") != new["code"]:
-        reasons.append(f"flow code changed: {flow_name}")
-    old_flows = old.get("flows") or {}
-    changed_flows = sorted(n for n in old_flows.keys() | new["flows"].keys() if old_flows.get(n) != new["flows"].get(n))
-    if old and changed_flows:
-        reasons.append(f"{_FLOW_CHANGED}{', '.join(changed_flows)}")
-    if old and old.get("config") != new["config"]:
-        keys = []
-        try:
-            keys = changed_keys(json.loads(paths["config"].read_text(encoding="utf-8")), cfg)
-        except (OSError, ValueError):
-            pass
-        reasons.append(f"config keys changed: {', '.join(keys)}" if keys else "config changed")
-    if old and list(old.get("upstream") or []) != new["upstream"]:
-        reasons.append("upstream changed")
+        return Decision(False, (), rec, fp)
+    reasons, changed_flows = _fingerprint_reasons(rec, fp, cfg, paths["config"], flow_name)
+    reasons += _dependency_reasons(rec, root, {flow_name, *changed_flows})
     wanted = list(_REQUIRED) + (["html"] if export_html or rec.html_exported else [])
     missing = [paths[k].name for k in wanted if not paths[k].exists()]
     if missing:
         reasons.append(f"artifacts missing: {', '.join(missing)}")
-    return Decision(bool(reasons), tuple(reasons), rec)
+    return Decision(bool(reasons), tuple(reasons), rec, fp)
+
+
+def _fingerprint_reasons(
+    rec: FlowResult, fp: Fingerprint, cfg: Mapping[str, Any], config_path: Path, flow_name: str
+) -> tuple[list[str], list[str]]:
+    """What differs between the recorded fingerprint and ``fp``; and the flows named as changed."""
+    reasons: list[str] = []
+    old = rec.fingerprint_parts
+    if not isinstance(old, dict) or not old:
+        return ["no fingerprint recorded"], []
+    new = fp.parts
+    if old.get("major") != new["major"]:
+        reasons.append(f"ductaflow major version changed ({old.get('major')} -> {new['major']})")
+    changed_flows = [flow_name] if old.get("code") != new["code"] else []
+    old_flows, new_flows = old.get("flows") or {}, new["flows"]
+    changed_flows += sorted(n for n in old_flows.keys() | new_flows.keys() if old_flows.get(n) != new_flows.get(n))
+    if changed_flows:
+        reasons.append(f"flow code changed: {', '.join(changed_flows)}")
+    if old.get("config") != new["config"]:
+        keys = []
+        try:
+            keys = changed_keys(json.loads(config_path.read_text(encoding="utf-8")), cfg)
+        except (OSError, ValueError):
+            pass
+        reasons.append(f"config keys changed: {', '.join(keys)}" if keys else "config changed")
+    if list(old.get("upstream") or []) != new["upstream"]:
+        reasons.append("upstream changed")
+    return reasons, changed_flows
+
+
+def _dependency_reasons(rec: FlowResult, root: Path | None, reported: set[str]) -> list[str]:
+    """Why what the last run used is no longer there as it was; a flow the fingerprint already
+    reported by name (in ``reported``) is not reported twice."""
+    if rec.deps is None:
+        return ["no record of what the last run used (written by an older ductaflow)"]
+    base = root if root is not None else find_project_root(rec.execution_dir)
+    changed = [d for d in rec.deps if not (d.kind == "flow" and Path(d.path).stem in reported)]
+    return changes(changed, base)
 
 
 def still_current(exec_dir: Path, flow_name: str, decision: Decision) -> bool:
