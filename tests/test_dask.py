@@ -223,110 +223,111 @@ def _can_unshare() -> bool:
         return False
 
 
-@pytest.mark.skipif(not _can_unshare(), reason="needs `unshare -m` to give a worker its own filesystem view")
-def test_runs_root_the_workers_cannot_see_is_a_clear_error(project: Path, tmp_path: Path) -> None:
-    """A real worker in its own mount namespace, where the runs root's parent is an empty tmpfs."""
-    hidden = tmp_path / "local disk"
-    hidden.mkdir()
-    sched_file = tmp_path / "scheduler.json"
-    dask = str(Path(sys.executable).with_name("dask"))
-    sched_log = (tmp_path / "scheduler.log").open("w")
-    # --port 0: a port the OS hands out, read back from the scheduler file. The default, 8786, is
-    # held here while the test runs, so a scheduler that still wanted it would die (and fail the test).
-    busy = socket.socket()
-    with contextlib.suppress(OSError):  # already taken by someone else: the same situation
-        busy.bind(("127.0.0.1", 8786))
-        busy.listen()
-    scheduler = subprocess.Popen(
-        [dask, "scheduler", "--scheduler-file", str(sched_file), "--host", "127.0.0.1", "--port", "0",
-         "--no-dashboard"],
-        stdout=sched_log, stderr=subprocess.STDOUT,
-    )
-    worker = None
-    try:
-        address = _scheduler_address(scheduler, sched_file, tmp_path / "scheduler.log")
-        worker_cmd = f"mount -t tmpfs tmpfs '{hidden}' && exec '{dask}' worker '{address}' " \
-            "--nthreads 1 --no-dashboard"
-        worker = subprocess.Popen(["unshare", "-m", "sh", "-c", worker_cmd], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
-        with distributed.Client(address, timeout="30s") as c:
-            c.wait_for_workers(1, timeout=60)
-            (hidden / "runs").mkdir()
-            keep = hidden / "runs" / "keep.txt"
-            keep.write_text("earlier results")
-            table = pd.DataFrame({"label": ["a"]})
-            with pytest.raises(SharedFilesystemError, match="not shared with the Dask workers") as info:
-                conduct(table, project / "builds" / "pipe.py", executor=c, runs_root=hidden / "runs", progress=False)
-            assert str(hidden / "runs") in str(info.value) and "cannot read" in str(info.value)
-            assert keep.read_text() == "earlier results"
-            assert not (hidden / "runs" / "pipe").exists(), "a build started anyway"
-            address = c.scheduler.address
-        table.to_csv(project / "one.csv", index=False)
-        cli = subprocess.run(
-            [str(Path(sys.executable).with_name("ductaflow")), "conduct", "one.csv", "--build", "builds/pipe.py",
-             "--runs-root", str(hidden / "runs"), "--scheduler", address],
-            cwd=project, env=_env(), capture_output=True, text=True, timeout=120,
+class HiddenRunsRoot:
+    """A real scheduler on an OS-given port, and workers started on demand in their own mount
+    namespace, where ``hidden`` (the runs root's parent) is an empty tmpfs: workers that see
+    the project but not the runs root."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.hidden = tmp_path / "local disk"
+        self.hidden.mkdir()
+        self.dask = str(Path(sys.executable).with_name("dask"))
+        self.workers: list[subprocess.Popen[bytes]] = []
+        sched_file, log = tmp_path / "scheduler.json", tmp_path / "scheduler.log"
+        self._log = log.open("w")
+        # --port 0: a port the OS hands out, read back from the scheduler file. The default, 8786, is
+        # held here meanwhile, so a scheduler that still wanted it would die (and fail the test).
+        self._busy = socket.socket()
+        with contextlib.suppress(OSError):  # already taken by someone else: the same situation
+            self._busy.bind(("127.0.0.1", 8786))
+            self._busy.listen()
+        self.scheduler = subprocess.Popen(
+            [self.dask, "scheduler", "--scheduler-file", str(sched_file), "--host", "127.0.0.1", "--port", "0",
+             "--no-dashboard"],
+            stdout=self._log, stderr=subprocess.STDOUT,
         )
-        assert cli.returncode == 2, cli.stdout + cli.stderr
-        assert "not shared with the Dask workers" in cli.stderr and "Traceback" not in cli.stderr
-    finally:
-        for proc in (worker, scheduler):
-            if proc is not None:
-                _stop(proc)
-        sched_log.close()
-        busy.close()
+        self.address = _scheduler_address(self.scheduler, sched_file, log)
 
-
-@pytest.mark.skipif(not _can_unshare(), reason="needs `unshare -m` to give a worker its own filesystem view")
-def test_a_worker_that_writes_to_its_own_disk_never_gives_a_green_row(project: Path, tmp_path: Path) -> None:
-    """The silent loss of issue 15: with ``max_parallel`` no start-up check ran, and a worker
-    in its own mount namespace (an empty tmpfs over the runs root's parent) ran the builds
-    into its own disk. The conductor must not count them: red ``shared_filesystem``."""
-    hidden = tmp_path / "local disk"
-    hidden.mkdir()
-    sched_file = tmp_path / "scheduler.json"
-    dask = str(Path(sys.executable).with_name("dask"))
-    sched_log = (tmp_path / "scheduler.log").open("w")
-    scheduler = subprocess.Popen(
-        [dask, "scheduler", "--scheduler-file", str(sched_file), "--host", "127.0.0.1", "--port", "0",
-         "--no-dashboard"],
-        stdout=sched_log, stderr=subprocess.STDOUT,
-    )
-    worker = None
-    try:
-        address = _scheduler_address(scheduler, sched_file, tmp_path / "scheduler.log")
-        worker_cmd = f"mount -t tmpfs tmpfs '{hidden}' && exec '{dask}' worker '{address}' " \
+    def start_worker(self) -> None:
+        cmd = f"mount -t tmpfs tmpfs '{self.hidden}' && exec '{self.dask}' worker '{self.address}' " \
             "--nthreads 1 --no-dashboard"
-        with distributed.Client(address, timeout="30s") as c:
-            table = pd.DataFrame({"label": ["a", "b"]})
-            done: list[object] = []
+        self.workers.append(subprocess.Popen(["unshare", "-m", "sh", "-c", cmd], stdout=subprocess.DEVNULL,
+                                             stderr=subprocess.DEVNULL))
 
-            def sweep() -> None:  # started before any worker exists, as a SLURM job still queued
-                try:
-                    done.append(conduct(table, project / "builds" / "pipe.py", executor=c, max_parallel=1,
-                                        runs_root=hidden / "runs", progress=False, raise_on_failure=False))
-                except BaseException as exc:  # noqa: BLE001 - reported by the assertions below
-                    done.append(exc)
+    def close(self) -> None:
+        for proc in [*self.workers, self.scheduler]:
+            _stop(proc)
+        self._log.close()
+        self._busy.close()
 
-            thread = threading.Thread(target=sweep, daemon=True)
-            thread.start()
-            time.sleep(2.0)  # the conductor has planned and submitted; no worker has joined yet
-            worker = subprocess.Popen(["unshare", "-m", "sh", "-c", worker_cmd], stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL)
-            thread.join(timeout=180)
-            assert done, "the sweep did not end"
-            out = done[0]
-            if isinstance(out, SharedFilesystemError):
-                return  # refused before any build ran: also never green
-            assert isinstance(out, pd.DataFrame), out
-            assert list(out["status"]) == ["red", "red"], out[["status", "error"]]
-            assert all(str(e).startswith("shared_filesystem: worker ") for e in out["error"]), list(out["error"])
-            assert not (hidden / "runs" / "pipe" / "a" / "pipe_status.json").exists()
+
+@pytest.fixture
+def hidden_root(tmp_path: Path) -> Iterator[HiddenRunsRoot]:
+    if not _can_unshare():
+        pytest.skip("needs `unshare -m` to give a worker its own filesystem view")
+    cluster = HiddenRunsRoot(tmp_path)
+    try:
+        yield cluster
     finally:
-        for proc in (worker, scheduler):
-            if proc is not None:
-                _stop(proc)
-        sched_log.close()
+        cluster.close()
+
+
+def test_runs_root_the_workers_cannot_see_is_a_clear_error(project: Path, hidden_root: HiddenRunsRoot) -> None:
+    """A real worker in its own mount namespace, where the runs root's parent is an empty tmpfs."""
+    hidden = hidden_root.hidden
+    hidden_root.start_worker()
+    with distributed.Client(hidden_root.address, timeout="30s") as c:
+        c.wait_for_workers(1, timeout=60)
+        (hidden / "runs").mkdir()
+        keep = hidden / "runs" / "keep.txt"
+        keep.write_text("earlier results")
+        table = pd.DataFrame({"label": ["a"]})
+        with pytest.raises(SharedFilesystemError, match="not shared with the Dask workers") as info:
+            conduct(table, project / "builds" / "pipe.py", executor=c, runs_root=hidden / "runs", progress=False)
+        assert str(hidden / "runs") in str(info.value) and "cannot read" in str(info.value)
+        assert keep.read_text() == "earlier results"
+        assert not (hidden / "runs" / "pipe").exists(), "a build started anyway"
+        address = c.scheduler.address
+    table.to_csv(project / "one.csv", index=False)
+    cli = subprocess.run(
+        [str(Path(sys.executable).with_name("ductaflow")), "conduct", "one.csv", "--build", "builds/pipe.py",
+         "--runs-root", str(hidden / "runs"), "--scheduler", address],
+        cwd=project, env=_env(), capture_output=True, text=True, timeout=120,
+    )
+    assert cli.returncode == 2, cli.stdout + cli.stderr
+    assert "not shared with the Dask workers" in cli.stderr and "Traceback" not in cli.stderr
+
+
+def test_a_late_worker_with_its_own_disk_never_gives_a_green_row(project: Path, hidden_root: HiddenRunsRoot) -> None:
+    """The silent loss of issue 15: with ``max_parallel`` no start-up check ran, and a worker
+    that joined later, in its own mount namespace (an empty tmpfs over the runs root's
+    parent), ran the builds into its own disk. The conductor must not count them: red
+    ``shared_filesystem``."""
+    hidden = hidden_root.hidden
+    with distributed.Client(hidden_root.address, timeout="30s") as c:
+        table = pd.DataFrame({"label": ["a", "b"]})
+        done: list[object] = []
+
+        def sweep() -> None:  # started before any worker exists, as a SLURM job still queued
+            try:
+                done.append(conduct(table, project / "builds" / "pipe.py", executor=c, max_parallel=1,
+                                    runs_root=hidden / "runs", progress=False, raise_on_failure=False))
+            except BaseException as exc:  # noqa: BLE001 - reported by the assertions below
+                done.append(exc)
+
+        thread = threading.Thread(target=sweep, daemon=True)
+        thread.start()
+        time.sleep(2.0)  # the conductor has planned and submitted; no worker has joined yet
+        hidden_root.start_worker()
+        thread.join(timeout=180)
+        assert done, "the sweep did not end"
+        out = done[0]
+        if isinstance(out, SharedFilesystemError):
+            return  # refused before any build ran: also never green
+        assert isinstance(out, pd.DataFrame), out
+        assert list(out["status"]) == ["red", "red"], out[["status", "error"]]
+        assert all(str(e).startswith("shared_filesystem: worker ") for e in out["error"]), list(out["error"])
+        assert not (hidden / "runs" / "pipe" / "a" / "pipe_status.json").exists()
 
 
 def _scheduler_address(scheduler: subprocess.Popen[bytes], sched_file: Path, log: Path, timeout: float = 60) -> str:
