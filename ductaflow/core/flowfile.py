@@ -14,7 +14,7 @@ from typing import Any
 import nbformat
 from nbformat import NotebookNode
 
-from ductaflow.core.config import check_path
+from ductaflow.core.config import check_path, load_config_file
 from ductaflow.errors import FlowFileError, MissingParametersCell
 
 PARAMETERS_TAG = "parameters"
@@ -64,6 +64,12 @@ class Flow:
         kind = "builds" if self.path.parent.name == "builds" else "flows"
         conventional = project_root / "config" / kind / f"{self.name}.json"
         return conventional if conventional.is_file() else None
+
+    def default_config(self, project_root: Path) -> dict[str, Any]:
+        """The flow's default config (see :meth:`default_config_path`), or {} when it has none;
+        a file that cannot be used raises :class:`~ductaflow.errors.ConfigError`."""
+        path = self.default_config_path(project_root)
+        return load_config_file(path) if path is not None and path.is_file() else {}
 
     def parameters_defaults(self) -> dict[str, Any]:
         """Keys of a literal ``config = {...}`` in the parameters cell (empty when not literal)."""

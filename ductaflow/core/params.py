@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ductaflow.core.config import MAX_DEPTH, load_config_file
+from ductaflow.core.config import MAX_DEPTH
 from ductaflow.core.flowfile import Flow, read_flow
 from ductaflow.errors import ConfigError, DuctaflowError
 
@@ -94,10 +94,8 @@ def flow_names(flow: Flow, root: Path) -> KnownNames:
     A default config that cannot be read adds nothing here (running the flow reports it).
     """
     known = names_of(flow.parameters_defaults())
-    path = flow.default_config_path(root)
-    if path is not None and path.is_file():
-        with contextlib.suppress(DuctaflowError):
-            known = known | names_of(load_config_file(path))
+    with contextlib.suppress(DuctaflowError):
+        known = known | names_of(flow.default_config(root))
     return known
 
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ductaflow.core.config import deep_merge, find_project_root, load_config_file, normalise_config
+from ductaflow.core.config import deep_merge, find_project_root, normalise_config
 from ductaflow.core.context import RunContext
 from ductaflow.core.flowfile import read_flow
 from ductaflow.core.names import validate_name
@@ -78,9 +78,7 @@ def _defaults(flow: str | Path) -> dict[str, Any]:
     ctx = RunContext.inherited()
     root_hint = (ctx and ctx.project_root) or None
     parsed = read_flow(resolve_flow_path(flow, root_hint))
-    root = Path(root_hint) if root_hint else find_project_root(parsed.path)
-    default = parsed.default_config_path(root)
-    return load_config_file(default) if default is not None and default.is_file() else {}
+    return parsed.default_config(Path(root_hint) if root_hint else find_project_root(parsed.path))
 
 
 def _note_step(base: Path, name: str) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ductaflow.core.clock import now_iso
-from ductaflow.core.config import check_path, find_project_root, load_config_file, normalise_config
+from ductaflow.core.config import check_path, find_project_root, normalise_config
 from ductaflow.core.context import RunContext
 from ductaflow.core.fingerprint import FRAMEWORK_KEYS, Fingerprint, fingerprint
 from ductaflow.core.flowfile import Flow, parameterise, read_flow
@@ -152,9 +152,7 @@ def make_plan(
     ctx = _context(context, inherited, root, force)
     exec_dir = contained_dir(execution_dir, (ctx.runs_root, root / "runs"))  # no symlink out of a runs root
     if config is None:  # no config given: the flow's default config file, as in a notebook
-        default = flow.default_config_path(root)
-        if default is not None and default.is_file():
-            cfg = load_config_file(default)
+        cfg = flow.default_config(root)
     cfg["_project_root"] = str(root)
     return Plan(
         flow, cfg, exec_dir, root, instance_name or exec_dir.name, kernel_name, ctx,

@@ -8,7 +8,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ductaflow.core.config import load_config_file
 from ductaflow.core.flowfile import Flow
 from ductaflow.errors import DuctaflowError
 from ductaflow.store.result import ErrorInfo
@@ -19,18 +18,16 @@ _MISSING_NAME = {
 }
 
 
-def _default_config(flow: Flow, root: Path) -> tuple[Path | None, dict[str, Any]]:
-    path = flow.default_config_path(root)
-    if path is None or not path.is_file():
-        return None, {}
+def _default_config(flow: Flow, root: Path) -> dict[str, Any]:
+    """The flow's default config; {} when it has none or it cannot be read (the run says why)."""
     with contextlib.suppress(DuctaflowError):
-        return path, load_config_file(path)
-    return path, {}
+        return flow.default_config(root)
+    return {}
 
 
 def unknown_key_notes(flow: Flow, cfg: dict[str, Any], root: Path) -> list[str]:
     """Config keys the flow does not declare (in its parameters cell or default config)."""
-    declared = set(flow.parameters_defaults()) | set(_default_config(flow, root)[1])
+    declared = set(flow.parameters_defaults()) | set(_default_config(flow, root))
     if not declared:
         return []
     unknown = sorted(k for k in cfg if not k.startswith("_") and k not in declared)
@@ -47,8 +44,8 @@ def missing_default_hint(flow: Flow, cfg: dict[str, Any], root: Path, error: Err
     if found is None:
         return error
     name = found.group(1)
-    path, defaults = _default_config(flow, root)
-    if path is None or name not in defaults or name in cfg:
+    path = flow.default_config_path(root)
+    if path is None or name not in _default_config(flow, root) or name in cfg:
         return error
     shown = path.relative_to(root).as_posix() if root in path.parents else str(path)
     hint = (
