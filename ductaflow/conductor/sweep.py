@@ -54,6 +54,7 @@ def conduct(
     lost_retries: int = 0,
     preload: Sequence[str] | None = None,
     allow_unknown: bool = False,
+    worker_wait: float | None = None,
 ) -> pd.DataFrame:
     """Run ``build`` once per scenario row into ``<runs_root>/<build>/<instance>/``.
 
@@ -81,7 +82,9 @@ def conduct(
     ``"dask"`` (a LocalCluster) or a Dask scheduler address, any
     ``concurrent.futures.Executor``, or a ``distributed.Client``. A build whose worker
     dies is red ``worker_lost`` (after ``lost_retries`` re-runs, where the executor
-    re-runs lost tasks, as Dask does); the rest of the table carries on.
+    re-runs lost tasks, as Dask does); the rest of the table carries on. On a cluster
+    (Dask), ``worker_wait`` seconds (default 300) is how long the sweep waits while no
+    worker is connected before the scenarios not yet run are given up as ``not_run``.
 
     ``preload`` names modules imported once by the kernel template that every flow kernel
     is forked from (default: ``[tool.ductaflow] preload`` in pyproject.toml; see
@@ -100,7 +103,7 @@ def conduct(
     if dry_run:
         return _dry_run(plan, out, reporter)
     run = ConductorRun(plan)
-    backend = _open_backend(plan, executor, max_parallel)
+    backend = _open_backend(plan, executor, max_parallel, worker_wait)
     try:
         template = _kernel_template(backend, plan)
         tasks = build_tasks(plan, attempts=run.attempts, conductor=run.owner, timeout=timeout,
@@ -142,10 +145,13 @@ def _dry_run(plan: SweepPlan, out: pd.DataFrame, reporter: Reporter) -> pd.DataF
     return out
 
 
-def _open_backend(plan: SweepPlan, executor: str | Executor | Any | None, max_parallel: int | None) -> Backend:
+def _open_backend(
+    plan: SweepPlan, executor: str | Executor | Any | None, max_parallel: int | None, worker_wait: float | None
+) -> Backend:
     """Where the builds run, once its workers are shown to see the runs root and the flows."""
     # Nothing to run (all up to date): no pool, no cluster, no kernel template to start.
-    backend = make_backend(executor if plan.to_run else "serial", max_parallel)
+    spec = executor if plan.to_run else "serial"
+    backend = make_backend(spec, max_parallel, project_root=plan.project_root, worker_wait=worker_wait)
     try:
         backend.check_shared(plan.runs_root, [plan.build.path, *plan.flows])
     except BaseException:

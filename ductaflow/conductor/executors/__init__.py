@@ -13,6 +13,7 @@ address (``"tcp://host:8786"``), any ``concurrent.futures.Executor`` or a
 from __future__ import annotations
 
 from concurrent.futures import Executor
+from pathlib import Path
 from typing import Any
 
 from ductaflow.conductor.executors.base import Backend, ExecutorBackend
@@ -29,9 +30,16 @@ def _is_dask_client(obj: Any) -> bool:
     return type(obj).__module__.startswith("distributed") and hasattr(obj, "scheduler_info")
 
 
-def make_backend(spec: str | Executor | Any | None, max_workers: int | None) -> Backend:
+def make_backend(
+    spec: str | Executor | Any | None,
+    max_workers: int | None,
+    *,
+    project_root: Path | None = None,
+    worker_wait: float | None = None,
+) -> Backend:
     """Resolve ``spec`` to a Backend; ``max_workers`` (None: the machine's or cluster's size)
-    caps how many builds run at once."""
+    caps how many builds run at once. ``project_root`` is where a cluster's settings are read
+    from (``[tool.ductaflow.cluster]``); ``worker_wait`` how long a cluster may have no worker."""
     if spec is None or spec == "local":
         return LocalBackend(max_workers)
     if spec == "serial":
@@ -39,11 +47,11 @@ def make_backend(spec: str | Executor | Any | None, max_workers: int | None) -> 
     if isinstance(spec, str) and (spec == "dask" or "://" in spec):
         from ductaflow.conductor.executors.dask import DaskBackend  # deferred: Dask is heavy and optional
 
-        return DaskBackend.create(None if spec == "dask" else spec, max_workers)
+        return DaskBackend.create(None if spec == "dask" else spec, max_workers, worker_wait=worker_wait)
     if _is_dask_client(spec):
         from ductaflow.conductor.executors.dask import DaskBackend  # deferred: Dask is heavy and optional
 
-        return DaskBackend(spec, max_workers, owned=False)
+        return DaskBackend(spec, max_workers, owned=False, worker_wait=worker_wait)
     if isinstance(spec, Executor):
         return ExecutorBackend(spec, max_workers)
     if isinstance(spec, str):

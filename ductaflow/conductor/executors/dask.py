@@ -46,8 +46,17 @@ class DaskBackend(Backend):
 
     name = "dask"
 
-    def __init__(self, client: Any, max_workers: int | None, *, owned: bool = False, cluster: Any = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        max_workers: int | None,
+        *,
+        owned: bool = False,
+        cluster: Any = None,
+        worker_wait: float | None = None,
+    ) -> None:
         self.client = client
+        self.worker_wait = WAIT_FOR_WORKERS_S if worker_wait is None else float(worker_wait)
         self.cluster = cluster
         self.owned = owned
         self._tasks: dict[Future[Any], Any] = {}  # keeps each Dask future alive until shutdown
@@ -70,7 +79,7 @@ class DaskBackend(Backend):
             client.register_plugin(IgnoreTerminalInterrupt())
 
     @classmethod
-    def create(cls, address: str | None, max_workers: int | None) -> DaskBackend:
+    def create(cls, address: str | None, max_workers: int | None, *, worker_wait: float | None = None) -> DaskBackend:
         """Connect to ``address``, or start a LocalCluster of one-thread worker processes."""
         distributed = _distributed()
         if address:
@@ -78,13 +87,13 @@ class DaskBackend(Backend):
                 client = distributed.Client(address, timeout="20s")
             except Exception as exc:  # noqa: BLE001 - OSError, TimeoutError, CommClosedError ...
                 raise DuctaflowError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
-            return cls(client, max_workers, owned=True)
+            return cls(client, max_workers, owned=True, worker_wait=worker_wait)
         n = max(1, int(max_workers or os.cpu_count() or 1))
         # Workers are thin (the work happens in kernels, their children): no memory limit
         # that would pause or restart a worker for its kernels' memory.
         with terminal_interrupt_ignored():  # inherited by the worker processes it spawns
             cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, memory_limit=0)
-        return cls(distributed.Client(cluster), max_workers, owned=True, cluster=cluster)
+        return cls(distributed.Client(cluster), max_workers, owned=True, cluster=cluster, worker_wait=worker_wait)
 
     @property
     def address(self) -> str:
