@@ -112,12 +112,14 @@ def test_analyze_counts_an_unreadable_record_red(tmp_path: Path) -> None:
 
 
 def test_close_unfinished_finalises_only_unfinished_records(tmp_path: Path) -> None:
-    running = running_record(_result(tmp_path), mode="papermill")
+    running = running_record(_result(tmp_path, started="2026-12-04T10:00:00.000+00:00"), mode="papermill")
     write_status(running)
-    assert close_unfinished(running.status_path, ErrorInfo("WorkerLost", "worker_lost: gone"))
+    closed = close_unfinished(running.status_path, ErrorInfo("WorkerLost", "worker_lost: gone"),
+                              finished="2026-12-04T10:01:02.500+00:00")  # fmt: skip
     rec = read_status(running.status_path)
     assert rec.state == "finished" and rec.status is Status.RED and rec.error.type == "WorkerLost"
-    assert not close_unfinished(running.status_path, ErrorInfo("X", "y"))  # final already: untouched
+    assert closed is not None and closed.duration == rec.duration == 62.5, "a lost run keeps how long it ran"
+    assert close_unfinished(running.status_path, ErrorInfo("X", "y")) is None  # final already: untouched
 
 
 def test_a_failing_consumer_cannot_change_the_record_or_later_consumers(tmp_path: Path) -> None:

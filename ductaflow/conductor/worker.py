@@ -15,7 +15,6 @@ reports the build as lost instead of running it again.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -29,6 +28,7 @@ from typing import Any
 
 import psutil
 
+from ductaflow.conductor.attempts import claim_attempt
 from ductaflow.core import liveness
 from ductaflow.core.context import RunContext
 from ductaflow.core.lights import Status
@@ -37,8 +37,9 @@ from ductaflow.kernels import stopping
 from ductaflow.kernels.fork import TEMPLATE_ENV
 from ductaflow.run.decide import Decision
 from ductaflow.run.execute import make_plan, run_plan
-from ductaflow.store.atomic import atomic_write_json
+from ductaflow.run.recorder import close_open_runs
 from ductaflow.store.records import summarize_instance
+from ductaflow.store.result import ErrorInfo
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ log = logging.getLogger(__name__)
 WORKER_LOST = "worker_lost"
 #: The error text of a build that ran where the conductor cannot read its files.
 SHARED_FILESYSTEM = "shared_filesystem"
+#: The error text of a scenario given up before it started (no worker left, the cluster lost).
+NOT_RUN = "not_run"
 #: How often a worker checks that the conductor that started it is still alive.
 _WATCH_INTERVAL_S = 1.0
 #: How long an orphaned worker waits for its interrupted builds to record themselves.
@@ -95,12 +98,13 @@ class BuildOutcome:
     lost: bool = False  # the worker died: its records still say "running"
     worker: str | None = None  # host:pid of the process that ran it (named when its files are not here)
     started: str | None = None  # the build record's start time: which record the conductor must find
+    not_run: bool = False  # never started, and given up (the cluster went away): no light
 
     def row_fields(self) -> dict[str, Any]:
         """The fields of a conductor state row this outcome sets."""
         return {
-            "state": "skipped" if self.skipped else "done",
-            "status": self.status.value,
+            "state": "cancelled" if self.not_run else "skipped" if self.skipped else "done",
+            "status": None if self.not_run else self.status.value,
             "duration": self.duration,
             "error": self.error,
             "worst_flow": self.worst_flow,
@@ -155,16 +159,6 @@ def _watchdog(pid: int, created: float) -> None:
     os._exit(0)
 
 
-def claim_attempt(path: Path) -> int:
-    """Count this start of a task in its attempt file; returns the attempt number (1 = first)."""
-    try:
-        seen = int(json.loads(path.read_text(encoding="utf-8")).get("attempts", 0))
-    except (OSError, ValueError, AttributeError):
-        seen = 0
-    atomic_write_json(path, {"attempts": seen + 1, "pid": os.getpid()})
-    return seen + 1
-
-
 _BUSY: list[str] = []  # the instance dir of the build this process runs now (at most one)
 
 
@@ -197,11 +191,23 @@ def stop_running_build() -> None:
         pass
 
 
+def close_earlier_attempt(task: BuildTask, attempt: int) -> int:
+    """Before attempt ``attempt`` of a task: the runs the dead earlier attempt left open are
+    closed red and logged (every attempt has its ledger row); returns how many."""
+    detail = f"{WORKER_LOST}: the worker running attempt {attempt - 1} died"
+    if attempt <= 1 + task.lost_retries:
+        detail += f"; re-run as attempt {attempt}"
+    error = ErrorInfo("WorkerLost", detail)
+    return close_open_runs(task.instance_dir, task.build_path.stem, task.context, error)
+
+
 def run_build(task: BuildTask) -> BuildOutcome:
     """Run one build instance described by ``task``; always return an outcome, never raise."""
     watch_conductor(task.conductor)
     if task.attempt_file is not None:
         attempt = claim_attempt(task.attempt_file)
+        if attempt > 1:  # the earlier attempt's worker died: its open runs end (and are logged) here
+            close_earlier_attempt(task, attempt)
         if attempt > 1 + task.lost_retries:
             return lost_outcome(task.instance, f"the worker running it died ({attempt - 1} attempt(s))")
     exec_dir = str(task.instance_dir)

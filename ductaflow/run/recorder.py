@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from ductaflow.core.context import RunContext
 from ductaflow.core.lights import Status
 from ductaflow.lifecycle.dispatch import ConsumerFailure, Dispatcher
 from ductaflow.lifecycle.events import EventKind, RunEvent, ending
+from ductaflow.store.layout import artifact_path
 from ductaflow.store.ledger import append_run
-from ductaflow.store.records import owner_facts, write_status
-from ductaflow.store.result import FlowResult, RunState
+from ductaflow.store.records import close_unfinished, owner_facts, status_files, write_status
+from ductaflow.store.result import ErrorInfo, FlowResult, RunState
 
 log = logging.getLogger(__name__)
 
@@ -80,3 +82,20 @@ class Lifecycle:
 
     def _emit(self, kind: EventKind, result: FlowResult) -> None:
         self.failures.extend(self.dispatcher.emit(RunEvent.now(kind, result, self.context)))
+
+
+def close_open_runs(
+    instance_dir: Path, build: str, context: RunContext, error: ErrorInfo, *, interrupted: bool = False
+) -> int:
+    """Runs of a build instance whose process vanished end here: every unfinished record (the
+    build's, then its flows') is closed red with ``error``, and its ``lost`` event reaches the
+    run's consumers (a ledger row with its duration), as its owner would have sent its end.
+    Called by whoever knows why (the conductor, or a worker re-running a lost task); returns
+    how many were closed."""
+    closed = 0
+    for path in [artifact_path(instance_dir, build, "status"), *status_files(instance_dir)]:
+        final = close_unfinished(path, error, interrupted=interrupted)
+        if final is not None:
+            Lifecycle(context).lost(final)
+            closed += 1
+    return closed

@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -88,20 +89,25 @@ def _load(path: Path | str) -> dict | None:
     return rec
 
 
-def close_unfinished(path: Path, error: ErrorInfo, *, interrupted: bool = False, finished: str | None = None) -> bool:
-    """Turn a ``running`` (or ``gone``) record into a final red one; False when it was final already.
+def close_unfinished(
+    path: Path, error: ErrorInfo, *, interrupted: bool = False, finished: str | None = None
+) -> FlowResult | None:
+    """Turn a ``running`` (or ``gone``) record into a final red one, its duration taken from its
+    start; returns the closed record, or None when it was final already (or unreadable).
 
     For a run whose owner cannot write its own final record (a lost worker): called by the
     process that knows why.
     """
     result = read_status(path)
     if result is None or result.state not in (RunState.RUNNING, RunState.GONE):
-        return False
+        return None
+    end = finished or now_iso()
     final = replace(
         result,
         state=RunState.FINISHED.value,
         status=Status.RED,
-        finished=finished or now_iso(),
+        finished=end,
+        duration=result.duration if result.duration is not None else _seconds_between(result.started, end),
         error=error,
         interrupted=interrupted,
     )
@@ -109,8 +115,18 @@ def close_unfinished(path: Path, error: ErrorInfo, *, interrupted: bool = False,
         write_status(final)
     except OSError as exc:
         log.warning("could not close %s: %s", path, exc)
-        return False
-    return True
+        return None
+    return final
+
+
+def _seconds_between(start: str | None, end: str) -> float | None:
+    """Seconds from one record timestamp to another (None when the start is missing or unreadable)."""
+    try:
+        a, b = (datetime.fromisoformat(t) for t in (start or "", end))
+    except ValueError:
+        return None
+    a, b = (t if t.tzinfo else t.replace(tzinfo=timezone.utc) for t in (a, b))  # naive: UTC, as written
+    return round((b - a).total_seconds(), 3)
 
 
 def subdirs(folder: Path) -> list[str]:
