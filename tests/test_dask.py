@@ -16,13 +16,14 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 from procs import wait_for_no_kernels
 from test_example import _copy_example, _env, _no_inherited_root  # noqa: F401 - an autouse fixture
 
-from ductaflow import SharedFilesystemError, conduct, ledger
+from ductaflow import ConductorFailed, SharedFilesystemError, conduct, ledger
 from ductaflow.conductor.executors.dask import DaskBackend
 from ductaflow.conductor.worker import claim_attempt
 
@@ -248,11 +249,13 @@ class HiddenRunsRoot:
         )
         self.address = _scheduler_address(self.scheduler, sched_file, log)
 
-    def start_worker(self) -> None:
-        cmd = f"mount -t tmpfs tmpfs '{self.hidden}' && exec '{self.dask}' worker '{self.address}' " \
-            "--nthreads 1 --no-dashboard"
-        self.workers.append(subprocess.Popen(["unshare", "-m", "sh", "-c", cmd], stdout=subprocess.DEVNULL,
-                                             stderr=subprocess.DEVNULL))
+    def start_worker(self, hidden: bool = True) -> None:
+        """A one-thread worker; ``hidden``: in its own mount namespace, without the runs root."""
+        worker = [self.dask, "worker", self.address, "--nthreads", "1", "--no-dashboard"]
+        if hidden:
+            cmd = f"mount -t tmpfs tmpfs '{self.hidden}' && exec {' '.join(repr(a) for a in worker)}"
+            worker = ["unshare", "-m", "sh", "-c", cmd]
+        self.workers.append(subprocess.Popen(worker, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
     def close(self) -> None:
         for proc in [*self.workers, self.scheduler]:
@@ -301,8 +304,9 @@ def test_runs_root_the_workers_cannot_see_is_a_clear_error(project: Path, hidden
 def test_a_late_worker_with_its_own_disk_never_gives_a_green_row(project: Path, hidden_root: HiddenRunsRoot) -> None:
     """The silent loss of issue 15: with ``max_parallel`` no start-up check ran, and a worker
     that joined later, in its own mount namespace (an empty tmpfs over the runs root's
-    parent), ran the builds into its own disk. The conductor must not count them: red
-    ``shared_filesystem``."""
+    parent), ran the builds into its own disk. Now a worker is checked when it joins: this
+    one is excluded and named; with no other worker the scenarios are not run after
+    ``worker_wait``, and the sweep fails. Never green."""
     hidden = hidden_root.hidden
     with distributed.Client(hidden_root.address, timeout="30s") as c:
         table = pd.DataFrame({"label": ["a", "b"]})
@@ -311,23 +315,138 @@ def test_a_late_worker_with_its_own_disk_never_gives_a_green_row(project: Path, 
         def sweep() -> None:  # started before any worker exists, as a SLURM job still queued
             try:
                 done.append(conduct(table, project / "builds" / "pipe.py", executor=c, max_parallel=1,
-                                    runs_root=hidden / "runs", progress=False, raise_on_failure=False))
+                                    runs_root=hidden / "runs", progress=False, raise_on_failure=False,
+                                    worker_wait=6))  # fmt: skip
             except BaseException as exc:  # noqa: BLE001 - reported by the assertions below
                 done.append(exc)
 
         thread = threading.Thread(target=sweep, daemon=True)
         thread.start()
-        time.sleep(2.0)  # the conductor has planned and submitted; no worker has joined yet
+        time.sleep(2.0)  # the conductor has planned; no worker has joined yet
         hidden_root.start_worker()
         thread.join(timeout=180)
         assert done, "the sweep did not end"
         out = done[0]
-        if isinstance(out, SharedFilesystemError):
-            return  # refused before any build ran: also never green
         assert isinstance(out, pd.DataFrame), out
-        assert list(out["status"]) == ["red", "red"], out[["status", "error"]]
-        assert all(str(e).startswith("shared_filesystem: worker ") for e in out["error"]), list(out["error"])
+        assert "green" not in set(out["status"]), out[["status", "error"]]
+        # checked as it joined: excluded and named before it took a build; nothing else to run on
+        for _, row in out.iterrows():
+            assert row["state"] == "cancelled" and pd.isna(row["status"]), row.to_dict()
+            error = str(row["error"])
+            assert error.startswith("not_run: no worker can run builds (1 excluded: tcp://"), error
+            assert "cannot read" in error and str(hidden / "runs") in error, error
         assert not (hidden / "runs" / "pipe" / "a" / "pipe_status.json").exists()
+
+
+def test_slots_follow_the_workers_that_join(project: Path, tmp_path: Path) -> None:
+    """Started with one worker thread, the sweep runs two builds at once once a second worker joins."""
+    cluster = HiddenRunsRoot(tmp_path)  # only its scheduler and plain workers: nothing is hidden
+    try:
+        cluster.start_worker(hidden=False)
+        with distributed.Client(cluster.address, timeout="30s") as c:
+            c.wait_for_workers(1, timeout=60)
+            table = pd.DataFrame({"scenario_name": list("abcdef"), "label": list("abcdef"), "sleep": [4] * 6})
+            first_started = project / "runs" / "pipe" / "a" / "pipe_status.json"
+            joiner = threading.Timer(0.0, lambda: _after(first_started, cluster.start_worker, hidden=False))
+            joiner.start()
+            out = conduct(table, project / "builds" / "pipe.py", executor=c, progress=False, worker_wait=60)
+            joiner.join(60)
+        assert list(out["status"]) == ["green"] * 6
+        spans = []
+        for name in "abcdef":
+            rec = json.loads((project / "runs" / "pipe" / name / "pipe_status.json").read_text())
+            spans.append((rec["started"], rec["finished"]))
+        most = max(sum(1 for s, f in spans if s <= t < f) for t, _ in spans)
+        assert most == 2, f"never two builds at once after the second worker joined: {spans}"
+    finally:
+        cluster.close()
+
+
+def _after(path: Path, then: Any, **kw: Any) -> None:
+    """Call ``then`` once ``path`` exists (bounded wait)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not path.exists():
+        time.sleep(0.1)
+    then(**kw)
+
+
+def test_a_killed_scheduler_keeps_finished_rows_and_ends_non_zero(project: Path, tmp_path: Path) -> None:
+    """The scheduler dies mid-sweep: the finished build stays green, the running one is lost,
+    the never-started ones are not run, and ``conduct`` ends (raising) within a bounded time."""
+    cluster = HiddenRunsRoot(tmp_path)
+    try:
+        cluster.start_worker(hidden=False)
+        with distributed.Client(cluster.address, timeout="5s") as c:  # its reconnect attempt: 5 s
+            c.wait_for_workers(1, timeout=60)
+            table = pd.DataFrame({"scenario_name": list("abcd"), "label": list("abcd"), "sleep": [0, 60, 0, 0]})
+            running = project / "runs" / "pipe" / "b" / "runs" / "work" / "work_status.json"
+            killer = threading.Thread(target=_after, args=(running, cluster.scheduler.kill), daemon=True)
+            killer.start()
+            t0 = time.monotonic()
+            with pytest.raises(ConductorFailed) as info:
+                conduct(table, project / "builds" / "pipe.py", executor=c, progress=False)
+            took = time.monotonic() - t0
+        out = info.value.table.set_index("label")
+        assert out.loc["a", "status"] == "green", out.loc["a"].to_dict()
+        assert out.loc["b", "status"] == "red" and out.loc["b", "error"].startswith("worker_lost"), out.loc["b"]
+        for name in "cd":
+            assert out.loc[name, "state"] == "cancelled" and pd.isna(out.loc[name, "status"]), out.loc[name]
+            assert out.loc[name, "error"].startswith("not_run: the cluster's scheduler was lost")
+        assert took < 50, f"the conductor took {took:.0f} s to give up"
+        state = json.loads((project / "runs" / ".ductaflow" / "conductor" / "pipe.json").read_text())
+        assert state["state"] == "finished" and (project / "runs" / "conductor_status_report.html").is_file()
+    finally:
+        cluster.close()
+    assert wait_for_no_kernels(str(project), timeout=30) == []
+
+
+#: A Dask worker (no nanny: one process) that cannot import ductaflow, as on a node whose
+#: environment lacks it.
+NO_DUCTAFLOW_WORKER = """
+import sys
+
+class NoDuctaflow:
+    def find_spec(self, name, path=None, target=None):
+        if name == "ductaflow" or name.startswith("ductaflow."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, NoDuctaflow())
+from distributed.cli.dask_worker import main
+
+sys.argv = ["dask-worker", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_late_worker_without_ductaflow_is_named(project: Path, tmp_path: Path) -> None:
+    cluster = HiddenRunsRoot(tmp_path)
+    try:
+        with distributed.Client(cluster.address, timeout="30s") as c:
+            done: list[object] = []
+
+            def sweep() -> None:
+                try:
+                    done.append(conduct(pd.DataFrame({"label": ["a"]}), project / "builds" / "pipe.py", executor=c,
+                                        progress=False, raise_on_failure=False, worker_wait=8))  # fmt: skip
+                except BaseException as exc:  # noqa: BLE001 - reported by the assertions below
+                    done.append(exc)
+
+            thread = threading.Thread(target=sweep, daemon=True)
+            thread.start()
+            time.sleep(1.0)
+            worker = [sys.executable, "-c", NO_DUCTAFLOW_WORKER, cluster.address, "--nthreads", "1", "--no-nanny",
+                      "--no-dashboard"]  # fmt: skip
+            cluster.workers.append(subprocess.Popen(worker, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            thread.join(timeout=120)
+        assert done and isinstance(done[0], pd.DataFrame), done
+        row = done[0].iloc[0]
+        assert row["state"] == "cancelled" and pd.isna(row["status"]), row.to_dict()
+        error = str(row["error"])
+        assert error.startswith("not_run: no worker can run builds (1 excluded: tcp://"), error
+        assert "No module named 'ductaflow'" in error and "is ductaflow installed there?" in error, error
+    finally:
+        cluster.close()
 
 
 def _scheduler_address(scheduler: subprocess.Popen[bytes], sched_file: Path, log: Path, timeout: float = 60) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import socket
 from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
@@ -16,15 +17,18 @@ import pytest
 
 from ductaflow.conductor import schedule as schedule_mod
 from ductaflow.conductor.executors import SerialBackend
+from ductaflow.conductor.lost import close_lost, recover
 from ductaflow.conductor.plan import SweepPlan, build_tasks, plan_sweep
 from ductaflow.conductor.progress import NullReporter
-from ductaflow.conductor.schedule import close_lost, outcome_of, schedule
+from ductaflow.conductor.schedule import outcome_of, schedule
 from ductaflow.conductor.state import ConductorRun, state_row
 from ductaflow.conductor.worker import (
+    NOT_RUN,
     WORKER_LOST,
     BuildOutcome,
     BuildTask,
     claim_attempt,
+    close_earlier_attempt,
     lost_outcome,
 )
 from ductaflow.core.lights import Status
@@ -190,7 +194,67 @@ def test_close_lost_closes_the_records_and_logs_the_run(project: Path, interrupt
             assert (rec.error.type, rec.error.message) == ("WorkerLost", f"{WORKER_LOST}: KilledWorker: x")
     assert done.worst_flow == "work"
     assert done.error == ("interrupted" if interrupted else f"{WORKER_LOST}: KilledWorker: x")
-    assert list(Path(task.context.ledger_spool or "").glob("*.json")), "the lost run is parked for the ledger"
+    parked = [r for f in Path(task.context.ledger_spool or "").glob("*.json") for r in json.loads(f.read_text())]
+    assert sorted(r["flow"] for r in parked) == ["pipe", "work"], "each lost run (build and flow) is logged"
+    assert all(r["status"] == "red" and r["duration"] > 0 for r in parked), "with how long it ran"
+
+
+def _attempted(task: BuildTask, started: str) -> None:
+    """The attempt file a worker writes as it starts ``task`` (at time ``started``)."""
+    assert task.attempt_file is not None
+    claim_attempt(task.attempt_file)
+    doc = json.loads(task.attempt_file.read_text())
+    task.attempt_file.write_text(json.dumps({**doc, "started": started}))
+
+
+def test_a_build_that_finished_keeps_its_light_when_its_answer_is_lost(project: Path) -> None:
+    """The scheduler went away after the build finished: its final record on disk is the answer."""
+    plan = _plan(project)
+    [task, _] = build_tasks(plan, attempts=project / "attempts")
+    _attempted(task, "2024-01-01T00:00:00.000+00:00")
+    rec = FlowResult("pipe", task.build_path, task.instance_dir, Status.GREEN, "finished",
+                     started="2024-01-01T00:00:01.000+00:00", duration=3.0)  # fmt: skip
+    task.instance_dir.mkdir(parents=True)
+    write_status(rec)
+    out = recover(task, lost_outcome("a", "CancelledError"), cluster_gone=True)
+    assert (out.status, out.lost, out.not_run, out.started) == (Status.GREEN, False, False, rec.started)
+    assert read_status(rec.status_path) == rec, "a finished record is not touched"
+
+
+def test_an_older_finished_record_is_not_taken_for_a_lost_attempt(project: Path) -> None:
+    plan = _plan(project)
+    [task, _] = build_tasks(plan, attempts=project / "attempts")
+    _attempted(task, "2024-01-02T00:00:00.000+00:00")  # started after the record below
+    task.instance_dir.mkdir(parents=True)
+    write_status(FlowResult("pipe", task.build_path, task.instance_dir, Status.GREEN, "finished",
+                            started="2024-01-01T00:00:01.000+00:00"))  # fmt: skip
+    out = recover(task, lost_outcome("a", "CancelledError"), cluster_gone=True)
+    assert out.status is Status.RED and out.lost and out.error.startswith(WORKER_LOST)
+
+
+@pytest.mark.parametrize("gone", [True, False])
+def test_a_build_that_never_started_is_not_run_only_when_the_cluster_is_gone(project: Path, gone: bool) -> None:
+    plan = _plan(project)
+    [task, _] = build_tasks(plan, attempts=project / "attempts")
+    out = recover(task, lost_outcome("a", "the scheduler was lost"), cluster_gone=gone)
+    if gone:
+        assert out.not_run and not out.lost and out.error == f"{NOT_RUN}: the scheduler was lost"
+        assert out.row_fields()["state"] == "cancelled" and out.row_fields()["status"] is None
+    else:
+        assert out.lost and out.status is Status.RED and out.error.startswith(WORKER_LOST)
+
+
+def test_a_retried_task_closes_and_logs_its_dead_attempt(project: Path) -> None:
+    """Attempt 2 of a task (its first worker died mid-build) closes what attempt 1 left running."""
+    plan = _plan(project)
+    [task, _] = build_tasks(plan, attempts=project / "attempts", lost_retries=1)
+    build_rec = _running_record(task.instance_dir, "pipe")
+    assert close_earlier_attempt(task, 2) == 1
+    rec = read_status(build_rec)
+    assert rec is not None and (rec.state, rec.status) == ("finished", Status.RED)
+    assert rec.error is not None and "attempt 1 died; re-run as attempt 2" in rec.error.message
+    parked = [r for f in Path(task.context.ledger_spool or "").glob("*.json") for r in json.loads(f.read_text())]
+    assert [r["flow"] for r in parked] == ["pipe"] and parked[0]["duration"] is not None
 
 
 def test_the_conductors_decision_holds_unless_the_record_changed_since(tmp_path: Path) -> None:
@@ -293,3 +357,24 @@ def test_every_scenario_emits_its_events_and_a_failing_consumer_changes_nothing(
     assert {f.consumer for f in run.failures} == {"broken"} and len(run.failures) == 6
     state = json.loads(run.state_path.read_text())
     assert [s["status"] for s in state["scenarios"]] == ["green", "red", "green"]
+
+
+def test_a_build_runs_only_where_the_conductors_token_is_seen(project: Path, tmp_path: Path) -> None:
+    """Every build checks, on its worker, that it sees the runs root (defence behind the join check)."""
+    from ductaflow.conductor.executors.dask_remote import Probe, Unshared, run_on_worker
+
+    folder = tmp_path / "probe"
+    folder.mkdir()
+    (folder / "coordinator").write_text("token-1")
+    ran: list[str] = []
+
+    def build(task: str) -> BuildOutcome:
+        ran.append(task)
+        return BuildOutcome(task, Status.GREEN)
+
+    out = run_on_worker(build, "a", Probe(str(folder), "token-1"))
+    assert ran == ["a"] and isinstance(out, BuildOutcome) and out.worker == f"{socket.gethostname()}:{os.getpid()}"
+    for probe in (Probe(str(folder), "another sweep's token"), Probe(str(tmp_path / "elsewhere"), "token-1")):
+        refused = run_on_worker(build, "b", probe)
+        assert isinstance(refused, Unshared) and ran == ["a"], refused
+        assert refused.kind == "shared_filesystem" and str(folder.parent) in refused.problem

@@ -1,16 +1,22 @@
 """The conductor's one scheduling loop over the futures of a
 :class:`~ductaflow.conductor.executors.Backend` (``wait(FIRST_COMPLETED)``, never polling).
 
-It keeps ``backend.workers`` builds in flight and records each as it finishes; fail-fast
+It keeps ``backend.slots()`` builds in flight and records each as it finishes; fail-fast
 launches nothing more after the first red build. On Ctrl-C (or SIGTERM) it launches
 nothing more, asks the running builds to stop (their kernels are interrupted and reaped,
 their records say ``interrupted``), and records what they report. A build whose worker
-died is red ``worker_lost``: its records are closed and its run logged here, since no one
-else will.
+never answered is judged from its files (:mod:`ductaflow.conductor.lost`): finished, it
+keeps its light; still running, it is red ``worker_lost``, its records closed and logged.
+
+On a cluster (``backend.wake_every``) the loop also wakes up every few seconds: slots follow
+the cluster's workers as they come and go; with no worker for ``backend.worker_wait``
+seconds, or the scheduler lost for good, the scenarios not yet run are given up as
+``not_run`` and the loop ends.
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -19,20 +25,23 @@ from pathlib import Path
 from typing import Any
 
 from ductaflow.conductor.executors import Backend
+from ductaflow.conductor.executors.base import Health
+from ductaflow.conductor.lost import close_lost, recover
 from ductaflow.conductor.progress import Reporter
 from ductaflow.conductor.state import ConductorRun
-from ductaflow.conductor.worker import SHARED_FILESYSTEM, BuildOutcome, BuildTask, lost_outcome, run_build
+from ductaflow.conductor.worker import NOT_RUN, SHARED_FILESYSTEM, BuildOutcome, BuildTask, lost_outcome, run_build
 from ductaflow.core.lights import Status
 from ductaflow.lifecycle.events import EventKind, ScenarioEvent
-from ductaflow.run.recorder import Lifecycle
 from ductaflow.run.signals import sigterm_raises
 from ductaflow.store.layout import artifact_path
 from ductaflow.store.ledger import ingest_spool
-from ductaflow.store.records import close_unfinished, read_status, status_files, summarize_instance
-from ductaflow.store.result import ErrorInfo, RunState
+from ductaflow.store.records import read_status
+from ductaflow.store.result import RunState
 
 #: How long running builds get to stop and record themselves after a Ctrl-C.
 _INTERRUPT_GRACE_S = 30.0
+#: While no worker is connected, how often the conductor says it is still waiting.
+_WAITING_NOTE_EVERY_S = 60.0
 
 
 def schedule(
@@ -63,30 +72,44 @@ class _Scheduler:
         self.fail_fast = fail_fast
         self.queue: deque[BuildTask] = deque()
         self.running: dict[Future[Any], BuildTask] = {}
-        self.stopping = False  # fail-fast: launch nothing more
+        self.stopping = False  # fail-fast, or the cluster given up: launch nothing more
         self.interrupting = False  # a worker that goes during a Ctrl-C was stopped, not lost
+        self.waiting_since: float | None = None  # since when the cluster has had no worker
+        self.last_note = 0.0
+        self.cluster_gone = False
 
     def loop(self, tasks: Sequence[BuildTask]) -> None:
         """Keep the backend's slots busy until every task is recorded; on Ctrl-C stop, then re-raise."""
         self.queue.extend(tasks)
+        wake = self.backend.wake_every
         try:
             while self.queue or self.running:
                 self._launch()
-                if not self.running:
+                if not self.running and (wake is None or not self.queue):
                     break
-                done, _ = wait(self.running, return_when=FIRST_COMPLETED)
+                if self.running:
+                    done, _ = wait(self.running, timeout=wake, return_when=FIRST_COMPLETED)
+                else:  # work waits, no slot: the cluster has no worker (yet)
+                    done = set()
+                    time.sleep(wake or 0)
                 for fut in done:
                     self._finished(fut)
+                if wake is not None:
+                    self._watch_cluster()
         except KeyboardInterrupt:
             self._interrupt()
             raise
 
     def _launch(self) -> None:
-        while self.queue and len(self.running) < self.backend.workers and not self.stopping:
+        if self.stopping or not self.queue:
+            return
+        free = self.backend.slots() - len(self.running)
+        while self.queue and free > 0:
             task = self.queue.popleft()
             self.run.start(task.instance)
             self.run.emit(EventKind.STARTED, task.instance)
             self.running[self.backend.submit(run_build, task)] = task
+            free -= 1
 
     def _finished(self, fut: Future[Any]) -> None:
         row = self._record(fut)
@@ -98,17 +121,62 @@ class _Scheduler:
             self.queue.clear()
 
     def _record(self, fut: Future[Any]) -> dict[str, Any]:
-        """Record a finished build in its row (closing a lost one's records first); returns the row."""
+        """Record a finished future's build in its row; returns the row."""
         task = self.running.pop(fut)
-        outcome = outcome_of(fut, task.instance)
-        lost = outcome.lost
-        outcome = close_lost(task, outcome, interrupted=self.interrupting) if lost else confirmed(task, outcome)
+        return self._settle(task, outcome_of(fut, task.instance))
+
+    def _settle(self, task: BuildTask, outcome: BuildOutcome) -> dict[str, Any]:
+        """Record a build's outcome (a lost one judged from its files first); returns its row."""
+        if outcome.lost and self.interrupting:
+            outcome = close_lost(task, outcome, interrupted=True)
+        elif outcome.lost:
+            gone = self.cluster_gone or self.backend.health() is Health.LOST
+            outcome = recover(task, outcome, cluster_gone=gone)
+        if not outcome.lost and not outcome.not_run:
+            outcome = confirmed(task, outcome)
         _ingest(task)
         row = self.run.finish(outcome)
         for note in outcome.notes:
             self.reporter.message(f"{task.instance}: {note}")
         self.run.emit(ending(outcome), task.instance)
         return row
+
+    def _watch_cluster(self) -> None:
+        """On a wake-up: say while no worker is connected; give up after the wait, or the scheduler."""
+        health = self.backend.health()
+        now = time.monotonic()
+        if health is Health.OK:
+            if self.waiting_since is not None:
+                self.reporter.message("a worker joined; carrying on")
+            self.waiting_since = None
+        elif health is Health.LOST:
+            self._give_up("the cluster's scheduler was lost (and did not come back)")
+        elif health is Health.RECONNECTING:
+            if now - self.last_note >= _WAITING_NOTE_EVERY_S:
+                self.reporter.message("lost the connection to the cluster's scheduler; reconnecting ...")
+                self.last_note = now
+        elif self.waiting_since is None:
+            self.waiting_since = self.last_note = now
+            limit = self.backend.worker_wait
+            self.reporter.message(f"{self.backend.why_idle()}; waiting up to {limit:.0f} s for one (worker_wait) ...")
+        elif now - self.waiting_since >= self.backend.worker_wait:
+            self._give_up(f"{self.backend.why_idle()} for {self.backend.worker_wait:.0f} s (worker_wait)")
+        elif now - self.last_note >= _WAITING_NOTE_EVERY_S:
+            self.reporter.message(f"still {self.backend.why_idle()} after {now - self.waiting_since:.0f} s ...")
+            self.last_note = now
+
+    def _give_up(self, reason: str) -> None:
+        """The cluster cannot run the rest: builds in flight judged from their files (finished
+        ones keep their light, started ones are lost, the rest not run), queued ones ``not_run``."""
+        self.cluster_gone = self.stopping = True
+        self.reporter.message(f"giving up: {reason}; {len(self.queue) + len(self.running)} scenario(s) unfinished")
+        for fut, task in list(self.running.items()):
+            del self.running[fut]
+            fut.cancel()
+            self._settle(task, lost_outcome(task.instance, reason))
+        if self.queue:
+            self.run.cancel((t.instance for t in self.queue), reason=f"{NOT_RUN}: {reason}")
+            self.queue.clear()
 
     def show(self, event: ScenarioEvent) -> None:
         """Consumer: a build that ended, on the progress display."""
@@ -132,6 +200,8 @@ def ending(outcome: BuildOutcome) -> EventKind:
     """The scenario event a build's outcome stands for."""
     if outcome.lost:
         return EventKind.LOST
+    if outcome.not_run:
+        return EventKind.CANCELLED
     if outcome.skipped:
         return EventKind.SKIPPED
     if outcome.interrupted:
@@ -170,27 +240,6 @@ def confirmed(task: BuildTask, outcome: BuildOutcome) -> BuildOutcome:
         f"{path} is {seen} on this machine: that worker does not share the runs root {path.parents[2]}"
     )
     return replace(outcome, status=Status.RED, error=error, skipped=False)
-
-
-def close_lost(task: BuildTask, outcome: BuildOutcome, *, interrupted: bool) -> BuildOutcome:
-    """A lost build's records say red (not ``running`` forever), and its run's ``lost`` event
-    reaches the run's consumers (the ledger) as the worker would have sent its end.
-
-    During a Ctrl-C a worker that goes was stopped: its build is ``interrupted``.
-    Returns the outcome completed from the records.
-    """
-    if interrupted:
-        outcome = replace(outcome, error="interrupted")
-        error = ErrorInfo("KeyboardInterrupt", "interrupted")
-    else:
-        error = ErrorInfo("WorkerLost", outcome.error or "")
-    build = task.build_path.stem
-    for path in [artifact_path(task.instance_dir, build, "status"), *status_files(task.instance_dir)]:
-        close_unfinished(path, error, interrupted=interrupted)
-    summary = summarize_instance(task.instance_dir, build)
-    if summary.build is not None:  # the run's own lifecycle ends here: its consumers (the ledger) hear of it
-        Lifecycle(task.context).lost(summary.build)
-    return replace(outcome, worst_flow=summary.worst_flow)
 
 
 def _ingest(task: BuildTask) -> None:

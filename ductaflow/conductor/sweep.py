@@ -25,7 +25,7 @@ from ductaflow.conductor.plan import SweepPlan, build_tasks, load_scenarios, pla
 from ductaflow.conductor.progress import Reporter, make_reporter
 from ductaflow.conductor.schedule import schedule
 from ductaflow.conductor.state import ConductorRun
-from ductaflow.conductor.worker import BuildTask
+from ductaflow.conductor.worker import NOT_RUN, BuildTask
 from ductaflow.errors import ConductorFailed
 from ductaflow.kernels import fork
 from ductaflow.store.layout import RESULTS_NAME
@@ -191,8 +191,11 @@ def _results(out: pd.DataFrame, run: ConductorRun, interrupted: bool, raise_on_f
     if interrupted:
         raise KeyboardInterrupt
     red = [p.instance for p in run.plan.scenarios if run.rows[p.instance]["status"] == "red"]
-    if red and raise_on_failure:
-        raise ConductorFailed(f"{len(red)} of {len(run.rows)} scenario(s) red: {', '.join(red[:10])}", out)
+    not_run = [p.instance for p in run.plan.scenarios if str(run.rows[p.instance]["error"]).startswith(NOT_RUN)]
+    if (red or not_run) and raise_on_failure:
+        parts = [f"{len(red)} red: {', '.join(red[:10])}"] if red else []
+        parts += [f"{len(not_run)} not run: {', '.join(not_run[:10])}"] if not_run else []
+        raise ConductorFailed(f"of {len(run.rows)} scenario(s), {'; '.join(parts)}", out)
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 import os
 import signal
@@ -17,12 +18,37 @@ from ductaflow.kernels.adapters import pool_processes, pool_size
 log = logging.getLogger(__name__)
 
 
+class Health(enum.Enum):
+    """What the conductor's loop hears from a cluster when it wakes up."""
+
+    OK = "ok"
+    NO_WORKERS = "no worker connected"
+    RECONNECTING = "reconnecting to the scheduler"
+    LOST = "the scheduler was lost"
+
+
 class Backend:
     """A pool of workers for builds, as the conductor sees it."""
 
     name = "executor"
-    #: How many builds the conductor keeps in flight.
+    #: How many builds the conductor keeps in flight (at start; see :meth:`slots`).
     workers: int = 1
+    #: Seconds between the loop's wake-ups to look at the cluster (None: a fixed pool, never).
+    wake_every: float | None = None
+    #: How long a cluster may have no worker before the scenarios not yet run are given up.
+    worker_wait: float = 300.0
+
+    def slots(self) -> int:
+        """How many builds to keep in flight now (a cluster's grow and shrink with its workers)."""
+        return self.workers
+
+    def health(self) -> Health:
+        """Whether builds can run now (a fixed pool: always)."""
+        return Health.OK
+
+    def why_idle(self) -> str:
+        """What the conductor says while :meth:`health` is ``NO_WORKERS``."""
+        return "no worker connected"
 
     def submit(self, fn: Callable[[Any], Any], task: Any) -> Future[Any]:
         """Start ``fn(task)`` somewhere; a re-submitted identical task must run again."""
