@@ -494,14 +494,20 @@ def test_dask_without_the_extra_names_the_install_command(project: Path) -> None
     assert not (project / "runs").exists()
 
 
-def test_the_cli_keeps_dask_quiet_unless_asked(project: Path) -> None:
-    """Dask logs INFO on its own loggers (~17 lines per start); the command shows them with -v only."""
+def test_the_cli_keeps_dask_quiet_unless_asked(project: Path, tmp_path: Path) -> None:
+    """Dask logs INFO on its own loggers (~17 lines per start); the command shows them with -v only.
+    A sweep leaves nothing in the temporary folder nor in Jupyter's runtime folder."""
     pd.DataFrame({"label": ["a"]}).to_csv(project / "one.csv", index=False)
     command = [str(Path(sys.executable).with_name("ductaflow"))]
     args = ["conduct", "one.csv", "--build", "builds/pipe.py", "--executor", "dask", "--force"]
-    quiet = subprocess.run([*command, *args], cwd=project, env=_env(), capture_output=True, text=True, timeout=180)
+    tmp, runtime = tmp_path / "tmp", tmp_path / "runtime"
+    tmp.mkdir()
+    private = {**_env(), "TMPDIR": str(tmp), "JUPYTER_RUNTIME_DIR": str(runtime)}
+    quiet = subprocess.run([*command, *args], cwd=project, env=private, capture_output=True, text=True, timeout=180)
     assert quiet.returncode == 0, quiet.stdout + quiet.stderr
     assert "INFO distributed" not in quiet.stderr and "1 green" in quiet.stdout + quiet.stderr
+    left = sorted(p.name for p in [*tmp.iterdir(), *(runtime.iterdir() if runtime.is_dir() else [])])
+    assert left == [], f"left behind: {left}"
     loud = subprocess.run([*command, "-v", *args], cwd=project, env=_env(), capture_output=True, text=True,
                           timeout=180)
     assert loud.returncode == 0 and "INFO distributed" in loud.stderr

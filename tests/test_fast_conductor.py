@@ -378,3 +378,19 @@ def test_a_build_runs_only_where_the_conductors_token_is_seen(project: Path, tmp
         refused = run_on_worker(build, "b", probe)
         assert isinstance(refused, Unshared) and ran == ["a"], refused
         assert refused.kind == "shared_filesystem" and str(folder.parent) in refused.problem
+
+
+def test_kernel_files_of_gone_owners_are_removed(tmp_path: Path) -> None:
+    """Pool workers end without exit handlers: the files of their kernels are swept, a live owner's kept."""
+    import subprocess
+    import sys
+
+    from ductaflow.kernels.provisioner import remove_leftovers
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    names = [f"df-{dead.stdout.strip()}-abc.json", f"df-{dead.stdout.strip()}-abc-1", f"df-{os.getpid()}-def.json",
+             "df-0123456789abcdef-1", "kernel-1.json"]  # fmt: skip
+    for name in names:
+        (tmp_path / name).write_text("")
+    assert remove_leftovers(tmp_path) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[2:])

@@ -114,6 +114,7 @@ def conduct(
         backend.shutdown()
         reporter.close()
         run.clean_up()
+        _remove_kernel_leftovers(plan)
     run.close(interrupted)
     return _results(out, run, interrupted, raise_on_failure)
 
@@ -158,6 +159,18 @@ def _open_backend(
         backend.shutdown()
         raise
     return backend
+
+
+def _remove_kernel_leftovers(plan: SweepPlan) -> None:
+    """The connection files and sockets of the kernels of pool workers that are gone (they end
+    without exit handlers): nothing of a sweep is left in the runtime dir."""
+    if not plan.to_run:
+        return
+    # deferred: jupyter_client is heavy, and only a sweep that ran kernels leaves their files
+    from ductaflow.kernels.provisioner import remove_leftovers
+
+    removed = remove_leftovers()
+    log.debug("removed %d leftover kernel file(s)", removed)
 
 
 def _kernel_template(backend: Backend, plan: SweepPlan) -> str | None:

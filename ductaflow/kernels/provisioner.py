@@ -154,6 +154,45 @@ START_ARGUMENTS = (
 _IPC = sys.platform != "win32" and os.environ.get("DUCTAFLOW_KERNEL_TRANSPORT", "ipc") == "ipc"
 
 
+#: The names of the connection files and sockets of ductaflow's kernels: ``df-<owner pid>-<id>``.
+LEFTOVER_PREFIX = "df-"
+
+
+def remove_leftovers(runtime: Path | None = None) -> int:
+    """Remove the connection files and sockets of kernels whose owner process is gone (pool
+    and cluster workers end without exit handlers, a SIGKILL skips them); returns how many."""
+    folder = runtime or Path(jupyter_runtime_dir())
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(LEFTOVER_PREFIX)]
+    except OSError:
+        return 0
+    alive: dict[int, bool] = {}
+    removed = 0
+    for name in names:
+        pid = name[len(LEFTOVER_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit():
+            continue  # an older name without its owner: left alone
+        if int(pid) not in alive:
+            alive[int(pid)] = _pid_alive(int(pid))
+        if not alive[int(pid)]:
+            try:
+                os.unlink(folder / name)
+                removed += 1
+            except OSError:
+                pass
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def configure_manager(km: Any, preload: tuple[str, ...] | None, current_python: bool = True) -> Any:
     """Set up a flow's kernel manager: this interpreter's kernel (forked from the template
     of ``preload``, or launched when it is None), Unix-socket channels, ductaflow's client."""
@@ -161,12 +200,17 @@ def configure_manager(km: Any, preload: tuple[str, ...] | None, current_python: 
     if current_python:
         specs.current = kernel_spec(preload)
     km.kernel_spec_manager = specs
+    runtime = Path(jupyter_runtime_dir())
+    runtime.mkdir(parents=True, exist_ok=True)
+    # Named after this process, in the runtime dir (not a mkstemp file in /tmp): what a process
+    # that ended without its exit handlers (a pool worker) left is found and removed by the
+    # next sweep of leftovers.
+    name = f"{LEFTOVER_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:16]}"
+    km.connection_file = str(runtime / f"{name}.json")
     if _IPC:
         # Unix sockets, not TCP ports: a free port picked here can be taken by another
         # process before the kernel binds it ("Address already in use") on a busy machine.
-        runtime = Path(jupyter_runtime_dir())
-        runtime.mkdir(parents=True, exist_ok=True)
         km.transport = "ipc"
-        km.ip = str(runtime / f"df-{uuid.uuid4().hex[:16]}")
+        km.ip = str(runtime / name)
     km.client_class = "ductaflow.kernels.client.ReadyClient"
     return km

@@ -21,6 +21,7 @@ import logging
 import os
 import pkgutil
 import shutil
+import tempfile
 import threading
 import time
 import uuid
@@ -64,6 +65,13 @@ def _distributed() -> Any:
     return distributed
 
 
+def _dask_config() -> Any:
+    """``dask.config`` (installed with distributed)."""
+    import dask.config  # deferred: heavy, and only installed with the dask extra
+
+    return dask.config
+
+
 class DaskBackend(Backend):
     """Builds as Dask tasks, relayed to ``concurrent.futures`` futures for the conductor."""
 
@@ -88,6 +96,7 @@ class DaskBackend(Backend):
         self._inputs: list[str] = []  # files every worker must see (the build, its flows)
         self.admitted: set[str] = set()  # workers that passed the check when they joined
         self.excluded: dict[str, str] = {}  # worker address -> why it runs no build
+        self.scratch: str | None = None  # a LocalCluster's scratch folder, ours to remove
         self._tasks: dict[Future[Any], Any] = {}  # keeps each Dask future alive until shutdown
         self._threads: tuple[float, dict[str, int]] = (float("-inf"), {})
         self._lock = threading.Lock()
@@ -111,9 +120,15 @@ class DaskBackend(Backend):
         n = max(1, int(max_workers or os.cpu_count() or 1))
         # Workers are thin (the work happens in kernels, their children): no memory limit
         # that would pause or restart a worker for its kernels' memory.
-        with terminal_interrupt_ignored():  # inherited by the worker processes it spawns
-            cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, memory_limit=0)
-        return cls(distributed.Client(cluster), max_workers, owned=True, cluster=cluster, worker_wait=worker_wait)
+        scratch = tempfile.mkdtemp(prefix="ductaflow-dask-")  # the workers' scratch space, removed at shutdown
+        # the scheduler in this process takes its scratch space from the config, the workers from the argument
+        with terminal_interrupt_ignored(), _dask_config().set({"temporary-directory": scratch}):
+            cluster = distributed.LocalCluster(
+                n_workers=n, threads_per_worker=1, processes=True, memory_limit=0, local_directory=scratch
+            )
+        backend = cls(distributed.Client(cluster), max_workers, owned=True, cluster=cluster, worker_wait=worker_wait)
+        backend.scratch = scratch
+        return backend
 
     @property
     def address(self) -> str:
@@ -317,6 +332,8 @@ class DaskBackend(Backend):
                     self.cluster.close()
             finally:
                 quiet.setLevel(level)
+                if self.scratch is not None:
+                    shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 def _probe_problems(folder: Path, answers: dict[str, Any]) -> tuple[dict[str, str], int]:
