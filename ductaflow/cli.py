@@ -304,8 +304,10 @@ def conduct(
     counts = table["status"].value_counts().to_dict()
     summary = _light_counts(counts)
     report = Path(table["instance_dir"].iloc[0]).parents[1] / REPORT_NAME if len(table) else REPORT_NAME
+    not_run = int(table["error"].astype(str).str.startswith("not_run").sum()) if "error" in table else 0
+    summary += f", {not_run} not run" if not_run else ""
     click.echo(f"{len(table)} scenario(s): {summary}; report: {report}")
-    sys.exit(1 if counts.get("red") else 0)
+    sys.exit(1 if counts.get("red") or not_run else 0)
 
 
 @cli.command()
