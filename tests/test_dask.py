@@ -176,7 +176,11 @@ def test_killed_worker_is_red_worker_lost_and_the_rest_completes(client, project
     assert (record["state"], record["status"], record["error"]["type"]) == ("finished", "red", "WorkerLost")
     runs = ledger(project / "runs")
     victim = runs[(runs["kind"] == "build") & (runs["instance"] == "victim")]
-    assert list(victim["status"]) == ["red"]
+    assert list(victim["status"]) == ["red"] and victim["duration"].notna().all(), victim
+    # the flow that died with the worker has its row too, with how long it ran and why it ended
+    killed = runs[(runs["kind"] == "flow") & runs["instance_dir"].str.startswith("pipe/victim/")]
+    assert list(killed["status"]) == ["red"] and killed["duration"].notna().all(), killed
+    assert killed["error_message"].str.startswith("worker_lost").all(), killed["error_message"]
     assert wait_for_no_kernels(str(project)) == [], "the dead worker's kernels outlived it"
     client.wait_for_workers(2, timeout=60)  # the nanny restarted it, for the next tests
 
