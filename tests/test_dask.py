@@ -185,6 +185,35 @@ def test_killed_worker_is_red_worker_lost_and_the_rest_completes(client, project
     client.wait_for_workers(2, timeout=60)  # the nanny restarted it, for the next tests
 
 
+def test_a_retried_build_logs_its_lost_attempt_and_ends_green(client, project: Path) -> None:
+    """``lost_retries=1``: the worker dies under attempt 1; Dask re-runs the task, attempt 2 closes
+    what attempt 1 left open (a red ledger row each) and runs the build to green."""
+    table = pd.DataFrame({"scenario_name": ["victim"], "label": ["v"], "sleep": [8]})
+    pid_file = project / "runs" / "pipe" / "victim" / "worker.pid"
+    killed: list[int] = []
+
+    def kill_once() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (pid_file.is_file() and pid_file.read_text()):
+            time.sleep(0.2)
+        time.sleep(1.0)
+        killed.append(int(pid_file.read_text()))
+        os.kill(killed[0], signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_once, daemon=True)
+    killer.start()
+    out = conduct(table, project / "builds" / "pipe.py", executor=client, progress=False, lost_retries=1)
+    killer.join(5)
+    assert killed and list(out["status"]) == ["green"], out[["status", "error"]]
+    runs = ledger(project / "runs")
+    builds = runs[runs["kind"] == "build"].sort_values("started")
+    assert list(builds["status"]) == ["red", "green"], builds[["status", "error_message"]]
+    lost = "worker_lost: the worker running attempt 1 died; re-run as attempt 2"
+    assert builds["error_message"].iloc[0] == lost, builds["error_message"]
+    assert builds["duration"].notna().all()
+    client.wait_for_workers(2, timeout=60)
+
+
 def test_ctrl_c_on_a_dask_local_cluster_stops_builds_and_kernels(project: Path) -> None:
     pd.DataFrame({"label": list("ab"), "sleep": [120, 120]}).to_csv(project / "slow.csv", index=False)
     command = [str(Path(sys.executable).with_name("ductaflow")), "conduct", "slow.csv", "--build", "builds/pipe.py"]
