@@ -158,3 +158,10 @@ def test_a_running_build_makes_a_live_row(layout: SimpleNamespace) -> None:
     assert row["duration"] >= 3
     discovered = rows.scenario_row(layout.runs, [], {"instance": "i1"}, 0, snap, discovered=True)
     assert discovered["light"] == "running"
+
+
+def test_a_scenario_given_up_says_why_and_a_cancelled_one_says_nothing(tmp_path: Path) -> None:
+    entry = {"instance": "c", "state": "cancelled", "status": None, "values": {}}
+    given_up = rows.scenario_row(tmp_path, [], {**entry, "error": "not_run: no worker connected for 300 s"}, 0, None)
+    assert (given_up["light"], given_up["note"]) == ("cancelled", "not_run: no worker connected for 300 s")
+    assert rows.scenario_row(tmp_path, [], {**entry, "error": None}, 1, None)["note"] == ""

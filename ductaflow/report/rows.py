@@ -169,7 +169,7 @@ def _note(light: str, error: str, worst: str, flows: list[dict[str, Any]]) -> st
     if light == "running":
         busy = [f["instance"] for f in flows if f["light"] == "running" and f["role"] == "flow"]
         return f"running {', '.join(busy)}" if busy else ""
-    return ""
+    return error if light == "cancelled" else ""  # a scenario given up says why (not_run: ...)
 
 
 def _records(runs_root: Path, snap: Snapshot) -> list[dict[str, Any]]:
