@@ -163,3 +163,38 @@ def test_a_large_config_is_injected_as_a_read_of_the_flows_recorded_config(
     flow = read_flow(_write(tmp_path, PARAMS + BODY, "model.py"))
     source = parameterise(flow, {"alpha": 123456789}).cells[1].source
     assert "model_config.json" in source
+
+
+IPYTHON_CELLS = [
+    "%%bash\necho hi\n",
+    "%%writefile notes.txt\nnot python (\n",
+    "%%html\n<b>bold</b>\n",
+    "x = !ls\n",
+    "t = %time sum([1])\n",
+    "len?\n",
+    "if True:\n    !echo indented\n",
+]
+
+
+def _notebook(tmp_path: Path, sources: list[str], language: str = "python") -> Path:
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("config = {}")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, *(nbformat.v4.new_code_cell(s) for s in sources)]
+    nb.metadata["kernelspec"] = {"name": language, "language": language, "display_name": language}
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def test_ipython_syntax_is_accepted_and_a_real_syntax_error_is_not(tmp_path: Path) -> None:
+    """The pre-run check refuses only what IPython would refuse (issue 16)."""
+    flow = read_flow(_notebook(tmp_path, IPYTHON_CELLS))
+    assert [c.source for c in flow.notebook.cells[1:]] == IPYTHON_CELLS  # checked, never rewritten
+    with pytest.raises(FlowFileError, match=r"syntax error in cell 2, line 1"):
+        read_flow(_notebook(tmp_path, ["%time x = 1", "def f(:\n    pass\n"]))
+
+
+def test_a_notebook_of_another_language_is_refused_not_run_in_python(tmp_path: Path) -> None:
+    with pytest.raises(FlowFileError, match=r"declares the kernel 'R' \(r\); ductaflow runs flows in Python kernels"):
+        read_flow(_notebook(tmp_path, ["x <- c(1, 2)\nprint(x)\n"], language="R"))

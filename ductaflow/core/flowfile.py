@@ -125,18 +125,38 @@ def read_flow(path: str | Path) -> Flow:
         raise MissingParametersCell(
             f"{p} has {len(indices)} cells tagged 'parameters' (cells {indices}); keep exactly one"
         )
+    language = _language(nb)
+    if language != "python":  # never run another language's cells in a Python kernel
+        kernel = nb.get("metadata", {}).get("kernelspec", {}).get("name", language)
+        raise FlowFileError(f"{p} declares the kernel '{kernel}' ({language}); ductaflow runs flows in Python kernels")
     for i, c in enumerate(nb.cells):
         if c.cell_type == "code":
-            try:
-                ast.parse(_strip_magics(c.source))
-            except SyntaxError as exc:
-                raise FlowFileError(f"{p}: syntax error in cell {i}, line {exc.lineno}: {exc.msg}") from None
+            _check_syntax(p, i, c.source)
     return Flow(path=p.resolve(), notebook=nb, parameters_index=indices[0], stamp=f"{st.st_mtime_ns}:{st.st_size}")
 
 
-def _strip_magics(source: str) -> str:
-    """Blank out IPython magics and shell escapes so ``ast`` can check the Python around them."""
-    return "\n".join("" if ln.lstrip().startswith(("%", "!", "?")) else ln for ln in source.splitlines())
+def _language(nb: Any) -> str:
+    """The language of the notebook's kernel, lower case (Python when it does not say)."""
+    meta = nb.get("metadata", {})
+    language = meta.get("kernelspec", {}).get("language") or meta.get("language_info", {}).get("name") or "python"
+    return str(language).lower()
+
+
+def _check_syntax(path: Path, index: int, source: str) -> None:
+    """Refuse a cell IPython would refuse: plain Python is parsed as it is; a cell that is not is
+    first transformed as IPython does (magics, ``!`` shell escapes, ``x?`` help)."""
+    try:
+        ast.parse(source)
+        return
+    except SyntaxError:
+        pass
+    # deferred: heavy, and needed only for cells that use IPython's syntax
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    try:
+        ast.parse(TransformerManager().transform_cell(source))
+    except SyntaxError as exc:
+        raise FlowFileError(f"{path}: syntax error in cell {index}, line {exc.lineno}: {exc.msg}") from None
 
 
 def config_cell_source(config: dict[str, Any], config_file: str | None = None) -> str:
