@@ -232,3 +232,24 @@ def test_two_threads_run_flows_concurrently_into_their_own_dirs(project: Path) -
     assert a.started < b.finished and b.started < a.finished, "the two flows did not overlap in time"
     assert not (project / "out.txt").exists() and not (project / "flows" / "out.txt").exists()
     assert my_kernels() == []
+
+
+def test_the_executed_notebook_names_its_source_and_drops_stored_outputs(tmp_path: Path) -> None:
+    """papermill keeps a copy of a notebook passed as an object in its metadata; ductaflow's
+    executed notebook names the source by path, and a big output stored in the source (here
+    2 MB) does not survive into it (issue 16)."""
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("config = {}")
+    params.metadata["tags"] = ["parameters"]
+    stored = nbformat.v4.new_output("display_data", data={"image/png": "A" * 2_000_000})
+    old = nbformat.v4.new_code_cell("print('drawn again')", outputs=[stored], execution_count=7)
+    nb.cells = [params, old, nbformat.v4.new_code_cell("print('hello')")]
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
+    source = tmp_path / "stored.ipynb"
+    nbformat.write(nb, source)
+    result = run_notebook(source, {}, tmp_path / "out")
+    executed = nbformat.read(result.notebook_path, as_version=4)
+    assert executed.metadata["papermill"]["input_path"] == str(source.resolve())
+    assert result.notebook_path.stat().st_size < 100_000, result.notebook_path.stat().st_size
+    redrawn = next(c for c in executed.cells if "drawn again" in c.source)
+    assert [o.get("text") for o in redrawn.outputs] == ["drawn again\n"]

@@ -50,7 +50,19 @@ class DuctaflowEngine(NBClientEngine):
         autosave_cell_every: int = 30,
         **kwargs: Any,
     ) -> Any:
-        """papermill's ``Engine.execute_notebook``, with :class:`ThrottledSaves` as the manager."""
+        """papermill's ``Engine.execute_notebook``, with :class:`ThrottledSaves` as the manager.
+
+        The executed notebook stays lean: its metadata names the source by path (``source_path``)
+        instead of the copy of the whole input papermill keeps for a notebook passed as an
+        object, and outputs stored in the source are cleared before any cell runs.
+        """
+        source = kwargs.pop("source_path", None)
+        if source is not None:
+            nb.metadata.setdefault("papermill", {})["input_path"] = str(source)
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                cell.outputs = []
+                cell.execution_count = None
         nb_man = ThrottledSaves(
             nb,
             output_path=output_path,

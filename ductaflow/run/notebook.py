@@ -107,6 +107,7 @@ def execute(ex: Execution) -> Outcome:
                 kernel_options=ex.kernel,
                 sys_path=list(ex.sys_path),
                 report_root=None if ex.report_root is None else str(ex.report_root),
+                source_path=str(ex.flow.path),
             )
     except PapermillExecutionError as exc:
         facts.update(_raised(ex.flow, exc))
