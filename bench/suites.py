@@ -7,6 +7,7 @@ machine's load during the run hits them alike.
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import sys
 import time
@@ -38,13 +39,24 @@ class Settings:
     instances: int = 10_000
     rss_small: int = 100
     rss_large: int = 1_000
+    #: table sizes of the scale benchmark, smallest first (the target compares the last with the first)
+    scale: tuple[int, ...] = (100, 1_000, 10_000)
     workers: int = 2
     quick: bool = False
 
     @classmethod
     def quick_settings(cls) -> Settings:
         """Small N, one repeat: minutes, not a quarter of an hour; figures are indicative only."""
-        return cls(flows=4, repeats=1, single_repeats=1, rerun_repeats=1, report_repeats=1, instances=1_000, quick=True)
+        return cls(
+            flows=4,
+            repeats=1,
+            single_repeats=1,
+            rerun_repeats=1,
+            report_repeats=1,
+            instances=1_000,
+            scale=(20, 200),
+            quick=True,
+        )
 
 
 FLOW_LABELS = {
@@ -290,6 +302,41 @@ def anatomy(s: Settings) -> Section:
     return sec
 
 
+def scale(s: Settings) -> Section:
+    """(i) per-scenario overhead of the conductor as the table grows: N trivial flows on the local pool."""
+    sizes = sorted(s.scale)
+    sec = Section("scale", f"conductor scaling: trivial flow as the build, {s.workers} workers, one run per size")
+    rows = []
+    for k, n in enumerate(sizes):
+        key = "scale.small" if k == 0 else "scale.large" if k == len(sizes) - 1 else f"scale.n{n}"
+        ref = None if k == 0 else "scale.small"
+        rows.append(Row(key, "scale", f"conduct {n:,} trivial scenarios, wall / N", "ms", ref=ref))
+    sec.rows = rows
+    sec.extra["sizes"] = sizes
+    with measured_section(sec), temp_dir("scale") as tmp:
+        root = make_project(tmp)
+        flow = root / "flows" / "trivial.py"
+        for row, n in zip(rows, sizes, strict=True):
+            runs = tmp / f"runs{n}"
+            args = {"n": n, "project_root": str(root), "flow": str(flow), "runs": str(runs), "workers": s.workers}
+            res = run_child("conduct_flows", args, timeout=max(1800, 1.0 * n))
+            row.samples.append(res["seconds"] / n * 1000)
+            inside = statistics.median(res["per_flow"])
+            row.note = (
+                f"{res['seconds']:.0f} s in all; conductor process CPU {res['parent_cpu'] / n * 1000:.1f} ms/scenario; "
+                f"build inside its worker {inside * 1000:.0f} ms (median)"
+            )
+            shutil.rmtree(runs, ignore_errors=True)
+    sec.notes.append(
+        "One table of N rows, the trivial flow itself as the build (one scenario = one flow = one forked kernel), "
+        "on the local process pool, in a fresh interpreter per N; timed around `conduct()` (pool start, planning, "
+        "state file, live and final report, ledger, results.parquet included). Per-scenario overhead = wall "
+        "seconds / N. Conductor process CPU is that interpreter's own user+system time (planning and bookkeeping, "
+        "no kernels or workers) per scenario. Instance folders on the disk, removed after each size."
+    )
+    return sec
+
+
 SUITES = {
     "trivial": lambda s: flows("trivial", s),
     "pandas": lambda s: flows("pandas_numpy", s),
@@ -298,4 +345,5 @@ SUITES = {
     "report": report,
     "rss": rss,
     "anatomy": anatomy,
+    "scale": scale,
 }

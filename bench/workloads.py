@@ -97,6 +97,8 @@ def conduct_flows(args: dict[str, Any]) -> dict[str, Any]:
 
     n = int(args["n"])
     table = pd.DataFrame({"scenario_name": [f"s{k:05d}" for k in range(n)], "i": list(range(n))})
+    profiler = _profiler(args.get("profile"))
+    own0 = _own_cpu()
     cpu0, t0 = _cpu(), time.perf_counter()
     out = conduct(
         table,
@@ -109,12 +111,38 @@ def conduct_flows(args: dict[str, Any]) -> dict[str, Any]:
         preload=preload,
     )
     seconds = time.perf_counter() - t0
+    own = _own_cpu() - own0
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(args["profile"])
     bad = out[out["status"] != "green"]
     if len(bad):
         raise RuntimeError(f"{len(bad)} scenario(s) not green: {bad[['instance', 'status', 'error']].to_string()}")
     _stop_forkserver()
     _stop_templates()
-    return {"seconds": seconds, "cpu": _cpu() - cpu0, "per_flow": [float(d) for d in out["duration"]]}
+    return {
+        "seconds": seconds,
+        "cpu": _cpu() - cpu0,
+        "parent_cpu": own,
+        "per_flow": [float(d) for d in out["duration"]],
+    }
+
+
+def _own_cpu() -> float:
+    """CPU seconds of this process alone (the conductor parent): its bookkeeping, no kernels."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return own.ru_utime + own.ru_stime
+
+
+def _profiler(path: str | None) -> Any:
+    """A running cProfile profiler when a stats file is asked for (profiling by hand), else None."""
+    if not path:
+        return None
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    return profiler
 
 
 def _stop_forkserver() -> None:

@@ -2,8 +2,11 @@
 and the pace of the live report.
 
 The conductor process alone writes these files. The state file
-(``<runs root>/.ductaflow/conductor/<build>.json``) is what the report reads; each of its
-rows is a JSON object made by :func:`state_row` and updated here as builds start and end.
+(``<runs root>/.ductaflow/conductor/<build>.json`` and its journal, written and read only
+through :mod:`ductaflow.store.sweep_state`) is what the report reads; each of its rows is a
+JSON object made by :func:`state_row` and updated here as builds start and end. A start or
+end costs one journal line, the light counts are kept as rows change, and the live report
+is rewritten on a time budget: nothing done per build grows with the table.
 
 Each change to a scenario is also a :class:`~ductaflow.lifecycle.events.ScenarioEvent`
 handed to :attr:`ConductorRun.events`: the state file (and with it the live report) is its
@@ -13,12 +16,14 @@ trackers are added the same way.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 import time
 from collections.abc import Iterable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from ductaflow.conductor.plan import ScenarioPlan, SweepPlan
@@ -26,22 +31,29 @@ from ductaflow.conductor.progress import Reporter
 from ductaflow.conductor.worker import BuildOutcome
 from ductaflow.core.clock import now_iso
 from ductaflow.core.context import RunContext
-from ductaflow.core.liveness import identity
+from ductaflow.core.liveness import gone, identity
 from ductaflow.errors import DuctaflowError
 from ductaflow.lifecycle.dispatch import ConsumerFailure, Dispatcher
 from ductaflow.lifecycle.events import EventKind, ScenarioEvent
 from ductaflow.report.page import write_report
 from ductaflow.store.atomic import atomic_write_json
-from ductaflow.store.layout import SPOOL_DIR, STATE_DIR
+from ductaflow.store.layout import ATTEMPTS_DIR, SPOOL_DIR
 from ductaflow.store.ledger import append_runs, ingest_spool
 from ductaflow.store.metrics import collect_metrics
 from ductaflow.store.records import InstanceSummary, summarize_instance
+from ductaflow.store.sweep_state import StateWriter, state_path
 
 log = logging.getLogger(__name__)
 
-STATE_SCHEMA = 1
-#: A live report that took t seconds to write is not rewritten for the next 4t seconds.
-_REPORT_COST_FACTOR = 4.0
+#: A live report that took t seconds to write is not rewritten for the next 19t seconds.
+_REPORT_COST_FACTOR = 19.0
+_LIGHTS = ("green", "orange", "red")
+#: In an attempts folder: the identity of the conductor that made it (instance names start alphanumeric).
+_OWNER_FILE = ".conductor.json"
+#: A folder without an owner file is judged only once it is older than this (it may be being made).
+_OWNER_GRACE_S = 60.0
+#: psutil's process start times come from whole-second boot times: a margin before calling a pid reused.
+_START_SLACK_S = 2.0
 
 
 def state_row(scenario: ScenarioPlan, build: str) -> dict[str, Any]:
@@ -69,44 +81,64 @@ class ConductorRun:
     def __init__(self, plan: SweepPlan) -> None:
         self.plan = plan
         self.runs_root = plan.runs_root
-        self.state_path = plan.runs_root / STATE_DIR / f"{plan.name}.json"
-        #: the attempt files of this call's tasks (see :func:`ductaflow.conductor.worker.claim_attempt`)
-        self.attempts = plan.runs_root / STATE_DIR / "attempts" / f"{plan.name}-{os.getpid()}-{time.time_ns()}"
+        self.state_path = state_path(plan.runs_root, plan.name)
+        self.store = StateWriter(self.state_path)
+        #: the attempt files of this call's tasks (see :mod:`ductaflow.conductor.attempts`)
+        self.attempts = plan.runs_root / ATTEMPTS_DIR / f"{plan.name}-{os.getpid()}-{time.time_ns()}"
         self.started = now_iso()
         self.state = "running"  # then finished, stopped (fail-fast) or interrupted
         # who writes this state: a report can tell a conductor that was killed from one that runs
         self.owner = identity()
         self.rows: dict[str, dict[str, Any]] = {p.instance: state_row(p, plan.name) for p in plan.scenarios}
+        self._counts = dict.fromkeys(_LIGHTS, 0)
+        self._counted: dict[str, str] = {}  # instance -> the light it is counted under
         self._report_due = 0.0  # monotonic time before which a live report is not rewritten
         self._bulk = False  # marking many rows at once: the caller saves once afterwards
+        self._claimed = False  # this call's attempts folder has its owner file
         self.events: Dispatcher[ScenarioEvent] = Dispatcher()
         self.events.add("state file", self._on_event, required=True)
         self.failures: list[ConsumerFailure] = []
 
     def emit(self, kind: EventKind, instance: str) -> None:
         """Hand the scenario's event to every consumer (its row as it stands now)."""
+        self._count(instance)
         self.failures.extend(self.events.emit(ScenarioEvent.now(kind, self.plan.name, self.rows[instance])))
 
     def _on_event(self, event: ScenarioEvent) -> None:
-        """Consumer: the state file after each start and end (and the live report after an end)."""
-        if not self._bulk:
-            self.save(report=event.kind is not EventKind.STARTED)
+        """Consumer: the row's change in the state file (and the live report after an end)."""
+        if self._bulk:
+            return
+        try:
+            self.store.change(self.rows[event.instance], event.at, self.document)
+        except OSError as exc:
+            raise self._unwritable(exc) from None
+        if event.kind is not EventKind.STARTED:
+            self._maybe_report()
+
+    def _count(self, instance: str) -> None:
+        """Keep the light counts in step with the row's status (O(1); idempotent)."""
+        status = self.rows[instance]["status"]
+        was = self._counted.get(instance)
+        if status == was:
+            return
+        if was is not None:
+            self._counts[was] -= 1
+            del self._counted[instance]
+        if status in self._counts:
+            self._counts[status] += 1
+            self._counted[instance] = status
 
     def counts(self) -> dict[str, int]:
-        out = {"green": 0, "orange": 0, "red": 0}
-        for row in self.rows.values():
-            if row["status"] in out:
-                out[row["status"]] += 1
-        return out
+        """How many rows are green, orange and red so far."""
+        return dict(self._counts)
 
     def column(self, key: str) -> list[Any]:
         """One field of every row, in table order."""
         return [self.rows[p.instance][key] for p in self.plan.scenarios]
 
     def document(self) -> dict[str, Any]:
-        """The state file's content."""
+        """The state file's content (the store adds its schema and journal id)."""
         return {
-            "schema": STATE_SCHEMA,
             "build": self.plan.name,
             "build_path": str(self.plan.build.path),
             "runs_root": str(self.runs_root),
@@ -120,15 +152,25 @@ class ConductorRun:
         }
 
     def save(self, report: bool = True) -> None:
-        """Write the state file, then the report from disk; both atomically."""
+        """Write the whole state file (a snapshot), then the report from disk; both atomically."""
         try:
-            atomic_write_json(self.state_path, self.document())
-        except OSError as exc:  # read-only or full disk: say so and stop, never a traceback
-            raise DuctaflowError(
-                f"cannot write the conductor state {self.state_path}: {exc.strerror or exc}; "
-                "the runs root must be writable and have free space"
-            ) from None
-        if report and (self.state != "running" or time.monotonic() >= self._report_due):
+            self.store.snapshot(self.document())
+        except OSError as exc:
+            raise self._unwritable(exc) from None
+        self._claim_attempts()
+        if report:
+            self._maybe_report()
+
+    def _unwritable(self, exc: OSError, what: str = "conductor state", path: Path | None = None) -> DuctaflowError:
+        """A read-only or full disk, said plainly (never a traceback)."""
+        return DuctaflowError(
+            f"cannot write the {what} {path or self.state_path}: {exc.strerror or exc}; "
+            "the runs root must be writable and have free space"
+        )
+
+    def _maybe_report(self) -> None:
+        """The report, when its time budget allows (always once the run is no longer running)."""
+        if self.state != "running" or time.monotonic() >= self._report_due:
             self._write_report()
 
     def _write_report(self) -> None:
@@ -139,7 +181,9 @@ class ConductorRun:
             log.warning("could not write the status report: %s", exc)
         # The report is rebuilt from disk, so its cost grows with the table: rewriting it after
         # every build would make a long table quadratic. Rewrite at most at the pace that
-        # keeps it under a fifth of the time (the final report is always written).
+        # keeps it under a twentieth of the time (the final report is always written): while
+        # it writes, the loop records and launches nothing (with a fifth, 16 % of a 1,000-row
+        # conduct went to reports).
         self._report_due = time.monotonic() + _REPORT_COST_FACTOR * (time.monotonic() - t0)
 
     def summary(self, instance: str) -> InstanceSummary:
@@ -157,14 +201,18 @@ class ConductorRun:
             build = self.summary(outcome.instance).build
             row["duration"] = build.duration if build else None
         row["metrics"] = collect_metrics(self.plan.instance_dir(outcome.instance))
+        self._count(outcome.instance)
         return row
 
-    def cancel(self, instances: Iterable[str]) -> None:
-        """Scenarios that will not be started (fail-fast): one event each, one save for all."""
+    def cancel(self, instances: Iterable[str], reason: str | None = None) -> None:
+        """Scenarios that will not be started (fail-fast; ``reason``: given up, e.g. ``not_run: no
+        worker``): one event each, one save for all."""
         self._bulk = True
         try:
             for instance in instances:
                 self.rows[instance]["state"] = "cancelled"
+                if reason:
+                    self.rows[instance]["error"] = reason
                 self.emit(EventKind.CANCELLED, instance)
         finally:
             self._bulk = False
@@ -187,6 +235,7 @@ class ConductorRun:
                 row["state"] = "cancelled"
             elif row["state"] == "done" and row["status"] == "red" and not row["error"]:
                 row["error"] = "interrupted"
+            self._count(instance)
 
     def close(self, interrupted: bool) -> None:
         """The final state and report."""
@@ -224,22 +273,98 @@ class ConductorRun:
             worst_flow=summary.worst_flow,
             metrics=collect_metrics(self.plan.instance_dir(p.instance)),
         )
-        self.emit(EventKind.SKIPPED, p.instance)
+        self.emit(EventKind.SKIPPED, p.instance)  # counts it
         return [] if summary.build is None else [(replace(summary.build, skipped=True), "skip", p.values)]
 
     def ingest_leftovers(self) -> None:
-        """Ledger records a killed conductor left in the spool go into the ledger first."""
+        """What killed conductors left: ledger records in the spool go into the ledger first,
+        and their attempt folders go."""
         folder = self.runs_root / SPOOL_DIR / self.plan.name
         if folder.is_dir():
             for spool in sorted(p for p in folder.iterdir() if p.is_dir()):
                 ingest_spool(self.runs_root, spool)
+        remove_stale_attempts(self.runs_root, keep=self.attempts)
+
+    def _claim_attempts(self) -> None:
+        """Make this call's attempts folder with its owner inside, so no other conductor takes it for stale.
+
+        Done with the first state file, before any task starts: the state file's commit stays
+        the conductor's first rename (what a killed conductor leaves is that state file's).
+        """
+        if self._claimed:
+            return
+        self._claimed = True
+        try:
+            atomic_write_json(self.attempts / _OWNER_FILE, self.owner)
+        except OSError as exc:
+            raise self._unwritable(exc, "conductor's attempts folder", self.attempts) from None
 
     def clean_up(self) -> None:
-        """Remove this call's attempt files, and bookkeeping folders left empty."""
+        """Remove this call's attempt files, stale ones of killed conductors, and bookkeeping
+        folders left empty."""
         shutil.rmtree(self.attempts, ignore_errors=True)
+        remove_stale_attempts(self.runs_root)
         spool = self.runs_root / SPOOL_DIR
         for folder in (self.attempts.parent, spool / self.plan.name, spool):
             try:
                 folder.rmdir()
             except OSError:
                 pass
+
+
+def remove_stale_attempts(runs_root: Path, keep: Path | None = None) -> list[str]:
+    """Remove the attempts folders of conductors that are gone; returns their names.
+
+    A folder is ``<build>-<pid>-<time_ns>``, made by the conductor with that pid at that time.
+    Its owner file (the conductor's identity) decides when present: gone means gone on this
+    host (one on another host is never judged). Without one (an older ductaflow, or a
+    conductor killed while making it) it is stale once its pid runs no process on this host
+    or one that started after the folder was named; a folder younger than a minute is left
+    alone, as it may be being made.
+    """
+    folder = runs_root / ATTEMPTS_DIR
+    try:
+        entries = [e for e in folder.iterdir() if e.is_dir() and not e.name.startswith(".")]
+    except OSError:
+        return []
+    removed = []
+    for entry in entries:
+        if entry != keep and _attempts_stale(entry):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry.name)
+    if removed:
+        log.info("removed %d attempts folder(s) of conductors that are gone: %s", len(removed), ", ".join(removed))
+    return removed
+
+
+def _attempts_stale(entry: Path) -> bool:
+    """True when the conductor that made the attempts folder ``entry`` is known to be gone."""
+    try:
+        owner = json.loads((entry / _OWNER_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        owner = None
+    except (OSError, ValueError):
+        return False  # there, but unreadable: not known to be gone
+    if owner is not None:
+        return gone(owner)
+    parts = entry.name.rsplit("-", 2)
+    try:
+        pid, named_ns = int(parts[-2]), int(parts[-1])
+    except (IndexError, ValueError):
+        return False  # not a name this conductor makes
+    if time.time_ns() - named_ns < _OWNER_GRACE_S * 1e9:
+        return False
+    return not _ran_since(pid, named_ns / 1e9)
+
+
+def _ran_since(pid: int, when: float) -> bool:
+    """True when ``pid`` is a live process on this host that had started by ``when`` (epoch seconds)."""
+    import psutil  # deferred: only a conductor that finds a folder without an owner needs it
+
+    try:
+        proc = psutil.Process(pid)
+        return proc.status() != psutil.STATUS_ZOMBIE and proc.create_time() <= when + _START_SLACK_S
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:  # it exists, we may just not look at it
+        return True

@@ -8,7 +8,6 @@ changed are not read again (:mod:`ductaflow.report.instances`), and their rows a
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
 import threading
@@ -28,6 +27,7 @@ from ductaflow.report.rows import LIGHTS, elapsed, fmt_time, live, scenario_row
 from ductaflow.report.rows import fmt_duration as _fmt_duration
 from ductaflow.store.layout import STATE_DIR, STATUS_SUFFIX
 from ductaflow.store.records import subdirs
+from ductaflow.store.sweep_state import journal_path, read_state
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,8 @@ class _Memory:
     def __init__(self, root: str) -> None:
         self.root = root
         self.instances = InstanceCache()
-        self.states: dict[str, tuple[Sig, Any]] = {}  # state file -> (signature, parsed document)
+        # state file -> (signatures of its snapshot and journal, the document they make)
+        self.states: dict[str, tuple[tuple[Sig, Sig], Any]] = {}
         self.rows: dict[tuple[str, int], tuple[dict[str, Any], tuple[str, ...], int | None, dict[str, Any]]] = {}
         self.results: dict[str, tuple[tuple[int, ...], Any]] = {}  # section -> (its rows' tokens, view)
         self.dirs: dict[str, str | None] = {}  # a state file's relative dir -> instance dir or None
@@ -49,16 +50,18 @@ class _Memory:
         self.shared = -1  # instances.reads when the status cache was last written
 
     def state(self, path: Path) -> Any:
-        """A state file's document, parsed again only when its signature changed."""
+        """A state file's document (its journal replayed), read again only when the signature
+        of the snapshot or of its journal changed."""
         key = str(path)
         self.used.add(key)
-        sig = signature(key)
+        sigs = (signature(key), signature(str(journal_path(path))))
         hit = self.states.get(key)
-        if hit is not None and sig is not None and hit[0] == sig:
+        if hit is not None and sigs[0] is not None and hit[0] == sigs:
             return hit[1]
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        if sig is not None and max(sig[2], sig[3]) < time.time_ns() - RACY_NS:
-            self.states[key] = (sig, doc)
+        doc = read_state(path)
+        settled = time.time_ns() - RACY_NS
+        if sigs[0] is not None and all(s is None or max(s[2], s[3]) < settled for s in sigs):
+            self.states[key] = (sigs, doc)
         return doc
 
     def instance(self, rel: Any, build: str) -> Snapshot | None:

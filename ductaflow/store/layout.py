@@ -42,6 +42,10 @@ DEBUG_CONFIG_SUFFIX = "_debug_config.json"
 REPORT_NAME = "conductor_status_report.html"
 RESULTS_NAME = "results.parquet"
 STATE_DIR = Path(RUNS_MARKER) / "conductor"
+#: Beside ``<build>.json`` in STATE_DIR: the row changes since that snapshot (see ``store.sweep_state``).
+STATE_JOURNAL_SUFFIX = ".journal.jsonl"
+#: The attempt files of each conductor's tasks, one folder per conduct() call, in STATE_DIR.
+ATTEMPTS_DIR = STATE_DIR / "attempts"
 SPOOL_DIR = Path(RUNS_MARKER) / "spool"
 LEDGER_DIR = Path(RUNS_MARKER) / "ledger"
 PROBE_DIR = Path(RUNS_MARKER) / "probe"
