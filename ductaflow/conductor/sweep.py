@@ -108,8 +108,13 @@ def conduct(
         template = _kernel_template(backend, plan)
         tasks = build_tasks(plan, attempts=run.attempts, conductor=run.owner, timeout=timeout,
                             lost_retries=lost_retries, kernel_template=template)
-        _begin(run, tasks, backend, reporter)
-        interrupted = schedule(run, backend, tasks, fail_fast=fail_fast, reporter=reporter)
+        try:
+            _begin(run, tasks, backend, reporter)
+        except KeyboardInterrupt:  # before any build started: the rows say so, the state is final
+            run.interrupt()
+            interrupted = True
+        else:
+            interrupted = schedule(run, backend, tasks, fail_fast=fail_fast, reporter=reporter)
     finally:
         backend.shutdown()
         reporter.close()
