@@ -101,12 +101,13 @@ class ExecutorBackend(Backend):
         self.executor = executor
         self.owned = owned
         self.workers = max(1, int(max_workers or pool_size(executor) or os.cpu_count() or 1))
-        self._futures: list[Future[Any]] = []
+        self._futures: set[Future[Any]] = set()  # the unfinished ones: cancelled at shutdown
         self.name = type(executor).__name__
 
     def submit(self, fn: Callable[[Any], Any], task: Any) -> Future[Any]:
         fut = self.executor.submit(fn, task)
-        self._futures.append(fut)
+        self._futures.add(fut)
+        fut.add_done_callback(self._futures.discard)  # memory stays flat over a long table
         return fut
 
     def describe(self) -> str:
@@ -124,5 +125,5 @@ class ExecutorBackend(Backend):
         if self.owned:
             self.executor.shutdown(wait=True, cancel_futures=True)
         else:
-            for fut in self._futures:
+            for fut in list(self._futures):
                 fut.cancel()

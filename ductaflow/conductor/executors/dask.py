@@ -97,7 +97,7 @@ class DaskBackend(Backend):
         self.admitted: set[str] = set()  # workers that passed the check when they joined
         self.excluded: dict[str, str] = {}  # worker address -> why it runs no build
         self.scratch: str | None = None  # a LocalCluster's scratch folder, ours to remove
-        self._tasks: dict[Future[Any], Any] = {}  # keeps each Dask future alive until shutdown
+        self._tasks: dict[Future[Any], Any] = {}  # keeps each Dask future alive until it is answered
         self._threads: tuple[float, dict[str, int]] = (float("-inf"), {})
         self._lock = threading.Lock()
         self.workers = self.slots()
@@ -197,6 +197,7 @@ class DaskBackend(Backend):
         relay: Future[Any] = Future()
         relay.set_running_or_notify_cancel()
         self._send(fn, task, relay, 0)
+        relay.add_done_callback(lambda done: self._tasks.pop(done, None))  # answered: its Dask future may go
         return relay
 
     def _send(self, fn: Callable[[Any], Any], task: Any, relay: Future[Any], bounces: int) -> None:
