@@ -1,7 +1,10 @@
 """The run ledger: one small Parquet file per execution record, queried with DuckDB.
 
 Files are written under a temporary name and renamed into place, and never rewritten, so
-concurrent writers and crashes lose nothing. ``compact`` merges them later, atomically.
+concurrent writers and crashes lose nothing. Every MERGE_AT new files, the writer merges
+them into larger ones (:mod:`ductaflow.store.ledger_compact`), so reading stays one quick
+scan; ``compact`` merges them all into one. Readers stay exact through merges and crashes
+(:mod:`ductaflow.store.ledger_files`).
 """
 
 from __future__ import annotations
@@ -24,44 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 from ductaflow._version import __version__
 from ductaflow.store.atomic import atomic_target
-from ductaflow.store.layout import LEDGER_DIR
+from ductaflow.store.ledger_compact import compact_all, compact_if_due, note_append
+from ductaflow.store.ledger_files import COLUMNS, SQL_TYPES, ledger_dir, read_table
 
 if TYPE_CHECKING:
     import pandas as pd
 
 log = logging.getLogger(__name__)
-
-
-#: Column order of a ledger record (all present in every file; missing values are null).
-COLUMNS = (
-    "run_id",
-    "kind",
-    "event",
-    "flow",
-    "build",
-    "instance",
-    "instance_dir",
-    "scenario",
-    "status",
-    "started",
-    "finished",
-    "duration",
-    "peak_rss_mb",
-    "warning_count",
-    "error_type",
-    "error_message",
-    "fingerprint",
-    "config_hash",
-    "ductaflow_version",
-    "python_version",
-    "git_commit",
-    "host",
-    "reason",
-)
-
-
-def ledger_dir(runs_root: str | Path) -> Path:
-    return Path(runs_root) / LEDGER_DIR
 
 
 @lru_cache(maxsize=32)
@@ -104,7 +76,8 @@ def _schema() -> Any:
 
 
 def append(runs_root: str | Path, records: Iterable[Mapping[str, Any]]) -> Path | None:
-    """Write ``records`` as one new Parquet file in the ledger; returns its path."""
+    """Write ``records`` as one new Parquet file in the ledger; returns its path. Then, once
+    MERGE_AT files have gathered, merges them into a larger one (a failed merge only warns)."""
     rows = [_normalise(r) for r in records]
     if not rows:
         return None
@@ -116,7 +89,17 @@ def append(runs_root: str | Path, records: Iterable[Mapping[str, Any]]) -> Path 
             _write_with_pyarrow(rows, tmp)
         else:  # a process that only skipped: DuckDB imports in ~0.07 s, pyarrow and numpy in ~0.16 s
             _write_with_duckdb(rows, tmp)
+    _merge_if_due(folder)
     return folder / name
+
+
+def _merge_if_due(folder: Path) -> None:
+    """Count the file just written; merge when MERGE_AT have gathered (O(1) otherwise)."""
+    try:
+        if note_append(folder):
+            compact_if_due(folder)
+    except Exception as exc:  # noqa: BLE001 - the records are written; a merge can wait for the next append
+        log.warning("could not merge the ledger files in %s: %s", folder, exc)
 
 
 def _write_with_pyarrow(rows: list[dict[str, Any]], path: Path) -> None:
@@ -128,9 +111,6 @@ def _write_with_pyarrow(rows: list[dict[str, Any]], path: Path) -> None:
     lines = "".join(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in rows)
     options = pj.ParseOptions(explicit_schema=_schema(), unexpected_field_behavior="error")
     pq.write_table(pj.read_json(io.BytesIO(lines.encode("utf-8")), parse_options=options), path)
-
-
-_SQL_TYPES = {"duration": "DOUBLE", "peak_rss_mb": "DOUBLE", "warning_count": "BIGINT"}
 
 
 _DUCK: list[Any] = []  # one in-memory DuckDB connection per process, made on first use
@@ -145,7 +125,7 @@ def _write_with_duckdb(rows: list[dict[str, Any]], path: Path) -> None:
 
     with _DUCK_LOCK:
         if not _DUCK:
-            columns = ", ".join(f'"{c}" {_SQL_TYPES.get(c, "VARCHAR")}' for c in COLUMNS)
+            columns = ", ".join(f'"{c}" {SQL_TYPES.get(c, "VARCHAR")}' for c in COLUMNS)
             con = duckdb.connect()
             con.execute(f"CREATE TABLE rec ({columns})")
             _DUCK.append(con)
@@ -302,50 +282,18 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def _files(runs_root: str | Path) -> list[Path]:
-    folder = ledger_dir(runs_root)
-    return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
-
-
 def read(runs_root: str | Path = "runs") -> pd.DataFrame:
-    """Every ledger record, oldest first; unreadable files are skipped with a warning."""
-    # heavy: deferred until the ledger is written or read
-    import pandas as pd
-    import pyarrow.parquet as pq  # deferred with the line above
+    """Every ledger record once, oldest first; unreadable files are skipped with a warning."""
+    import pandas as pd  # heavy: deferred until the ledger is read
 
-    frames = []
-    for path in _files(runs_root):
-        try:
-            frames.append(pq.read_table(path).to_pandas())
-        except Exception as exc:  # noqa: BLE001 - a torn or foreign file must not hide the rest
-            log.warning("skipping unreadable ledger file %s: %s", path, exc)
-    if not frames:
+    table = read_table(runs_root)
+    if table is None:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in COLUMNS})
-    df = pd.concat(frames, ignore_index=True).drop_duplicates("run_id")  # a read racing a compaction
+    df = table.to_pandas().drop_duplicates("run_id")  # a spool ingested twice (killed before removing it)
     return df.sort_values(["started", "finished"], na_position="first", kind="stable").reset_index(drop=True)
 
 
 def compact(runs_root: str | Path = "runs") -> Path | None:
-    """Merge every ledger file into one, atomically; the merged originals are removed."""
-    # heavy: deferred until the ledger is written or read
-    import pyarrow as pa
-    import pyarrow.parquet as pq  # deferred with the line above
-
-    files = _files(runs_root)
-    if len(files) < 2:
-        return files[0] if files else None
-    tables = []
-    merged: list[Path] = []
-    for path in files:
-        try:
-            tables.append(pq.read_table(path).cast(_schema()))
-            merged.append(path)
-        except Exception as exc:  # noqa: BLE001
-            log.warning("leaving unreadable ledger file %s in place: %s", path, exc)
-    folder = ledger_dir(runs_root)
-    name = f"{time.strftime('%Y%m%dT%H%M%S')}-compacted-{uuid.uuid4().hex[:12]}.parquet"
-    with atomic_target(folder / name) as tmp:
-        pq.write_table(pa.concat_tables(tables), tmp)
-    for path in merged:
-        path.unlink(missing_ok=True)
-    return folder / name
+    """Merge every ledger file into one, atomically; the merged originals are removed.
+    Unreadable files are left in place with a warning. Returns the file, None when empty."""
+    return compact_all(ledger_dir(runs_root))

@@ -1,8 +1,10 @@
-"""The instance lock: one process at a time runs a given flow instance."""
+"""File locks: the instance lock (one process at a time runs a given flow instance), and
+a plain lock file for other shared work (merging the ledger)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -50,3 +52,20 @@ def is_held(exec_dir: Path, flow_name: str) -> bool:
         return True
     lock.release()
     return False
+
+
+@contextmanager
+def file_lock(path: Path, timeout: float | None = None) -> Iterator[bool]:
+    """Hold the lock file ``path`` for the block; yields whether it is held. ``timeout`` None
+    waits as long as it takes, 0 tries once: the block then runs unlocked, told so by False."""
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=-1 if timeout is None else timeout)
+        held = True
+    except Timeout:  # another process holds it
+        held = False
+    try:
+        yield held
+    finally:
+        if held:
+            lock.release()
