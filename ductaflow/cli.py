@@ -208,6 +208,18 @@ def debug(instance_dir: Path, flow: str | None, force: bool) -> None:
     click.echo(f"open {target} in Jupyter: its working directory is {target.parent}")
 
 
+def _where_builds_run(executor: str | None, scheduler: str | None, cluster: str | None) -> str:
+    """``conduct``'s executor from --executor, --scheduler and --cluster (which exclude each other)."""
+    if cluster and (executor or scheduler):
+        given = f"--executor {executor}" if executor else "--scheduler"
+        raise click.UsageError(f"--cluster {cluster} starts its own Dask cluster; it cannot be combined with {given}")
+    if scheduler and executor not in (None, "dask"):
+        raise click.UsageError(f"--scheduler runs on Dask; it cannot be combined with --executor {executor}")
+    if scheduler:
+        return scheduler if "://" in scheduler else f"tcp://{scheduler}"
+    return cluster or executor or "local"
+
+
 @cli.command()
 @click.argument("scenarios", type=click.Path(path_type=Path))
 @click.option("--build", "build", required=True, type=click.Path(path_type=Path), help="The build flow to run per row.")
@@ -224,6 +236,16 @@ def debug(instance_dir: Path, flow: str | None, force: bool) -> None:
     help="Where builds run: local processes (default), serial, or dask (--scheduler, else a LocalCluster).",
 )
 @click.option("--scheduler", metavar="ADDRESS", help="Dask scheduler to run on, e.g. tcp://host:8786 (implies dask).")
+@click.option(
+    "--cluster", type=click.Choice(["slurm"]), default=None,
+    help="Start a Dask cluster of batch jobs: slurm (dask-jobqueue, adaptive; set up in pyproject.toml "
+    "[tool.ductaflow.cluster]).",
+)
+@click.option(
+    "--worker-wait", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+    help="On a cluster: how long to wait while no worker is connected before the scenarios not yet run "
+    "are given up as not_run (default 300).",
+)
 @click.option(
     "--lost-retries", type=click.IntRange(min=0), default=0, show_default=True,
     help="Re-runs of a build whose worker died (Dask re-submits it), before it is red worker_lost.",
@@ -247,6 +269,8 @@ def conduct(
     max_parallel: int | None,
     executor: str | None,
     scheduler: str | None,
+    cluster: str | None,
+    worker_wait: float | None,
     lost_retries: int,
     timeout: float | None,
     fail_fast: bool,
@@ -270,8 +294,7 @@ def conduct(
     from ductaflow.conductor.sweep import conduct as run_conductor
     from ductaflow.store.layout import REPORT_NAME  # deferred with the line above
 
-    if scheduler and executor not in (None, "dask"):
-        raise click.UsageError(f"--scheduler runs on Dask; it cannot be combined with --executor {executor}")
+    where = _where_builds_run(executor, scheduler, cluster)
     table = run_conductor(
         scenarios,
         build,
@@ -281,7 +304,8 @@ def conduct(
         max_parallel=max_parallel,
         fail_fast=fail_fast,
         dry_run=dry_run,
-        executor=(scheduler if "://" in scheduler else f"tcp://{scheduler}") if scheduler else executor or "local",
+        executor=where,
+        worker_wait=worker_wait,
         lost_retries=lost_retries,
         timeout=timeout,
         raise_on_failure=False,

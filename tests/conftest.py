@@ -54,6 +54,7 @@ KERNEL_MODULES = frozenset({
     "test_report_browser.py",
     "test_scenario_columns.py",
     "test_script_mode.py",
+    "test_slurm.py",
     "test_stale_green.py",
 })  # fmt: skip
 #: Modules of pure logic whose names do not start with ``test_fast_``.

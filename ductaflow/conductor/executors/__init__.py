@@ -5,7 +5,8 @@ The conductor has one scheduling loop over ``concurrent.futures`` futures. A
 ``submit``: how many builds to keep in flight, how to stop running builds on Ctrl-C, a
 check that workers see the runs root, and a clean shutdown.
 
-``executor`` may be a name (``"local"``, ``"serial"``, ``"dask"``), a Dask scheduler
+``executor`` may be a name (``"local"``, ``"serial"``, ``"dask"``, ``"slurm"``: an adaptive
+``dask_jobqueue.SLURMCluster`` set up from ``[tool.ductaflow.cluster]``), a Dask scheduler
 address (``"tcp://host:8786"``), any ``concurrent.futures.Executor`` or a
 ``distributed.Client``.
 """
@@ -22,7 +23,7 @@ from ductaflow.errors import DuctaflowError
 
 __all__ = ["Backend", "ExecutorBackend", "LocalBackend", "SerialBackend", "make_backend", "NAMES"]
 
-NAMES = ("local", "serial", "dask")
+NAMES = ("local", "serial", "dask", "slurm")
 
 
 def _is_dask_client(obj: Any) -> bool:
@@ -44,6 +45,11 @@ def make_backend(
         return LocalBackend(max_workers)
     if spec == "serial":
         return SerialBackend()
+    if spec == "slurm":
+        # deferred: builds a SLURMCluster (dask_jobqueue is heavy and optional)
+        from ductaflow.conductor.executors.slurm import SlurmBackend
+
+        return SlurmBackend.start(max_workers, project_root=project_root, worker_wait=worker_wait)
     if isinstance(spec, str) and (spec == "dask" or "://" in spec):
         from ductaflow.conductor.executors.dask import DaskBackend  # deferred: Dask is heavy and optional
 
