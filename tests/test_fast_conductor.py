@@ -394,3 +394,12 @@ def test_kernel_files_of_gone_owners_are_removed(tmp_path: Path) -> None:
         (tmp_path / name).write_text("")
     assert remove_leftovers(tmp_path) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[2:])
+
+
+def test_a_build_still_queued_on_the_cluster_is_cancelled_by_an_interrupt_not_red(project: Path) -> None:
+    run = ConductorRun(_plan(project))
+    run.start("a")
+    run.start("b")
+    run.unstart("b")  # handed to the cluster, never began
+    run.interrupt()
+    assert run.column("state") == ["done", "cancelled"] and run.column("status") == ["red", None]

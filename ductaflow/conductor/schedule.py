@@ -24,6 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ductaflow.conductor.attempts import read_attempt
 from ductaflow.conductor.executors import Backend
 from ductaflow.conductor.executors.base import Health
 from ductaflow.conductor.lost import close_lost, recover
@@ -193,6 +194,8 @@ class _Scheduler:
             self._record(fut)
         for task in self.running.values():
             _ingest(task)
+            if read_attempt(task.attempt_file) is None:  # still queued on the cluster: never began
+                self.run.unstart(task.instance)
         self.run.interrupt()
 
 

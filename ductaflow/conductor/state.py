@@ -204,6 +204,11 @@ class ConductorRun:
         self._count(outcome.instance)
         return row
 
+    def unstart(self, instance: str) -> None:
+        """A build handed to a cluster that never began (a Ctrl-C while it queued): pending again,
+        so that an interrupt cancels it rather than calling it red."""
+        self.rows[instance]["state"] = "pending"
+
     def cancel(self, instances: Iterable[str], reason: str | None = None) -> None:
         """Scenarios that will not be started (fail-fast; ``reason``: given up, e.g. ``not_run: no
         worker``): one event each, one save for all."""

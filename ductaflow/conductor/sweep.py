@@ -79,7 +79,8 @@ def conduct(
     Metrics the flows ``record()`` come back as columns and go to ``<build>/results.parquet``.
 
     ``executor`` says where builds run: ``"local"`` processes (default), ``"serial"``,
-    ``"dask"`` (a LocalCluster) or a Dask scheduler address, any
+    ``"dask"`` (a LocalCluster), ``"slurm"`` (an adaptive SLURMCluster from
+    ``[tool.ductaflow.cluster]``) or a Dask scheduler address, any
     ``concurrent.futures.Executor``, or a ``distributed.Client``. A build whose worker
     dies is red ``worker_lost`` (after ``lost_retries`` re-runs, where the executor
     re-runs lost tasks, as Dask does); the rest of the table carries on. On a cluster

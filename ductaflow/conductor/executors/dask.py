@@ -197,8 +197,16 @@ class DaskBackend(Backend):
         relay: Future[Any] = Future()
         relay.set_running_or_notify_cancel()
         self._send(fn, task, relay, 0)
-        relay.add_done_callback(lambda done: self._tasks.pop(done, None))  # answered: its Dask future may go
+        relay.add_done_callback(self._forget)
         return relay
+
+    def _forget(self, relay: Future[Any]) -> None:
+        """An answered build's Dask future is released: memory stays flat over a long table, and
+        the scheduler never recomputes a finished build because the worker holding it left."""
+        dfut = self._tasks.pop(relay, None)
+        if dfut is not None:
+            with contextlib.suppress(Exception):  # a closed client: nothing left to release
+                dfut.release()
 
     def _send(self, fn: Callable[[Any], Any], task: Any, relay: Future[Any], bounces: int) -> None:
         """Submit ``task`` (again, after ``bounces`` landings on workers that could not run it)."""
