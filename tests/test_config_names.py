@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from flowkit import all_files, ductaflow_cmd, make_project, write_flow
+from flowkit import all_files, ductaflow_cmd, make_project, read_json, write_flow
 
 from ductaflow import InvalidName, run_notebook
 from ductaflow.cli import main
@@ -21,7 +21,8 @@ Path("ran.txt").write_text("x")
 def project(tmp_path: Path) -> Path:
     root = make_project(tmp_path)
     write_flow(root, "good", GOOD, config={"n": 1})
-    (root / "flows" / "noparams.py").write_text("# %%\nconfig = {}\n\n# %%\nprint(config)\n")
+    noparams = "# %%\nx = 1\n\n# %%\nprint('label is', globals().get('label', 'unset'))\n"
+    (root / "flows" / "noparams.py").write_text(noparams)
     (root / "flows" / "twoparams.py").write_text(
         '# %% tags=["parameters"]\nconfig = {}\n\n# %% tags=["parameters"]\nx = 1\n\n# %%\nprint(x)\n'
     )
@@ -57,11 +58,10 @@ def _assert_rejected(proc, project: Path, before: set[str], *culprits: str) -> N
         (["flows/good.py", "--config", "bad_configs/syntax.json"], ["syntax.json", "line 3, column 8"]),
         (["flows/good.py", "--config", "bad_configs/list.json"], ["list.json", "JSON object", "list"]),
         (["flows/good.py", "--config", "bad_configs/null.json"], ["null.json", "JSON object"]),
-        (["flows/noparams.py"], ["noparams.py", "no cell tagged 'parameters'"]),
         (["flows/twoparams.py"], ["twoparams.py", "2 cells tagged 'parameters'"]),
         (["flows/good.py", "-p", "novalue"], ["key=value", "novalue"]),
     ],
-    ids=["missing-flow", "missing-config", "invalid-json", "json-list", "json-null", "no-params", "two-params", "-p"],
+    ids=["missing-flow", "missing-config", "invalid-json", "json-list", "json-null", "two-params", "-p"],
 )
 def test_bad_flow_or_config_exits_2(project: Path, args: list[str], culprits: list[str]) -> None:
     before = all_files(project)
@@ -99,3 +99,28 @@ def test_instance_and_output_dir_together_are_a_usage_error(project: Path) -> No
     proc = ductaflow_cmd("run", "flows/good.py", "--instance", "a", "--output-dir", "d", cwd=project)
     assert proc.returncode == 2 and "not both" in proc.stderr and "Traceback" not in proc.stderr
     assert all_files(project) == before
+
+
+def test_a_notebook_without_parameters_cell_runs_and_takes_parameters_at_the_top(project: Path) -> None:
+    """As papermill does: with nothing given it runs unchanged; given parameters go into a cell at
+    the top, with a note in the record and on the command's output (issue 16)."""
+    plain = ductaflow_cmd("run", "flows/noparams.py", "--instance", "plain", cwd=project)
+    assert plain.returncode == 0, plain.stderr
+    log = (project / "runs" / "noparams" / "plain" / "noparams_execution_output.txt").read_text()
+    assert log.strip() == "label is unset"
+    given = ductaflow_cmd("run", "flows/noparams.py", "--instance", "given", "-p", "label=x", cwd=project)
+    assert given.returncode == 0, given.stderr
+    assert "no cell is tagged 'parameters'" in given.stderr, given.stderr
+    given_log = (project / "runs" / "noparams" / "given" / "noparams_execution_output.txt").read_text()
+    assert given_log.strip() == "label is x", "the given value must reach the notebook, as with papermill"
+    record = read_json(project / "runs" / "noparams" / "given" / "noparams_status.json")
+    assert any("injected at the top" in n for n in record["notes"]), record
+
+
+def test_the_failing_cell_is_named_in_the_flow_whatever_was_injected(project: Path) -> None:
+    (project / "flows" / "fails.py").write_text("# %%\nx = 1\n\n# %%\nraise ValueError('boom')\n")
+    for args, instance in (([], "plain"), (["-p", "a=1"], "given")):  # no injected cell / one at the top
+        proc = ductaflow_cmd("run", "flows/fails.py", "--instance", instance, *args, cwd=project)
+        assert proc.returncode == 1, proc.stderr
+        record = read_json(project / "runs" / "fails" / instance / "fails_status.json")
+        assert record["error"]["type"] == "ValueError" and record["error"]["cell_index"] == 1, record["error"]

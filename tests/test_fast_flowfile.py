@@ -60,7 +60,6 @@ def test_an_ipynb_is_a_flow_too(tmp_path: Path) -> None:
     ("name", "text", "error", "message"),
     [
         ("notes.txt", PARAMS, FlowFileError, "is not a flow: expected a Jupytext percent-format .py file or an .ipynb"),
-        ("f.py", "# %%\nconfig = {}\n", MissingParametersCell, "has no cell tagged 'parameters'"),
         ("f.py", PARAMS + '# %% tags=["parameters"]\nx = 1\n', MissingParametersCell,
          r"has 2 cells tagged 'parameters' \(cells \[0, 1\]\); keep exactly one"),
         ("f.py", PARAMS + "# %%\nx = 1\n\n# %%\nok = 1\nif x\n", FlowFileError, r"syntax error in cell 2, line 2"),
@@ -198,3 +197,17 @@ def test_ipython_syntax_is_accepted_and_a_real_syntax_error_is_not(tmp_path: Pat
 def test_a_notebook_of_another_language_is_refused_not_run_in_python(tmp_path: Path) -> None:
     with pytest.raises(FlowFileError, match=r"declares the kernel 'R' \(r\); ductaflow runs flows in Python kernels"):
         read_flow(_notebook(tmp_path, ["x <- c(1, 2)\nprint(x)\n"], language="R"))
+
+
+def test_a_notebook_without_parameters_cell_runs_as_it_is_or_takes_its_config_at_the_top(tmp_path: Path) -> None:
+    """papermill's behaviour: no injected cell without parameters; with some, at the top (issue 16)."""
+    flow = read_flow(_write(tmp_path, "# %%\nx = 1\n\n# %%\nprint(x)\n"))
+    assert flow.parameters_index is None and flow.parameters_defaults() == {}
+    as_is = parameterise(flow, {})
+    assert [c.source for c in as_is.cells] == ["x = 1", "print(x)"]
+    given = parameterise(flow, {"x": 2, "not a name": 1, "class": 3})
+    assert INJECTED_TAG in given.cells[0].metadata["tags"]
+    scope: dict = {}
+    exec(compile(given.cells[0].source, "<injected>", "exec"), scope)  # noqa: S102 - the cell is ours
+    assert scope["config"] == {"x": 2, "not a name": 1, "class": 3} and scope["x"] == 2 and "class" not in scope
+    assert [c.source for c in given.cells[1:]] == ["x = 1", "print(x)"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import keyword
 import pprint
 import re
 from dataclasses import dataclass
@@ -33,7 +34,8 @@ class Flow:
 
     path: Path
     notebook: NotebookNode
-    parameters_index: int
+    #: the cell tagged ``parameters`` (None: the notebook has none, and runs as it is)
+    parameters_index: int | None
     #: ``mtime_ns:size`` of the file, taken before it was read: what a run records with the
     #: code hash, so that an edit made after the read is seen as a change (``core.deps``).
     stamp: str = ""
@@ -73,6 +75,8 @@ class Flow:
 
     def parameters_defaults(self) -> dict[str, Any]:
         """Keys of a literal ``config = {...}`` in the parameters cell (empty when not literal)."""
+        if self.parameters_index is None:
+            return {}
         try:
             tree = ast.parse(self.notebook.cells[self.parameters_index].source)
         except SyntaxError:
@@ -117,10 +121,6 @@ def read_flow(path: str | Path) -> Flow:
         for i, c in enumerate(nb.cells)
         if c.cell_type == "code" and PARAMETERS_TAG in c.get("metadata", {}).get("tags", [])
     ]
-    if not indices:
-        raise MissingParametersCell(
-            f"{p} has no cell tagged 'parameters'; add  # %% tags=[\"parameters\"]  above  config = {{}}"
-        )
     if len(indices) > 1:
         raise MissingParametersCell(
             f"{p} has {len(indices)} cells tagged 'parameters' (cells {indices}); keep exactly one"
@@ -132,7 +132,8 @@ def read_flow(path: str | Path) -> Flow:
     for i, c in enumerate(nb.cells):
         if c.cell_type == "code":
             _check_syntax(p, i, c.source)
-    return Flow(path=p.resolve(), notebook=nb, parameters_index=indices[0], stamp=f"{st.st_mtime_ns}:{st.st_size}")
+    first = indices[0] if indices else None
+    return Flow(path=p.resolve(), notebook=nb, parameters_index=first, stamp=f"{st.st_mtime_ns}:{st.st_size}")
 
 
 def _language(nb: Any) -> str:
@@ -183,18 +184,39 @@ def config_cell_source(config: dict[str, Any], config_file: str | None = None) -
     return f"# Parameters injected by ductaflow\nconfig = {body}\n"
 
 
+def injection_index(flow: Flow, config: dict[str, Any]) -> int | None:
+    """Where the config cell goes: after the parameters cell; in a notebook without one, at the
+    top when there is a config to give (as papermill does), else nowhere (it runs as it is)."""
+    if flow.parameters_index is not None:
+        return flow.parameters_index + 1
+    return 0 if config else None
+
+
+#: The note of a run whose notebook has no parameters cell but was given parameters.
+INJECTED_AT_TOP = (
+    "no cell is tagged 'parameters': the config (and each key as a variable) was injected at the top of the "
+    "notebook, as papermill does"
+)
+
+
 def parameterise(flow: Flow, config: dict[str, Any], kernel_name: str | None = None) -> NotebookNode:
-    """A copy of the flow's notebook with the config cell inserted after the parameters cell.
+    """A copy of the flow's notebook with the config cell inserted after the parameters cell
+    (see :func:`injection_index`).
 
     The notebook runs in an instance directory that holds ``<flow>_config.json`` (this
     config, recorded): a large config is read from there rather than inlined.
     """
     nb = nbformat.from_dict(flow.notebook)
     nb.cells = [c for c in nb.cells if INJECTED_TAG not in c.get("metadata", {}).get("tags", [])]
-    idx = next(i for i, c in enumerate(nb.cells) if PARAMETERS_TAG in c.get("metadata", {}).get("tags", []))
-    cell = nbformat.v4.new_code_cell(config_cell_source(config, f"{flow.name}_config.json"))
-    cell.metadata["tags"] = [INJECTED_TAG]
-    nb.cells.insert(idx + 1, cell)
+    at = injection_index(flow, config)
+    if at is not None:
+        source = config_cell_source(config, f"{flow.name}_config.json")
+        if flow.parameters_index is None:  # papermill's convention too: each key as a variable
+            names = [k for k in config if k.isidentifier() and not keyword.iskeyword(k)]
+            source += "".join(f"\n{k} = config[{k!r}]" for k in names)
+        cell = nbformat.v4.new_code_cell(source)
+        cell.metadata["tags"] = [INJECTED_TAG]
+        nb.cells.insert(at, cell)
     for c in nb.cells:  # nbformat >= 5.1 wants ids; jupytext output may lack them
         c.pop("id", None)
     nb.nbformat, nb.nbformat_minor = 4, 5

@@ -27,7 +27,7 @@ from ductaflow.core.names import validate_name
 from ductaflow.errors import ConfigError, DuctaflowError, FlowFailed, MissingExtra, WouldOverwrite
 from ductaflow.kernels.options import KernelOptions, kernel_options
 from ductaflow.run.decide import Decision, decide, still_current
-from ductaflow.run.hints import missing_default_hint, unknown_key_notes
+from ductaflow.run.hints import config_notes, missing_default_hint
 from ductaflow.run.notebook import Execution, Outcome, execute
 from ductaflow.run.recorder import Lifecycle, running_record
 from ductaflow.run.signals import Terminated
@@ -239,7 +239,7 @@ def _prepare_only(plan: Plan) -> FlowResult:
     # heavy: deferred until a flow is prepared or exported
     import nbformat
 
-    notes = tuple(unknown_key_notes(plan.flow, plan.cfg, plan.root))
+    notes = tuple(config_notes(plan.flow, plan.cfg, plan.root))
     plan.exec_dir.mkdir(parents=True, exist_ok=True)
     with instance_lock(plan.exec_dir, plan.flow.name):
         if not plan.context.force:
@@ -284,7 +284,7 @@ def _fresh_instance(plan: Plan) -> dict[str, Path]:
 def _run_locked(plan: Plan, fp: Fingerprint, decision: Decision) -> FlowResult:
     """Execute under the instance lock: a running record first, then exactly one final record."""
     flow, exec_dir = plan.flow, plan.exec_dir
-    notes = tuple(unknown_key_notes(flow, plan.cfg, plan.root))
+    notes = tuple(config_notes(flow, plan.cfg, plan.root))
     for note in notes:
         log.warning("%s", note)
     paths = _fresh_instance(plan)

@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ductaflow.core.flowfile import Flow
+from ductaflow.core.flowfile import INJECTED_AT_TOP, Flow
 from ductaflow.errors import DuctaflowError
 from ductaflow.store.result import ErrorInfo
 
@@ -23,6 +23,15 @@ def _default_config(flow: Flow, root: Path) -> dict[str, Any]:
     with contextlib.suppress(DuctaflowError):
         return flow.default_config(root)
     return {}
+
+
+def config_notes(flow: Flow, cfg: dict[str, Any], root: Path) -> list[str]:
+    """What a run records and says about its config: keys the flow does not know, and a config
+    given to a notebook without a parameters cell (injected at the top)."""
+    notes = unknown_key_notes(flow, cfg, root)
+    if flow.parameters_index is None and cfg:
+        notes.append(INJECTED_AT_TOP)
+    return notes
 
 
 def unknown_key_notes(flow: Flow, cfg: dict[str, Any], root: Path) -> list[str]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ductaflow.core.flowfile import Flow
+from ductaflow.core.flowfile import INJECTED_TAG, Flow
 from ductaflow.core.lights import Status, classify
 from ductaflow.kernels.options import KernelOptions
 from ductaflow.run.capture import OutputSink
@@ -110,7 +110,7 @@ def execute(ex: Execution) -> Outcome:
                 source_path=str(ex.flow.path),
             )
     except PapermillExecutionError as exc:
-        facts.update(_raised(ex.flow, exc))
+        facts.update(_raised(ex.notebook, exc))
     except DeadKernelError as exc:
         died = ErrorInfo("DeadKernelError", str(exc) or "kernel died", "", _last_cell(ex))
         facts.update(kernel_died=True, error=died)
@@ -163,7 +163,7 @@ def _outcome(facts: dict[str, Any], warnings: list[str], peak_rss: float | None)
     )
 
 
-def _raised(flow: Flow, exc: Any) -> dict[str, Any]:
+def _raised(nb: Any, exc: Any) -> dict[str, Any]:
     """A cell raised: what, where. ``SystemExit`` with a code other than 0/None is red too."""
     message = _ANSI.sub("", str(exc.evalue))
     if not message and not exc.traceback:  # the error reply came, its details did not
@@ -172,18 +172,20 @@ def _raised(flow: Flow, exc: Any) -> dict[str, Any]:
         type=exc.ename,
         message=message,
         traceback=_ANSI.sub("", "\n".join(exc.traceback or [])),
-        cell_index=_flow_cell_index(flow, exc.cell_index),
+        cell_index=_flow_cell_index(nb, exc.cell_index),
     )
     # A KeyboardInterrupt the flow's own code raised is a red flow, not an interrupted run: only
     # a Ctrl-C, SIGTERM or stop delivered to this process (handled above) interrupts the caller.
     return {"raised": True, "error": error}
 
 
-def _flow_cell_index(flow: Flow, executed_index: int | None) -> int | None:
-    """Map an index in the executed notebook back to the flow file (skip the injected cell)."""
+def _flow_cell_index(nb: Any, executed_index: int | None) -> int | None:
+    """Map an index in the executed notebook ``nb`` back to the flow file (skip the injected
+    cell, wherever it went; a notebook given no config has none)."""
     if executed_index is None:
         return None
-    return executed_index - 1 if executed_index > flow.parameters_index else executed_index
+    at = next((i for i, c in enumerate(nb.cells) if INJECTED_TAG in c.get("metadata", {}).get("tags", [])), None)
+    return executed_index - 1 if at is not None and executed_index > at else executed_index
 
 
 def _last_cell(ex: Execution) -> int | None:
@@ -199,4 +201,4 @@ def _last_cell(ex: Execution) -> int | None:
     for i, cell in enumerate(nb.cells):
         if cell.get("metadata", {}).get("papermill", {}).get("start_time"):
             last = i
-    return _flow_cell_index(ex.flow, last)
+    return _flow_cell_index(ex.notebook, last)
