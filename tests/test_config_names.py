@@ -124,3 +124,13 @@ def test_the_failing_cell_is_named_in_the_flow_whatever_was_injected(project: Pa
         assert proc.returncode == 1, proc.stderr
         record = read_json(project / "runs" / "fails" / instance / "fails_status.json")
         assert record["error"]["type"] == "ValueError" and record["error"]["cell_index"] == 1, record["error"]
+
+
+def test_a_papermill_style_parameters_cell_gets_its_values(project: Path) -> None:
+    """``msg = None`` in the parameters cell and ``-p msg=Hello``: the notebook prints Hello, as
+    papermill's would (it used to print None, green)."""
+    (project / "flows" / "pm.py").write_text('# %% tags=["parameters"]\nmsg = None\n\n# %%\nprint("msg is", msg)\n')
+    proc = ductaflow_cmd("run", "flows/pm.py", "--instance", "hello", "-p", "msg=Hello", cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    assert (project / "runs" / "pm" / "hello" / "pm_execution_output.txt").read_text().strip() == "msg is Hello"
+    assert "not known" not in proc.stderr, proc.stderr

@@ -211,3 +211,12 @@ def test_a_notebook_without_parameters_cell_runs_as_it_is_or_takes_its_config_at
     exec(compile(given.cells[0].source, "<injected>", "exec"), scope)  # noqa: S102 - the cell is ours
     assert scope["config"] == {"x": 2, "not a name": 1, "class": 3} and scope["x"] == 2 and "class" not in scope
     assert [c.source for c in given.cells[1:]] == ["x = 1", "print(x)"]
+
+
+def test_names_a_parameters_cell_declares_are_set_as_papermill_sets_them(tmp_path: Path) -> None:
+    flow = read_flow(_write(tmp_path, '# %% tags=["parameters"]\nmsg = None\nn: int = 1\n\n# %%\nprint(msg, n)\n'))
+    assert flow.parameter_names() == ("msg", "n")
+    nb = parameterise(flow, {"msg": "Hello", "other": 2})
+    scope: dict = {}
+    exec(compile(nb.cells[1].source, "<injected>", "exec"), scope)  # noqa: S102 - the cell is ours
+    assert scope["msg"] == "Hello" and "n" not in scope and "other" not in scope

@@ -73,6 +73,21 @@ class Flow:
         path = self.default_config_path(project_root)
         return load_config_file(path) if path is not None and path.is_file() else {}
 
+    def parameter_names(self) -> tuple[str, ...]:
+        """Names the parameters cell assigns besides ``config`` (papermill's convention: ``msg = None``)."""
+        if self.parameters_index is None:
+            return ()
+        try:
+            tree = ast.parse(self.notebook.cells[self.parameters_index].source)
+        except SyntaxError:
+            return ()
+        names: list[str] = []
+        for node in tree.body:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+                node, ast.AnnAssign) else []  # fmt: skip
+            names += [t.id for t in targets if isinstance(t, ast.Name) and t.id != "config" and t.id not in names]
+        return tuple(names)
+
     def parameters_defaults(self) -> dict[str, Any]:
         """Keys of a literal ``config = {...}`` in the parameters cell (empty when not literal)."""
         if self.parameters_index is None:
@@ -213,7 +228,9 @@ def parameterise(flow: Flow, config: dict[str, Any], kernel_name: str | None = N
         source = config_cell_source(config, f"{flow.name}_config.json")
         if flow.parameters_index is None:  # papermill's convention too: each key as a variable
             names = [k for k in config if k.isidentifier() and not keyword.iskeyword(k)]
-            source += "".join(f"\n{k} = config[{k!r}]" for k in names)
+        else:  # the names the parameters cell declares, as papermill sets them
+            names = [k for k in flow.parameter_names() if k in config]
+        source += "".join(f"\n{k} = config[{k!r}]" for k in names)
         cell = nbformat.v4.new_code_cell(source)
         cell.metadata["tags"] = [INJECTED_TAG]
         nb.cells.insert(at, cell)

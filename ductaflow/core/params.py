@@ -89,11 +89,12 @@ def names_of(mapping: Mapping[str, Any], prefix: str = "") -> KnownNames:
 
 
 def flow_names(flow: Flow, root: Path) -> KnownNames:
-    """What ``flow`` knows: its literal parameters-cell config and its default config file.
+    """What ``flow`` knows: its literal parameters-cell config, the other names its parameters cell
+    assigns (papermill's convention), and its default config file.
 
     A default config that cannot be read adds nothing here (running the flow reports it).
     """
-    known = names_of(flow.parameters_defaults())
+    known = names_of(flow.parameters_defaults()) | names_of(dict.fromkeys(flow.parameter_names()))
     with contextlib.suppress(DuctaflowError):
         known = known | names_of(flow.default_config(root))
     return known

@@ -36,7 +36,7 @@ def config_notes(flow: Flow, cfg: dict[str, Any], root: Path) -> list[str]:
 
 def unknown_key_notes(flow: Flow, cfg: dict[str, Any], root: Path) -> list[str]:
     """Config keys the flow does not declare (in its parameters cell or default config)."""
-    declared = set(flow.parameters_defaults()) | set(_default_config(flow, root))
+    declared = set(flow.parameters_defaults()) | set(flow.parameter_names()) | set(_default_config(flow, root))
     if not declared:
         return []
     unknown = sorted(k for k in cfg if not k.startswith("_") and k not in declared)
