@@ -13,13 +13,10 @@ from relkit import PIPE, assert_rejected, cli, make_project, outcome, process, r
 SECTION = "Bad input: flows"
 
 FLOW_CASES = {
-    "no parameters cell": ("noparams.py", ["noparams.py", "no cell tagged 'parameters'"]),
     "two parameters cells": ("twoparams.py", ["twoparams.py", "2 cells tagged 'parameters' (cells [0, 1])"]),
     "syntax error": ("broken.py", ["broken.py", "syntax error in cell 2, line 1"]),
-    "empty file": ("empty.py", ["empty.py", "no cell tagged 'parameters'"]),
     "not UTF-8": ("latin1.py", ["latin1.py", "not UTF-8 text"]),
     "missing file": ("nope.py", ["nope.py"]),
-    "notebook without parameters tag": ("untagged.ipynb", ["untagged.ipynb", "no cell tagged 'parameters'"]),
     "notebook that is not JSON": ("garbage.ipynb", ["garbage.ipynb", "cannot read", "as a notebook"]),
 }
 
@@ -66,6 +63,17 @@ def test_bad_flow(project: Path, case, key: str) -> None:
     conduct = cli("conduct", "s.csv", "--build", "builds/uses.py", cwd=project)
     assert_rejected(conduct, project, before, *culprits)
     c.outcome = f"both exit 2 before any kernel; run says: {run.message}"
+
+
+@pytest.mark.parametrize("file", ["noparams.py", "empty.py"])
+def test_a_flow_without_parameters_cell_runs_as_papermill_runs_it(project: Path, case, file: str) -> None:
+    """Issue 16: no cell tagged ``parameters`` is no longer refused; given nothing, it runs unchanged."""
+    c = case(f"flow without a parameters cell: {file}", f"ductaflow run flows/{file} --instance keep")
+    run = cli("run", f"flows/{file}", "--instance", "keep", cwd=project)
+    assert run.code == 0, (run.code, run.out, run.err)
+    record = read_json(project / "runs" / Path(file).stem / "keep" / f"{Path(file).stem}_status.json")
+    assert record["status"] == "green" and record["state"] == "finished", record
+    c.outcome = "runs green, unchanged (no injected cell)"
 
 
 def test_text_file_is_not_a_flow(project: Path, case) -> None:
