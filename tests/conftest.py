@@ -1,4 +1,5 @@
-"""The whole suite's plugin: the two lanes, the leak guard of the fast lane and the tracked-files check.
+"""The whole suite's plugin: the two lanes, the leak guard of the fast lane, the tracked-files check
+and the check that no kernel files are left behind.
 
 Lanes. ``python -m pytest -m "not kernel"`` is the fast lane: pure logic, no Jupyter kernel,
 no browser, no Dask and no subprocess that runs flows (under 30 s). Every other test carries the
@@ -22,6 +23,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +31,7 @@ from typing import Any
 
 import psutil
 import pytest
+from jupyter_core.paths import jupyter_runtime_dir
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -179,7 +182,48 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
         _WRITTEN.add(os.path.abspath(os.fsdecode(path)))
 
 
+# ---------------------------------------------------------------- no kernel files left behind
+_KERNEL_FILES = pytest.StashKey[set[Path]]()
+
+
+def _kernel_files() -> set[Path]:
+    """Kernel connection files and sockets in the Jupyter runtime dir, and kernel-template
+    folders in the temp dir: what a run, a conduct or a test may not leave behind."""
+    found: set[Path] = set()
+    places = ((Path(jupyter_runtime_dir()), ("df-", "kernel-")), (Path(tempfile.gettempdir()), ("ductaflow-kt-",)))
+    for folder, prefixes in places:
+        try:
+            found |= {folder / n for n in os.listdir(folder) if n.startswith(prefixes)}
+        except OSError:
+            pass
+    return found
+
+
+def _owner_gone(path: Path) -> bool:
+    """True unless the name carries the pid of a live process (ductaflow's ``df-<pid>-``,
+    ``ductaflow-kt-<pid>-``): a live owner, e.g. this pytest process, cleans up at its exit."""
+    pid = path.name.split("-")[2 if path.name.startswith("ductaflow-kt-") else 1]
+    return not pid.isdigit() or not psutil.pid_exists(int(pid))
+
+
+def _check_kernel_files(session: pytest.Session) -> None:
+    before = session.config.stash.get(_KERNEL_FILES, None)
+    if before is None:
+        return
+    left = sorted(str(p) for p in _kernel_files() - before if _owner_gone(p))
+    if not left:
+        return
+    shown = "\n".join(f"  {p}" for p in left[:20]) + (f"\n  ... and {len(left) - 20} more" if len(left) > 20 else "")
+    sys.stderr.write(
+        "\nERROR: kernel connection files, sockets or template folders of gone processes were left by this "
+        f"test run ({len(left)}; another program starting kernels meanwhile shows here too):\n{shown}\n"
+    )
+    if session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_KERNEL_FILES] = _kernel_files()
     tracked = _tracked_files()
     if tracked is None:
         return
@@ -189,6 +233,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 @pytest.hookimpl(trylast=True)  # after tests/reliability/conftest.py may have written RELIABILITY.md
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _check_kernel_files(session)
     before = session.config.stash.get(_TRACKED, None)
     if before is None:
         return

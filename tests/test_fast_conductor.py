@@ -390,10 +390,19 @@ def test_kernel_files_of_gone_owners_are_removed(tmp_path: Path) -> None:
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     names = [f"df-{dead.stdout.strip()}-abc.json", f"df-{dead.stdout.strip()}-abc-1", f"df-{os.getpid()}-def.json",
              "df-0123456789abcdef-1", "kernel-1.json"]  # fmt: skip
+    runtime, temp = tmp_path / "runtime", tmp_path / "tmp"
+    runtime.mkdir(), temp.mkdir()
     for name in names:
-        (tmp_path / name).write_text("")
-    assert remove_leftovers(tmp_path) == 2
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[2:])
+        (runtime / name).write_text("")
+    dead_template = temp / f"ductaflow-kt-{dead.stdout.strip()}-x1"  # owner and template SIGKILLed
+    live_template = temp / f"ductaflow-kt-{os.getpid()}-x2"
+    for folder in (dead_template, live_template):
+        folder.mkdir()
+        (folder / "s").write_text("")
+    (temp / "ductaflow-kt-x3").mkdir()  # an older name without its owner: left alone
+    assert remove_leftovers(runtime, temp) == 3
+    assert sorted(p.name for p in runtime.iterdir()) == sorted(names[2:])
+    assert sorted(p.name for p in temp.iterdir()) == sorted([live_template.name, "ductaflow-kt-x3"])
 
 
 def test_a_build_still_queued_on_the_cluster_is_cancelled_by_an_interrupt_not_red(project: Path) -> None:

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 _SCRIPT = Path(__file__).with_name("scripts") / "template.py"
 _HEADER = struct.Struct("!I")
 _START_TIMEOUT_S = 120.0
+#: Private socket folders of templates, in the temp dir: ``ductaflow-kt-<owner pid>-<random>``.
+TEMPLATE_DIR_PREFIX = "ductaflow-kt-"
 
 
 def supported() -> bool:
@@ -50,7 +52,9 @@ class Template:
 
     def __init__(self, preload: tuple[str, ...]) -> None:
         self.preload = preload
-        self._dir = tempfile.mkdtemp(prefix="ductaflow-kt-")  # 0700: only this user may connect
+        # 0700: only this user may connect. The owner's pid in the name lets a later sweep
+        # (provisioner.remove_leftovers) remove it when owner and template were both SIGKILLed.
+        self._dir = tempfile.mkdtemp(prefix=f"{TEMPLATE_DIR_PREFIX}{os.getpid()}-")
         self.socket_path = os.path.join(self._dir, "s")
         cmd = [sys.executable, str(_SCRIPT), self.socket_path, str(os.getpid()), *preload]
         env = {k: v for k, v in os.environ.items() if k != TEMPLATE_ENV}

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import os
 import sys
+import tempfile
 import time
 import uuid
 from functools import lru_cache
@@ -29,7 +30,7 @@ from jupyter_client.provisioning import KernelProvisionerFactory, LocalProvision
 from jupyter_core.paths import jupyter_runtime_dir
 from traitlets import Instance, List, Unicode
 
-from ductaflow.kernels.fork import TEMPLATE_ENV, ForkedProcess, fork_kernel, template_for
+from ductaflow.kernels.fork import TEMPLATE_DIR_PREFIX, TEMPLATE_ENV, ForkedProcess, fork_kernel, template_for
 
 log = logging.getLogger(__name__)
 
@@ -158,29 +159,45 @@ _IPC = sys.platform != "win32" and os.environ.get("DUCTAFLOW_KERNEL_TRANSPORT", 
 LEFTOVER_PREFIX = "df-"
 
 
-def remove_leftovers(runtime: Path | None = None) -> int:
-    """Remove the connection files and sockets of kernels whose owner process is gone (pool
-    and cluster workers end without exit handlers, a SIGKILL skips them); returns how many."""
-    folder = runtime or Path(jupyter_runtime_dir())
-    try:
-        names = [n for n in os.listdir(folder) if n.startswith(LEFTOVER_PREFIX)]
-    except OSError:
-        return 0
+def remove_leftovers(runtime: Path | None = None, temp: Path | None = None) -> int:
+    """Remove what kernels and kernel templates of gone owner processes left: connection files
+    and sockets in the Jupyter runtime dir, template socket folders in the temp dir (pool and
+    cluster workers end without exit handlers, a SIGKILL skips them); returns how many."""
     alive: dict[int, bool] = {}
     removed = 0
-    for name in names:
-        pid = name[len(LEFTOVER_PREFIX):].split("-", 1)[0]
-        if not pid.isdigit():
-            continue  # an older name without its owner: left alone
-        if int(pid) not in alive:
-            alive[int(pid)] = _pid_alive(int(pid))
-        if not alive[int(pid)]:
-            try:
-                os.unlink(folder / name)
-                removed += 1
-            except OSError:
-                pass
+    for name, path in _owned(runtime or Path(jupyter_runtime_dir()), LEFTOVER_PREFIX):
+        if not _owner_alive(name, LEFTOVER_PREFIX, alive):
+            removed += _remove(path)
+    for name, path in _owned(temp or Path(tempfile.gettempdir()), TEMPLATE_DIR_PREFIX):
+        if path.is_dir() and not _owner_alive(name, TEMPLATE_DIR_PREFIX, alive):
+            _remove(path / "s")  # the socket of a template that was killed along with its owner
+            removed += _remove(path)
     return removed
+
+
+def _owned(folder: Path, prefix: str) -> list[tuple[str, Path]]:
+    """Entries of ``folder`` named ``<prefix><pid>-...`` (an older name without a pid is left alone)."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    return [(n, folder / n) for n in names if n.startswith(prefix) and n[len(prefix):].split("-", 1)[0].isdigit()]
+
+
+def _owner_alive(name: str, prefix: str, seen: dict[int, bool]) -> bool:
+    pid = int(name[len(prefix):].split("-", 1)[0])
+    if pid not in seen:
+        seen[pid] = _pid_alive(pid)
+    return seen[pid]
+
+
+def _remove(path: Path) -> int:
+    """Unlink a file or socket, or remove an empty folder; 1 when it went, 0 otherwise."""
+    try:
+        path.rmdir() if path.is_dir() else path.unlink()
+    except OSError:  # gone already, or a folder not empty: left as it is
+        return 0
+    return 1
 
 
 def _pid_alive(pid: int) -> bool:
