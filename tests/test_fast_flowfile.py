@@ -220,3 +220,18 @@ def test_names_a_parameters_cell_declares_are_set_as_papermill_sets_them(tmp_pat
     scope: dict = {}
     exec(compile(nb.cells[1].source, "<injected>", "exec"), scope)  # noqa: S102 - the cell is ours
     assert scope["msg"] == "Hello" and "n" not in scope and "other" not in scope
+
+
+def test_a_notebook_given_a_config_without_a_parameters_cell_is_told_how_to_tag_one(tmp_path: Path) -> None:
+    """The note names the editor's way for an .ipynb and the Jupytext marker for a .py; none when nothing was given."""
+    from ductaflow.run.hints import config_notes
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("print(1)")]
+    ipynb = read_flow(_write(tmp_path, nbformat.writes(nb), "nb.ipynb"))
+    script = read_flow(_write(tmp_path, "# %%\nprint(1)\n", "s.py"))
+    [note] = config_notes(ipynb, {"x": 1}, tmp_path)
+    assert "injected at the top" in note and "JupyterLab" in note and "Add Cell Tag" in note, note
+    [note] = config_notes(script, {"x": 1}, tmp_path)
+    assert '# %% tags=["parameters"]' in note and "JupyterLab" not in note, note
+    assert config_notes(ipynb, {}, tmp_path) == []

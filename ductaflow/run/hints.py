@@ -30,8 +30,20 @@ def config_notes(flow: Flow, cfg: dict[str, Any], root: Path) -> list[str]:
     given to a notebook without a parameters cell (injected at the top)."""
     notes = unknown_key_notes(flow, cfg, root)
     if flow.parameters_index is None and cfg:
-        notes.append(INJECTED_AT_TOP)
+        notes.append(f"{INJECTED_AT_TOP}; to choose where, {how_to_tag(flow.path)}")
     return notes
+
+
+def how_to_tag(path: Path) -> str:
+    """How to tag a cell ``parameters`` in the tools a file of this kind is edited with."""
+    marker = '\'# %% tags=["parameters"]\' as the cell\'s marker line (Jupytext percent format)'
+    if path.suffix != ".ipynb":
+        return f"tag one cell 'parameters': write {marker}"
+    return (
+        "tag one cell 'parameters': in JupyterLab select the cell, open the Property Inspector (gear icon, "
+        "right sidebar) and add the tag under Cell Tags; in VS Code use the cell's '...' menu, Add Cell Tag; "
+        f"in a Jupytext .py pair write {marker}"
+    )
 
 
 def unknown_key_notes(flow: Flow, cfg: dict[str, Any], root: Path) -> list[str]:
