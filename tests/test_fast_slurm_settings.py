@@ -219,18 +219,18 @@ def test_the_cli_refuses_cluster_with_another_executor(tmp_path: Path, args: lis
     assert expected in result.output
 
 
-def test_the_readme_example_and_key_table_match_the_reader() -> None:
-    """The README's ``[tool.ductaflow.cluster]`` example is valid, and its table lists every key."""
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("#### SLURM: `--cluster slurm`") :]
+def test_the_docs_example_and_key_table_match_the_reader() -> None:
+    """The docs' ``[tool.ductaflow.cluster]`` example (docs/scaling-out.md) is valid, and its table lists every key."""
+    page = (Path(__file__).resolve().parents[1] / "docs" / "scaling-out.md").read_text(encoding="utf-8")
+    section = page[page.index("## SLURM: `--cluster slurm`") :]
     example = section[section.index("```toml\n") + len("```toml\n") :]
     example = example[: example.index("```")]
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - Python 3.10
         import tomli as tomllib
-    settings = slurm_settings(tomllib.loads(example)["tool"]["ductaflow"]["cluster"], "README.md")
+    settings = slurm_settings(tomllib.loads(example)["tool"]["ductaflow"]["cluster"], "docs/scaling-out.md")
     assert (settings.cores, settings.maximum_jobs, settings.queue) == (8, 10, "compute")
     table = section[: section.index("Any other key is refused")]
     for key in KEYS:
-        assert f"`{key}`" in table, f"README's key table does not list {key}"
+        assert f"`{key}`" in table, f"docs/scaling-out.md's key table does not list {key}"
