@@ -20,7 +20,7 @@ from ductaflow.core.config import find_project_root, load_config_file
 from ductaflow.core.context import RunContext
 from ductaflow.core.session import is_notebook_execution
 from ductaflow.errors import DuctaflowError
-from ductaflow.inflow import script_run
+from ductaflow.inflow import interactive, script_run
 from ductaflow.store.layout import contained_dir
 
 PATH_KEY_SUFFIXES = ("_path", "_dir", "_file", "_folder")
@@ -48,22 +48,33 @@ def flow_config(
     config: Mapping[str, Any] | None,
     default_config_path: str | Path | None = None,
     description: str | None = None,
+    *,
+    flow: str | Path | None = None,
+    instance: str | Path | None = None,
 ) -> dict[str, Any]:
     """One line at the top of a flow that gives it its config in every mode.
 
-    ``config = flow_config(config, "config/flows/my_flow.json")``
+    ``config = flow_config(config, "config/flows/my_flow.json")``. Opened as a notebook, the
+    kernel then works in ``runs/<flow>/interactive`` (or ``instance``: ``"latest"``, a name, a
+    directory; ``flow`` names the flow when the front end does not say), see
+    :mod:`ductaflow.inflow.interactive`.
     """
     if not is_notebook_execution():
         return load_cli_config(default_config_path, description)
     cfg = dict(config or {})
     if "_project_root" in cfg:  # injected by ductaflow
         return cfg
-    root = find_project_root(Path.cwd())
+    work = interactive.settle(default_config_path, flow, instance)  # enters runs/<flow>/... in this kernel
+    root = work.root
+    for line in work.lines:
+        print(line)
     if not cfg:
-        path = _resolve_default(default_config_path, root)
+        recorded = work.recorded_config
+        path = recorded or _resolve_default(default_config_path, root)
         if path is not None:
             cfg = load_config_file(path)
-            print(f"interactive session: loaded default config {path}")
+            what = "the recorded config of that instance" if recorded else "default config"
+            print(f"interactive session: loaded {what} {path}")
     cfg["_project_root"] = str(root)
     return cfg
 
