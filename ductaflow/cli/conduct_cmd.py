@@ -67,6 +67,8 @@ def _where_builds_run(executor: str | None, scheduler: str | None, cluster: str 
               help="Accept scenario columns and base config keys no flow of the build knows (else refused).")
 @click.option("--preload", "preload", multiple=True, metavar="MODULES",
               help="Modules the kernel template imports once (comma-separated; default: pyproject.toml).")
+@click.option("--html", "html", type=click.Choice(["failed", "all", "none"]), default="failed", show_default=True,
+              help="Which executed notebooks become pages the report links to: red and orange ones, all, none.")
 def conduct(
     scenarios: Path,
     build: Path,
@@ -87,6 +89,7 @@ def conduct(
     explain: bool,
     allow_unknown: bool,
     preload: tuple[str, ...],
+    html: str,
 ) -> None:
     """Run BUILD once per row of SCENARIOS (CSV or Parquet) and keep the live report.
 
@@ -122,6 +125,7 @@ def conduct(
         allow_unknown=allow_unknown,
         progress=False if explain else None,
         preload=_modules(preload),
+        html=html,
     )
     if explain:
         for row in table.itertuples():

@@ -383,11 +383,13 @@ def build_tasks(
     timeout: float | None = None,
     lost_retries: int = 0,
     kernel_template: str | None = None,
+    html: str = "failed",
 ) -> list[BuildTask]:
     """One worker task per scenario that runs, carrying the decision made for it here.
 
     ``attempts`` is the folder of their attempt files; ``conductor`` the identity of the
-    conductor process (workers it started stop their builds if it dies).
+    conductor process (workers it started stop their builds if it dies); ``html`` which of
+    a build's notebooks the worker renders as pages once the build has ended.
     """
     return [
         BuildTask(
@@ -405,6 +407,7 @@ def build_tasks(
             conductor=conductor,
             preload=plan.kernel.preload,
             kernel_template=kernel_template,
+            html=html,
         )
         for p in plan.to_run
     ]

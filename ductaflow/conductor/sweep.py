@@ -28,6 +28,7 @@ from ductaflow.conductor.state import ConductorRun
 from ductaflow.conductor.worker import NOT_RUN, BuildTask
 from ductaflow.errors import ConductorFailed
 from ductaflow.kernels import fork
+from ductaflow.run.notebook_html import check_policy
 from ductaflow.store.layout import RESULTS_NAME
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ def conduct(
     preload: Sequence[str] | None = None,
     allow_unknown: bool = False,
     worker_wait: float | None = None,
+    html: str = "failed",
 ) -> pd.DataFrame:
     """Run ``build`` once per scenario row into ``<runs_root>/<build>/<instance>/``.
 
@@ -90,7 +92,12 @@ def conduct(
     ``preload`` names modules imported once by the kernel template that every flow kernel
     is forked from (default: ``[tool.ductaflow] preload`` in pyproject.toml; see
     :mod:`ductaflow.kernels`). Every flow still gets a fresh kernel of its own.
+
+    ``html`` says which executed notebooks (the build's and its flows') become readable,
+    script-free pages ``<flow>.html`` that the report links to, rendered by the worker once a
+    build has ended: ``"failed"`` (red and orange, the default), ``"all"`` or ``"none"``.
     """
+    check_policy(html)
     table = load_scenarios(scenarios)
     plan = plan_sweep(
         table, build, base_config=base_config, runs_root=runs_root, instance_column=instance_column,
@@ -108,7 +115,7 @@ def conduct(
     try:
         template = _kernel_template(backend, plan)
         tasks = build_tasks(plan, attempts=run.attempts, conductor=run.owner, timeout=timeout,
-                            lost_retries=lost_retries, kernel_template=template)
+                            lost_retries=lost_retries, kernel_template=template, html=html)
         try:
             _begin(run, tasks, backend, reporter)
         except KeyboardInterrupt:  # before any build started: the rows say so, the state is final

@@ -37,6 +37,7 @@ from ductaflow.kernels import stopping
 from ductaflow.kernels.fork import TEMPLATE_ENV
 from ductaflow.run.decide import Decision
 from ductaflow.run.execute import make_plan, run_plan
+from ductaflow.run.notebook_html import render_instance
 from ductaflow.run.recorder import close_open_runs
 from ductaflow.store.records import summarize_instance
 from ductaflow.store.result import ErrorInfo
@@ -81,6 +82,8 @@ class BuildTask:
     preload: tuple[str, ...] = ()
     #: the socket of the conductor's warm kernel template (local workers fork kernels from it)
     kernel_template: str | None = None
+    #: which notebooks become pages once the build has ended: "failed" (red, orange), "all", "none"
+    html: str = "failed"
 
 
 @dataclass(frozen=True)
@@ -222,6 +225,8 @@ def run_build(task: BuildTask) -> BuildOutcome:
         skipped, notes, interrupted, error = _execute(task)
     finally:
         mark_busy(None)
+    if not interrupted:
+        _render_pages(task)
     summary = summarize_instance(task.instance_dir, task.build_path.stem)
     with _WATCH_LOCK:  # after the record is read back: an orphaned worker exits once this is empty
         _RUNNING.discard(exec_dir)
@@ -238,6 +243,18 @@ def run_build(task: BuildTask) -> BuildOutcome:
         worker=f"{socket.gethostname()}:{os.getpid()}",
         started=build.started if build else None,
     )
+
+
+def _render_pages(task: BuildTask) -> None:
+    """The pages of the build's notebooks that ``task.html`` asks for, once its records are final
+    (each under its flow's instance lock); a failure is logged, the build's light stands."""
+    try:
+        pages = render_instance(task.instance_dir, task.build_path.stem, task.html)
+    except Exception as exc:  # noqa: BLE001 - a worker must report, not die
+        log.warning("could not render the notebooks of %s as HTML: %s", task.instance_dir, exc)
+        return
+    if pages:
+        log.info("rendered %d notebook page(s) in %s", len(pages), task.instance_dir)
 
 
 def _execute(task: BuildTask) -> tuple[bool, tuple[str, ...], bool, str | None]:

@@ -233,18 +233,22 @@ def unpack_config(
 
 
 def display_config_summary(config: Mapping[str, Any], flow_name: str | None = None) -> None:
-    """Show the config: a Markdown table in a notebook, aligned text in a terminal."""
+    """Show the config: a Markdown table in a notebook, aligned text in a terminal.
+
+    Every key and value is escaped for Markdown: a value never becomes markup or HTML (its
+    text shows as it is), also where the notebook is rendered as a web page.
+    """
     rows = [(path, repr(value)) for _, path, value in _flatten(config) if not path.startswith("_")]
     title = f"Config for {flow_name}" if flow_name else "Config"
     if is_notebook_execution():
         # heavy: IPython's display, deferred to the notebook branch
         from IPython.display import Markdown, display
 
-        def cell(text: str) -> str:
-            return text.replace("|", "\\|").replace("\n", " ")
+        from ductaflow.core.mdescape import md_cell, md_text  # deferred with the line above: notebook only
 
-        table = "\n".join(f"| `{cell(k)}` | `{cell(v)}` |" for k, v in rows)
-        display(Markdown(f"**{title}** ({len(rows)} keys)\n\n| key | value |\n|---|---|\n{table}"))
+        table = "\n".join(f"| {md_cell(k)} | {md_cell(v)} |" for k, v in rows)
+        head = md_text(title)
+        display(Markdown(f"**{head}** ({len(rows)} keys)\n\n| key | value |\n|---|---|\n{table}"))
         return
     width = max((len(k) for k, _ in rows), default=0)
     print(f"{title} ({len(rows)} keys)")

@@ -60,10 +60,32 @@ def record_row(rec: dict[str, Any]) -> str:
     if rec["traceback"]:
         detail.append(f'<details class="tb"><summary>traceback</summary><pre>{_e(rec["traceback"])}</pre></details>')
     links = "".join(f'<a href="{_e(ln["href"])}">{_e(ln["label"])}</a>' for ln in rec["links"])
+    if rec.get("folder"):
+        links += f'<a href="{_e(rec["folder"])}" title="the instance folder">folder</a>'
+    links += _outputs(rec)
     return (
         f'<tr class="l-{rec["light"]}" data-record="{_e(rec["instance"])}">'
         f'<td><span class="lamp">{_e(rec["label"])}</span></td><td>{name}</td>'
         f'<td>{_e(rec["duration_text"])}</td><td>{"".join(detail)}</td><td>{links}</td></tr>'
+    )
+
+
+def _outputs(rec: dict[str, Any]) -> str:
+    """The run's output files with their sizes, collapsed (``rows.MAX_OUTPUTS`` at most)."""
+    files = rec.get("outputs") or []
+    if not files:
+        return ""
+    items = []
+    for f in files:
+        name = f'<a href="{_e(f["href"])}">{_e(f["name"])}</a>' if f["href"] else _e(f["name"])
+        size = f' <span class="muted">{_e(f["size"])}</span>' if f["size"] else ""
+        items.append(f"<li>{name}{size}</li>")
+    if rec.get("more_outputs"):
+        items.append(f'<li class="muted">… and {_e(rec["more_outputs"])} more</li>')
+    count = len(files) + (rec.get("more_outputs") or 0)
+    return (
+        f'<details class="outs"><summary>{count} output file{"s" if count != 1 else ""}</summary>'
+        f'<ul>{"".join(items)}</ul></details>'
     )
 
 

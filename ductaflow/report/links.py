@@ -118,6 +118,21 @@ class Folder:
         url = self._prefix + _quote(name)
         return f"{url}#{quote(anchor, safe='')}" if anchor else url
 
+    def url(self) -> str | None:
+        """The folder's own URL (``a/b%20c/``), or None when it may not be linked."""
+        return self._prefix if self._prefix is not None and self._inside else None
+
+    def entries(self) -> Mapping[str, str]:
+        """The folder's listing as taken: ``{name: kind}``."""
+        return self._files
+
+    def size(self, name: str) -> int | None:
+        """The size in bytes of ``<folder>/<name>`` (a symlink followed), or None when unknown."""
+        try:
+            return os.stat(os.path.join(self.path, name)).st_size
+        except (OSError, ValueError):
+            return None
+
 
 #: Kinds of entry in a folder listing: a regular file, a symlink (to anything), a folder.
 FILE, LINK, DIR = "f", "l", "d"

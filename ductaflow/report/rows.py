@@ -3,7 +3,8 @@
 Pure: a state-file entry and an instance :class:`~ductaflow.report.instances.Snapshot` in, a dict out
 (the template context the tests and the HTML read). Links come from the snapshot's folder
 listings through :class:`~ductaflow.report.links.Folder`, so nothing here touches the disk but the
-symlink checks of files that are symlinks.
+symlink checks of files that are symlinks and the sizes of the output files listed (at most
+:data:`MAX_OUTPUTS` per record).
 """
 
 from __future__ import annotations
@@ -15,13 +16,27 @@ from pathlib import Path
 from typing import Any
 
 from ductaflow.report.instances import Snapshot
-from ductaflow.report.links import Folder
-from ductaflow.store.layout import artifact_path
+from ductaflow.report.links import DIR, Folder
+from ductaflow.store.layout import (
+    ARTIFACT_SUFFIXES,
+    DEBUG_CONFIG_SUFFIX,
+    DEBUG_NOTEBOOK_SUFFIX,
+    FLOWS_SUBDIR,
+    METRICS_SUFFIX,
+    TABLE_INFIX,
+    artifact_path,
+    flow_of_artifact,
+)
 from ductaflow.store.result import FlowResult, RunState
 
 MAX_WARNINGS = 20
 MAX_TRACEBACK_LINES = 60
+#: The id of the failing cell in a notebook's page (``ductaflow.run.notebook_html``; papermill's
+#: banner carried it in pages exported before).
 ERROR_ANCHOR = "papermill-error-cell"
+#: Output files listed per record; the rest are counted.
+MAX_OUTPUTS = 50
+_OWN_SUFFIXES = (*ARTIFACT_SUFFIXES, METRICS_SUFFIX, DEBUG_NOTEBOOK_SUFFIX, DEBUG_CONFIG_SUFFIX)
 
 #: Every light a row or flow can show, worst first (the order of the default sort).
 LIGHTS = ("red", "orange", "running", "unknown", "green", "pending", "cancelled", "skipped")
@@ -89,16 +104,29 @@ def _fmt_value(value: Any) -> str:
         return str(value)
 
 
+def fmt_size(size: int | None) -> str:
+    """``512 B``, ``1.5 kB``, ``12.0 MB``, ``2.3 GB`` (powers of 1000); empty when unknown."""
+    if size is None:
+        return ""
+    amount, unit = float(size), "B"
+    for bigger in ("kB", "MB", "GB", "TB"):
+        if amount < 1000:
+            break
+        amount, unit = amount / 1000, bigger
+    return f"{int(amount)} B" if unit == "B" else f"{amount:.1f} {unit}"
+
+
 def _tail(text: str, lines: int = MAX_TRACEBACK_LINES) -> str:
     parts = (text or "").strip("\n").split("\n")  # not splitlines(): U+2028 in a message is text
     return "\n".join(parts[-lines:])
 
 
 def _links(folder: Folder, name: str, red: bool) -> list[dict[str, str]]:
-    """Notebook (HTML at the error cell when red and exported), log, config and HTML links."""
+    """Notebook (its HTML page when there is one, at the failing cell when red; else the
+    ``.ipynb``), log, config and HTML links."""
     files = {kind: artifact_path(Path(), name, kind).name for kind in ("html", "notebook", "log", "config")}
     html = folder.href(files["html"])
-    notebook = folder.href(files["html"], ERROR_ANCHOR) if red and html else None
+    notebook = folder.href(files["html"], ERROR_ANCHOR if red else "") if html else None
     notebook = notebook or folder.href(files["notebook"])
     found = [
         ("notebook", notebook),
@@ -107,6 +135,35 @@ def _links(folder: Folder, name: str, red: bool) -> list[dict[str, str]]:
         ("html", html),
     ]
     return [{"label": label, "href": url} for label, url in found if url]
+
+
+def _own(name: str, flows: set[str]) -> bool:
+    """True for ductaflow's files (of any flow recorded in the folder) and hidden files."""
+    if name.startswith(".") or name == FLOWS_SUBDIR:
+        return True
+    for flow in flows:
+        if name.startswith(flow) and (
+            name[len(flow):] in _OWN_SUFFIXES
+            or (name.startswith(flow + TABLE_INFIX) and name.endswith(".parquet"))
+        ):
+            return True
+    return False
+
+
+def _outputs(folder: Folder, flow: str) -> tuple[list[dict[str, str]], int]:
+    """The files (and folders) a run left beside ductaflow's own, linked with their sizes:
+    at most :data:`MAX_OUTPUTS`, and how many more there are."""
+    entries = folder.entries()
+    flows = {flow} | {f for n in entries if (f := flow_of_artifact(n, "status"))}
+    names = sorted(n for n in entries if not _own(n, flows))
+    shown = []
+    for n in names[:MAX_OUTPUTS]:
+        if entries[n] == DIR:
+            url = folder.child(n, {}).url()
+            shown.append({"name": n + "/", "href": url or "", "size": ""})
+        else:
+            shown.append({"name": n, "href": folder.href(n) or "", "size": fmt_size(folder.size(n))})
+    return shown, max(0, len(names) - MAX_OUTPUTS)
 
 
 # ---------------------------------------------------------------- records -> context
@@ -123,6 +180,7 @@ def record_context(rec: FlowResult, folder: Folder, role: str = "flow") -> dict[
     light = _record_light(rec)
     err = rec.error
     duration = rec.duration if light != "running" else elapsed(rec.started)
+    outputs, more_outputs = _outputs(folder, rec.flow)
     return {
         "role": role,
         "flow": rec.flow,
@@ -140,6 +198,9 @@ def record_context(rec: FlowResult, folder: Folder, role: str = "flow") -> dict[
         "traceback": _tail(err.traceback) if err else "",
         "notes": list(rec.notes),
         "links": _links(folder, rec.flow, light == "red"),
+        "folder": folder.url() or "",
+        "outputs": outputs,
+        "more_outputs": more_outputs,
     }
 
 

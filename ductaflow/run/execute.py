@@ -31,6 +31,7 @@ from ductaflow.run.hints import config_notes, missing_default_hint
 from ductaflow.run.notebook import Execution, Outcome, execute
 from ductaflow.run.recorder import Lifecycle, running_record
 from ductaflow.run.signals import Terminated
+from ductaflow.run.notebook_html import export_page, require_nbconvert
 from ductaflow.run.usage import config_deps, with_usage
 from ductaflow.store.atomic import atomic_write_json
 from ductaflow.store.layout import artifact_paths, clear_artifacts, contained_dir
@@ -364,22 +365,9 @@ def run_step_flow(
 
 
 def _require_nbconvert() -> None:
-    try:
-        # heavy: deferred until a flow is prepared or exported
-        import nbconvert  # noqa: F401
-    except ImportError:
-        raise MissingExtra("HTML export", "html", "nbconvert") from None
+    require_nbconvert()
 
 
 def _export_html(notebook: Path, html: Path) -> bool:
-    """Render the executed notebook to HTML; a failure is logged, never fatal."""
-    try:
-        import nbconvert  # heavy and optional (the html extra): deferred until an export is asked for
-        import nbformat
-
-        body, _ = nbconvert.HTMLExporter().from_notebook_node(nbformat.read(str(notebook), as_version=4))
-        html.write_text(body, encoding="utf-8")
-        return True
-    except Exception as exc:  # noqa: BLE001
-        log.warning("HTML export of %s failed: %s", notebook, exc)
-        return False
+    """Render the executed notebook as a script-free page (see :mod:`ductaflow.run.notebook_html`)."""
+    return export_page(notebook, html)
