@@ -12,6 +12,7 @@ carries an ``exit_code`` that the CLI uses verbatim:
   - ``ScenarioError``: a scenario table that cannot become build instances.
   - ``MissingExtra``: an optional integration was asked for but is not installed.
   - ``SharedFilesystemError``: distributed workers cannot see the runs root at its path.
+  - ``KernelNotFound``: the kernelspec a flow declares or ``--kernel`` names is not installed.
 - ``FlowFailed`` (1): the flow ran and ended red; ``.result`` holds the evidence.
 - ``ConductorFailed`` (1): at least one scenario ended red.
 """
@@ -92,3 +93,7 @@ class ConductorFailed(DuctaflowError):
 
 class WouldOverwrite(DuctaflowError):
     """An action would delete or replace a run's files, and was not forced."""
+
+
+class KernelNotFound(DuctaflowError):
+    """The kernelspec a flow declares (or ``--kernel`` names) is not installed."""

@@ -51,6 +51,7 @@ KERNEL_MODULES = frozenset({
     "test_execute.py",
     "test_imports_and_usage.py",
     "test_incremental.py",
+    "test_kernel_choice.py",
     "test_kernels.py",
     "test_lights.py",
     "test_procs.py",
@@ -104,6 +105,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     for item in items:
         module = _module_key(item)
         which = lane(module)
+        if which is None and item.get_closest_marker("kernel") is not None:
+            which = "kernel"  # the module says so itself: pytestmark = pytest.mark.kernel
         if which is None:
             unclassified.add(module)
         slow = which != "fast" or KERNEL_FIXTURES & set(getattr(item, "fixturenames", ()))

@@ -57,7 +57,9 @@ def test_every_part_changes_the_value_and_parts_are_canonical() -> None:
         Fingerprint("code", "cfg", ("u1",), {"a": "1", "b": "3"}),
         Fingerprint("code", "cfg", ("u1",), {"a": "1"}),
         Fingerprint("code", "cfg", ("u1",), {"a": "1", "b": "2"}, major="999"),
+        Fingerprint("code", "cfg", ("u1",), {"a": "1", "b": "2"}, kernel="altpy"),  # --kernel altpy
     ]
+    assert "kernel" not in fp.parts  # absent when not asked for: older fingerprints still match
     assert len({fp.value, *(v.value for v in variants)}) == len(variants) + 1
 
 
@@ -122,3 +124,17 @@ def test_a_builds_fingerprint_covers_the_code_of_its_flows(tmp_path: Path) -> No
 )
 def test_changed_keys_are_dotted_sorted_and_skip_framework_keys(old: dict, new: dict, keys: list[str]) -> None:
     assert changed_keys(old, new) == keys
+
+
+def test_a_declared_kernelspec_other_than_python3_counts_in_the_code_hash(tmp_path: Path) -> None:
+    """The same code in another kernel is another computation; declaring python3 changes nothing."""
+    header = ("# ---\n# jupyter:\n#   kernelspec:\n#     display_name: K\n#     language: python\n"
+              "#     name: {}\n# ---\n\n")
+    plain = read_flow(_flow(tmp_path, "a/f.py", "# %%\nx = 1\n"))
+    paths = {}
+    for name in ("python3", "altpy"):
+        paths[name] = tmp_path / name / "f.py"
+        paths[name].parent.mkdir()
+        paths[name].write_text(header.format(name) + PARAMS + "# %%\nx = 1\n", encoding="utf-8")
+    assert read_flow(paths["python3"]).code_hash() == plain.code_hash()
+    assert read_flow(paths["altpy"]).code_hash() != plain.code_hash()

@@ -194,9 +194,49 @@ def test_ipython_syntax_is_accepted_and_a_real_syntax_error_is_not(tmp_path: Pat
         read_flow(_notebook(tmp_path, ["%time x = 1", "def f(:\n    pass\n"]))
 
 
-def test_a_notebook_of_another_language_is_refused_not_run_in_python(tmp_path: Path) -> None:
-    with pytest.raises(FlowFileError, match=r"declares the kernel 'R' \(r\); ductaflow runs flows in Python kernels"):
-        read_flow(_notebook(tmp_path, ["x <- c(1, 2)\nprint(x)\n"], language="R"))
+def test_a_notebook_of_another_language_is_read_as_it_is_and_given_its_config_in_that_language(
+    tmp_path: Path,
+) -> None:
+    """Its cells are its kernel's to judge; the config cell is written by papermill's translator (issue 16)."""
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("config <- list()")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("x <- c(1, 2)\nprint(x)\n")]
+    nb.metadata["kernelspec"] = {"name": "ir", "language": "R", "display_name": "R"}
+    path = tmp_path / "r.ipynb"
+    nbformat.write(nb, path)
+    flow = read_flow(path)
+    assert (flow.kernel_name, flow.language, flow.parameters_index) == ("ir", "r", 0)
+    given = parameterise(flow, {"n": 2, "tags": ["a"]}, "ir", {"name": "ir", "language": "R", "display_name": "R"})
+    assert given.cells[1].source.splitlines()[-1] == 'config = list("n" = 2, "tags" = list("a"))'
+    assert given.metadata["kernelspec"] == {"name": "ir", "language": "R", "display_name": "R"}
+    python = parameterise(flow, {"n": 2}, "python3", {"name": "python3", "language": "python", "display_name": "P"})
+    assert _run_cell(python.cells[1].source) == {"n": 2}, "--kernel python3: the config cell is Python"
+    assert python.metadata["kernelspec"]["name"] == "python3" and python.metadata["language_info"]["name"] == "python"
+
+
+def test_papermills_error_markers_and_an_old_injected_cell_are_not_the_flows_cells(tmp_path: Path) -> None:
+    """A notebook saved from a failed papermill output: cell numbers count the flow's own cells."""
+    nb = nbformat.v4.new_notebook()
+    banner = nbformat.v4.new_markdown_cell("<span>An Exception was encountered</span>")
+    anchor = nbformat.v4.new_markdown_cell('<span id="papermill-error-cell">stopped here</span>')
+    for marker in (banner, anchor):
+        marker.metadata["tags"] = ["papermill-error-cell-tag"]
+    old = nbformat.v4.new_code_cell("config = {'old': 1}")
+    old.metadata["tags"] = [INJECTED_TAG]
+    params = nbformat.v4.new_code_cell("config = {}")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [banner, params, old, nbformat.v4.new_code_cell("x = 1"), anchor, nbformat.v4.new_code_cell("def f(:")]
+    path = tmp_path / "failed.ipynb"
+    nbformat.write(nb, path)
+    with pytest.raises(FlowFileError, match=r"syntax error in cell 2, line 1"):
+        read_flow(path)
+    nb.cells[-1].source = "y = x"
+    nbformat.write(nb, path)
+    flow = read_flow(path)
+    assert [c.source for c in flow.notebook.cells] == ["config = {}", "x = 1", "y = x"]
+    given = parameterise(flow, {"a": 1})
+    assert [c.source for c in given.cells[2:]] == ["x = 1", "y = x"] and _run_cell(given.cells[1].source) == {"a": 1}
 
 
 def test_a_notebook_without_parameters_cell_runs_as_it_is_or_takes_its_config_at_the_top(tmp_path: Path) -> None:
@@ -235,3 +275,12 @@ def test_a_notebook_given_a_config_without_a_parameters_cell_is_told_how_to_tag_
     [note] = config_notes(script, {"x": 1}, tmp_path)
     assert '# %% tags=["parameters"]' in note and "JupyterLab" not in note, note
     assert config_notes(ipynb, {}, tmp_path) == []
+
+
+def test_recorded_parameters_are_the_given_ones_and_a_large_config_only_a_pointer() -> None:
+    """metadata.papermill.parameters as papermill keeps it, without storing a large config twice."""
+    from ductaflow.core.flowfile import LITERAL_LIMIT, recorded_parameters
+
+    assert recorded_parameters({"msg": "Hello", "_project_root": "/p"}, "f_config.json") == {"msg": "Hello"}
+    big = {"rows": "x" * (LITERAL_LIMIT + 1)}
+    assert recorded_parameters(big, "f_config.json") == {"_config_file": "f_config.json"}

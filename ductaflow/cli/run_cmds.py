@@ -30,6 +30,8 @@ from ductaflow.core.config import deep_merge, find_project_root, normalise_confi
 @click.option("--allow-unknown", is_flag=True,
               help="Accept -p/-r keys the flow's parameters cell and default config do not name.")
 @click.option("--timeout", type=float, help="Kill the flow after this many seconds.")
+@click.option("--kernel", "kernel_name", metavar="NAME",
+              help="Run in this installed kernelspec instead of the one the flow declares.")
 @click.option("--html", is_flag=True, help="Also export the executed notebook as HTML.")
 @click.option("--no-execute", is_flag=True, help="Prepare the instance directory only.")
 @click.option("--force", is_flag=True, help="Run even when the instance is up to date.")
@@ -44,6 +46,7 @@ def run(
     raws: tuple[tuple[str, str], ...],
     allow_unknown: bool,
     timeout: float | None,
+    kernel_name: str | None,
     html: bool,
     no_execute: bool,
     force: bool,
@@ -66,9 +69,10 @@ def run(
       -r code 007              the string '007' (-p would give 7)
 
     An instance whose last green/orange run had the same code and config is not run
-    again (use --force)."""
+    again (use --force). The flow runs in the kernelspec its notebook (or Jupytext header)
+    declares; python3 or none means this interpreter; --kernel NAME picks another."""
     modules = _modules(preload)
-    if not no_execute:
+    if not no_execute and kernel_name is None:
         _start_template(flow, modules)  # boots while the imports below run
     # deferred: each command imports only what it runs (papermill, pandas, Jinja2 are heavy)
     from ductaflow.core.flowfile import read_flow
@@ -92,6 +96,7 @@ def run(
         instance_name=instance,
         timeout=timeout,
         export_html=html,
+        kernel_name=kernel_name,
         no_execute=no_execute,
         raise_on_failure=False,
         force=force,

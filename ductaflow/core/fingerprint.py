@@ -61,16 +61,21 @@ class Fingerprint:
     upstream: tuple[str, ...] = ()
     flows: Mapping[str, str] = field(default_factory=dict)
     major: str = MAJOR
+    #: a kernelspec asked for by name (``--kernel``); the one a flow declares is in ``code``
+    kernel: str | None = None
 
     @property
     def parts(self) -> dict[str, Any]:
-        return {
+        parts: dict[str, Any] = {
             "major": self.major,
             "code": self.code,
             "config": self.config,
             "upstream": list(self.upstream),
             "flows": dict(sorted(self.flows.items())),
         }
+        if self.kernel is not None:  # absent otherwise: fingerprints from before it existed hold
+            parts["kernel"] = self.kernel
+        return parts
 
     @property
     def value(self) -> str:
@@ -94,11 +99,13 @@ def fingerprint(
     project_root: Path,
     upstream: Sequence[str] = (),
     flows: Mapping[str, str] | None = None,
+    kernel: str | None = None,
 ) -> Fingerprint:
     """The fingerprint of running ``flow`` with ``cfg`` after ``upstream`` steps.
 
     ``flows`` are the build's flow hashes when the caller already has them (the conductor
     computes them once for all its scenarios instead of re-reading every flow per row).
+    ``kernel`` is a kernelspec the run was asked to use instead of the flow's own.
     """
     hashes = dict(flows) if flows is not None else flow_hashes(flow, project_root)
-    return Fingerprint(flow.code_hash(), config_hash(cfg), tuple(upstream), hashes)
+    return Fingerprint(flow.code_hash(), config_hash(cfg), tuple(upstream), hashes, kernel=kernel)

@@ -8,6 +8,7 @@ import json
 import keyword
 import pprint
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,12 @@ from ductaflow.errors import FlowFileError, MissingParametersCell
 
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
+#: papermill's tag on the markdown cells it inserts around a failure (a notebook saved from a
+#: failed papermill output holds them): not the user's cells, dropped when a flow is read.
+ERROR_MARKER_TAG = "papermill-error-cell-tag"
+#: The kernelspec name that means this interpreter (Jupyter's default name for Python): a flow
+#: that declares it, or no kernel at all, runs in ductaflow's own (forked) Python kernel.
+NATIVE_KERNEL = "python3"
 FLOW_SUFFIXES = (".py", ".ipynb")
 #: Configs whose JSON is longer than this are injected as one JSON string, not a dict literal.
 LITERAL_LIMIT = 200_000
@@ -45,16 +52,31 @@ class Flow:
         return self.path.stem
 
     @property
+    def kernel_name(self) -> str | None:
+        """The kernelspec name the notebook declares (a ``.py`` flow: in its Jupytext header)."""
+        name = self.notebook.get("metadata", {}).get("kernelspec", {}).get("name")
+        return str(name) if name else None
+
+    @property
+    def language(self) -> str:
+        """The language the notebook declares, lower case (Python when it does not say)."""
+        return _language(self.notebook)
+
+    @property
     def code_sources(self) -> list[str]:
         return [c.source for c in self.notebook.cells if c.cell_type == "code"]
 
     def code_hash(self) -> str:
-        """Hash of the code cells only: markdown and trailing whitespace do not count."""
+        """Hash of the code cells only: markdown and trailing whitespace do not count. A kernelspec
+        the flow declares other than ductaflow's own (``python3``) counts too: the same code in
+        another kernel is another computation (for ``python3`` the hash stays as it always was)."""
         h = hashlib.sha256()
         for src in self.code_sources:
             lines = [ln.rstrip() for ln in src.strip("\n").splitlines()]
             h.update("\n".join(lines).encode())
             h.update(b"\x00")
+        if self.kernel_name not in (None, NATIVE_KERNEL):
+            h.update(f"kernel:{self.kernel_name}".encode())
         return h.hexdigest()
 
     def default_config_path(self, project_root: Path) -> Path | None:
@@ -131,6 +153,9 @@ def read_flow(path: str | Path) -> Flow:
             nb = nbformat.reads(text, as_version=4)
     except Exception as exc:  # noqa: BLE001 - any parse failure means "not a flow"
         raise FlowFileError(f"cannot read {p} as a notebook: {exc}") from None
+    # Cells papermill or ductaflow added to an executed copy are not the flow's: cell numbers
+    # (syntax errors, a failing cell) count the flow's own cells only.
+    nb.cells = [c for c in nb.cells if not _generated(c)]
     indices = [
         i
         for i, c in enumerate(nb.cells)
@@ -140,22 +165,25 @@ def read_flow(path: str | Path) -> Flow:
         raise MissingParametersCell(
             f"{p} has {len(indices)} cells tagged 'parameters' (cells {indices}); keep exactly one"
         )
-    language = _language(nb)
-    if language != "python":  # never run another language's cells in a Python kernel
-        kernel = nb.get("metadata", {}).get("kernelspec", {}).get("name", language)
-        raise FlowFileError(f"{p} declares the kernel '{kernel}' ({language}); ductaflow runs flows in Python kernels")
-    for i, c in enumerate(nb.cells):
-        if c.cell_type == "code":
-            _check_syntax(p, i, c.source)
+    if _language(nb) == "python":  # another language's cells are its kernel's to judge
+        for i, c in enumerate(nb.cells):
+            if c.cell_type == "code":
+                _check_syntax(p, i, c.source)
     first = indices[0] if indices else None
     return Flow(path=p.resolve(), notebook=nb, parameters_index=first, stamp=f"{st.st_mtime_ns}:{st.st_size}")
 
 
-def _language(nb: Any) -> str:
-    """The language of the notebook's kernel, lower case (Python when it does not say)."""
+def _generated(cell: Any) -> bool:
+    """A cell papermill inserted around a failure, or an injected-parameters cell."""
+    tags = cell.get("metadata", {}).get("tags", [])
+    return ERROR_MARKER_TAG in tags or INJECTED_TAG in tags
+
+
+def _language(nb: Any, lower: bool = True) -> str:
+    """The language of the notebook's kernel, lower case unless asked (Python when it does not say)."""
     meta = nb.get("metadata", {})
-    language = meta.get("kernelspec", {}).get("language") or meta.get("language_info", {}).get("name") or "python"
-    return str(language).lower()
+    language = str(meta.get("kernelspec", {}).get("language") or meta.get("language_info", {}).get("name") or "python")
+    return language.lower() if lower else language
 
 
 def _check_syntax(path: Path, index: int, source: str) -> None:
@@ -204,7 +232,22 @@ def injection_index(flow: Flow, config: dict[str, Any]) -> int | None:
     top when there is a config to give (as papermill does), else nowhere (it runs as it is)."""
     if flow.parameters_index is not None:
         return flow.parameters_index + 1
-    return 0 if config else None
+    return 0 if user_parameters(config) else None
+
+
+def recorded_parameters(config: dict[str, Any], config_file: str) -> dict[str, Any]:
+    """What the executed notebook's ``metadata.papermill.parameters`` holds, as papermill's does:
+    the given parameters; above ``LITERAL_LIMIT`` characters of JSON only a pointer to the
+    recorded config file, so a large config is not stored twice."""
+    given = user_parameters(config)
+    if len(json.dumps(given, ensure_ascii=False, allow_nan=False)) > LITERAL_LIMIT:
+        return {"_config_file": config_file}
+    return given
+
+
+def user_parameters(config: dict[str, Any]) -> dict[str, Any]:
+    """The parameters a caller gave: the config without ductaflow's own ``_`` keys (``_project_root``...)."""
+    return {k: v for k, v in config.items() if not str(k).startswith("_")}
 
 
 #: The note of a run whose notebook has no parameters cell but was given parameters.
@@ -214,24 +257,31 @@ INJECTED_AT_TOP = (
 )
 
 
-def parameterise(flow: Flow, config: dict[str, Any], kernel_name: str | None = None) -> NotebookNode:
+def parameterise(
+    flow: Flow, config: dict[str, Any], kernel_name: str | None = None, kernelspec: Mapping[str, str] | None = None
+) -> NotebookNode:
     """A copy of the flow's notebook with the config cell inserted after the parameters cell
-    (see :func:`injection_index`).
+    (see :func:`injection_index`), written in the language of the kernel it will run in.
 
-    The notebook runs in an instance directory that holds ``<flow>_config.json`` (this
-    config, recorded): a large config is read from there rather than inlined.
+    ``kernelspec`` (``name``, ``display_name``, ``language``, as notebook metadata) is the
+    kernel the run uses when it is not the flow's own Python kernel; ``kernel_name`` alone
+    only renames the kernel. The notebook runs in an instance directory that holds
+    ``<flow>_config.json`` (this config, recorded): a large config is read from there
+    rather than inlined.
     """
     nb = nbformat.from_dict(flow.notebook)
-    nb.cells = [c for c in nb.cells if INJECTED_TAG not in c.get("metadata", {}).get("tags", [])]
+    kept = [i for i, c in enumerate(nb.cells) if not _generated(c)]
+    nb.cells = [nb.cells[i] for i in kept]
     at = injection_index(flow, config)
     if at is not None:
-        source = config_cell_source(config, f"{flow.name}_config.json")
         if flow.parameters_index is None:  # papermill's convention too: each key as a variable
             names = [k for k in config if k.isidentifier() and not keyword.iskeyword(k)]
         else:  # the names the parameters cell declares, as papermill sets them
             names = [k for k in flow.parameter_names() if k in config]
-        source += "".join(f"\n{k} = config[{k!r}]" for k in names)
-        cell = nbformat.v4.new_code_cell(source)
+            at = kept.index(flow.parameters_index) + 1 if flow.parameters_index in kept else at
+        name = (kernelspec or {}).get("name") or kernel_name or flow.kernel_name or NATIVE_KERNEL
+        language = str((kernelspec or {}).get("language") or _language(flow.notebook, lower=False))
+        cell = nbformat.v4.new_code_cell(_injected_source(flow, config, names, name, language))
         cell.metadata["tags"] = [INJECTED_TAG]
         nb.cells.insert(at, cell)
     for c in nb.cells:  # nbformat >= 5.1 wants ids; jupytext output may lack them
@@ -239,13 +289,40 @@ def parameterise(flow: Flow, config: dict[str, Any], kernel_name: str | None = N
     nb.nbformat, nb.nbformat_minor = 4, 5
     for c in nb.cells:
         c["id"] = nbformat.v4.new_code_cell().id
+    _set_kernelspec(nb, kernel_name, kernelspec)
+    nb.metadata["ductaflow"] = {"flow_path": str(flow.path)}
+    return nb
+
+
+def _injected_source(flow: Flow, config: dict[str, Any], names: list[str], kernel: str, language: str) -> str:
+    """The injected cell: ``config`` and ``names`` (keys of it) assigned in ``language``; a
+    language other than Python through papermill's translators, as papermill writes it."""
+    if language.lower() == "python":
+        source = config_cell_source(config, f"{flow.name}_config.json")
+        return source + "".join(f"\n{k} = config[{k!r}]" for k in names)
+    # heavy: papermill, deferred until a flow in another language is parameterised
+    from papermill.exceptions import PapermillException
+    from papermill.translators import translate_parameters  # deferred with the line above
+
+    try:
+        values = {"config": config, **{k: config[k] for k in names}}
+        return str(translate_parameters(kernel, language, values, "Parameters injected by ductaflow"))
+    except PapermillException as exc:
+        raise FlowFileError(f"{flow.path}: cannot write a config cell for kernel '{kernel}': {exc}") from None
+
+
+def _set_kernelspec(nb: NotebookNode, kernel_name: str | None, kernelspec: Mapping[str, str] | None) -> None:
+    """Make the notebook's metadata name the kernel it runs in (see :func:`parameterise`)."""
     ks = nb.metadata.setdefault("kernelspec", {})
-    if kernel_name:
+    if kernelspec:
+        nb.metadata["kernelspec"] = dict(kernelspec)
+        language = str(kernelspec.get("language") or "")
+        if language and str(nb.metadata.get("language_info", {}).get("name", "")).lower() != language.lower():
+            nb.metadata["language_info"] = {"name": language}
+    elif kernel_name:
         ks.update({"name": kernel_name, "display_name": kernel_name})
     else:
-        ks.setdefault("name", "python3")
+        ks.setdefault("name", NATIVE_KERNEL)
         ks.setdefault("display_name", "Python 3")
         ks.setdefault("language", "python")
     nb.metadata.setdefault("language_info", {"name": "python"})
-    nb.metadata["ductaflow"] = {"flow_path": str(flow.path)}
-    return nb

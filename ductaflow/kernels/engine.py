@@ -37,8 +37,8 @@ from jupyter_core.utils import run_sync
 from papermill.clientwrap import PapermillNotebookClient
 from traitlets import Any as AnyTrait
 
+from ductaflow.kernels import evidence, silent, stopping
 from ductaflow.kernels import prestart as spares
-from ductaflow.kernels import silent, stopping
 from ductaflow.kernels.provisioner import START_ARGUMENTS, configure_manager, provisioners_installed
 from ductaflow.store.layout import FLOWS_SUBDIR, STATUS_SUFFIX
 from ductaflow.store.records import read_status
@@ -72,8 +72,9 @@ log.addFilter(_KnownKernelEnds())
 class KernelHandle:
     """The one kernel of one flow execution: who it is and how to kill it."""
 
-    def __init__(self, watch_dir: Path | None = None) -> None:
+    def __init__(self, watch_dir: Path | None = None, timeout: float | None = None) -> None:
         self.watch_dir = watch_dir  # nested flows write their status records under here
+        self.timeout = timeout  # the flow's time limit in seconds, named when it expires
         self.km: Any = None
         self.pid: int | None = None
         self.pgid: int | None = None
@@ -210,6 +211,15 @@ atexit.register(kill_all_kernels)
 
 
 
+def _is_ipykernel(km: Any) -> bool:
+    """Whether ``km`` launches IPython's kernel (whose options ductaflow passes at start-up)."""
+    try:
+        argv = [str(a) for a in km.kernel_spec.argv]
+    except Exception:  # noqa: BLE001 - no such kernelspec: starting it will say so
+        return False
+    return any(a in ("ipykernel_launcher", "ipykernel") for a in argv)
+
+
 class DuctaflowClient(PapermillNotebookClient):
     """papermill's client plus live capture and kernel tracking."""
 
@@ -225,6 +235,11 @@ class DuctaflowClient(PapermillNotebookClient):
     report_root = AnyTrait(default_value=None, allow_none=True)
     _assignment: str | None = None  # code that hands a pre-started kernel to this flow
 
+    def __init__(self, nb_man: Any, **kwargs: Any) -> None:
+        # nbclient's documented hook: an error reply without an error output still names its error
+        kwargs.setdefault("on_cell_error", evidence.error_output_from_reply)
+        super().__init__(nb_man, **kwargs)
+
     def fork_preload(self) -> tuple[str, ...] | None:
         """The template's modules when this flow's kernel is forked, else ``None``."""
         options = self.kernel_options
@@ -238,7 +253,7 @@ class DuctaflowClient(PapermillNotebookClient):
     async def async_start_new_kernel(self, **kwargs: Any) -> None:
         # The kernel's own start-up chatter (e.g. the TCP notice) is not the flow's output.
         arguments: list[str] = list(getattr(self, "extra_arguments", []))  # nbclient's List trait, untyped
-        if START_ARGUMENTS[0] not in arguments:
+        if START_ARGUMENTS[0] not in arguments and _is_ipykernel(getattr(self, "km", None)):
             self.extra_arguments = [*arguments, *START_ARGUMENTS]
         if self.kernel_env is not None and "env" not in kwargs:
             kwargs["env"] = self.kernel_env
@@ -292,8 +307,15 @@ class DuctaflowClient(PapermillNotebookClient):
 
     def papermill_execute_cells(self) -> None:
         """papermill's cell loop (a cell that raised ends it normally), then ask the kernel
-        what the flow used. Not after a dead kernel, a timeout or an interrupt: those raise."""
-        super().papermill_execute_cells()
+        what the flow used. Not after a dead kernel, a timeout or an interrupt: those raise,
+        after the cell that was running is marked failed, as papermill marks a cell that raised."""
+        try:
+            super().papermill_execute_cells()
+        except BaseException as exc:
+            evidence.record_stop(self.nb_man, exc, self.handle)
+            raise
+        if self.handle is not None and (self.handle.expired or self.handle.stopped):
+            evidence.record_stop(self.nb_man, None, self.handle)  # its kernel answered our interrupt
         if self.report_root is None or self.kc is None or not silent.speaks_python(self.km):
             return
         report = self.ask_report()

@@ -54,11 +54,17 @@ class DuctaflowEngine(NBClientEngine):
 
         The executed notebook stays lean: its metadata names the source by path (``source_path``)
         instead of the copy of the whole input papermill keeps for a notebook passed as an
-        object, and outputs stored in the source are cleared before any cell runs.
+        object, and outputs stored in the source are cleared before any cell runs. Its
+        ``parameters`` are the ones ductaflow injected (``recorded_parameters``). A run that
+        stops mid-cell (timeout, interrupt, dead kernel) leaves papermill's banner too.
         """
         source = kwargs.pop("source_path", None)
+        parameters = kwargs.pop("recorded_parameters", None)
+        meta = nb.metadata.setdefault("papermill", {})
         if source is not None:
-            nb.metadata.setdefault("papermill", {})["input_path"] = str(source)
+            meta["input_path"] = str(source)
+        if parameters is not None:  # ductaflow injects its own cell, so papermill saw none
+            meta["parameters"] = parameters
         for cell in nb.cells:
             if cell.cell_type == "code":
                 cell.outputs = []
@@ -72,12 +78,21 @@ class DuctaflowEngine(NBClientEngine):
         )
         nb_man.notebook_start()
         nb_man.throttle = True
+        stopped = False
         try:
             cls.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)
+        except BaseException:
+            stopped = True  # a timeout, an interrupt, a dead kernel: the client marked the cell
+            raise
         finally:
             nb_man.throttle = False
             nb_man.cleanup_pbar()
             nb_man.notebook_complete()
+            if stopped:  # papermill writes its banner only for a notebook the engine returned
+                # deferred: papermill imports this module while it is itself being imported
+                from ductaflow.kernels.evidence import add_banner
+
+                add_banner(nb_man.nb, output_path)
         return nb_man.nb
 
     @classmethod

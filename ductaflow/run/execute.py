@@ -21,17 +21,19 @@ from ductaflow.core.clock import now_iso
 from ductaflow.core.config import check_path, find_project_root, normalise_config
 from ductaflow.core.context import RunContext
 from ductaflow.core.fingerprint import FRAMEWORK_KEYS, Fingerprint, fingerprint
-from ductaflow.core.flowfile import Flow, parameterise, read_flow
+from ductaflow.core.flowfile import Flow, parameterise, read_flow, recorded_parameters
 from ductaflow.core.lights import Status
 from ductaflow.core.names import validate_name
-from ductaflow.errors import ConfigError, DuctaflowError, FlowFailed, MissingExtra, WouldOverwrite
+from ductaflow.errors import ConfigError, DuctaflowError, FlowFailed, WouldOverwrite
+from ductaflow.kernels.kernelspecs import choose_kernel
 from ductaflow.kernels.options import KernelOptions, kernel_options
+from ductaflow.kernels.provisioner import remove_leftovers
 from ductaflow.run.decide import Decision, decide, still_current
 from ductaflow.run.hints import config_notes, missing_default_hint
 from ductaflow.run.notebook import Execution, Outcome, execute
+from ductaflow.run.notebook_html import export_page, require_nbconvert
 from ductaflow.run.recorder import Lifecycle, running_record
 from ductaflow.run.signals import Terminated
-from ductaflow.run.notebook_html import export_page, require_nbconvert
 from ductaflow.run.usage import config_deps, with_usage
 from ductaflow.store.atomic import atomic_write_json
 from ductaflow.store.layout import artifact_paths, clear_artifacts, contained_dir
@@ -68,6 +70,8 @@ class Plan:
     kernel: KernelOptions
     timeout: float | None = None
     export_html: bool = False
+    #: the kernelspec the flow runs in (notebook metadata); None: ductaflow's own Python kernel
+    kernelspec: Mapping[str, str] | None = None
 
 
 def run_notebook(
@@ -97,7 +101,8 @@ def run_notebook(
     comes back with ``skipped=True``. ``force`` re-runs regardless (default: whether the run
     this one is nested in was forced). ``context`` (build, scenario, runs_root) labels the
     ledger record. ``preload`` names modules the kernel template imports once for every
-    kernel it forks (see :mod:`ductaflow.kernels.options`).
+    kernel it forks (see :mod:`ductaflow.kernels.options`). The flow runs in the kernelspec its
+    notebook declares, or in ``kernel_name`` (see :mod:`ductaflow.kernels.kernelspecs`).
 
     Raises a :class:`~ductaflow.errors.DuctaflowError` subclass before writing anything
     when the input is bad, :class:`~ductaflow.errors.FlowFailed` when the flow ends red
@@ -142,6 +147,7 @@ def make_plan(
     if root_hint:
         check_path(root_hint, "project root")
     flow = read_flow(resolve_flow_path(notebook_file, root_hint))
+    spec = choose_kernel(flow, kernel_name)  # the declared kernelspec, or the one asked for
     root = Path(root_hint).resolve() if root_hint else find_project_root(flow.path)
     _check_reserved_keys(cfg, root)
     if instance_name is not None:
@@ -156,8 +162,8 @@ def make_plan(
         cfg = flow.default_config(root)
     cfg["_project_root"] = str(root)
     return Plan(
-        flow, cfg, exec_dir, root, instance_name or exec_dir.name, kernel_name, ctx,
-        kernel_options(root, preload), timeout, export_html,
+        flow, cfg, exec_dir, root, instance_name or exec_dir.name, spec["name"] if spec else None, ctx,
+        kernel_options(root, preload), timeout, export_html, spec,
     )
 
 
@@ -201,7 +207,8 @@ def run_plan(plan: Plan, upstream: Sequence[str] = (), decision: Decision | None
     is the run's too: the flows a build names are not read a second time.
     """
     given = decision.fingerprint if decision is not None else None
-    fp = given if given is not None else fingerprint(plan.flow, plan.cfg, plan.root, upstream)
+    asked = plan.kernel_name if plan.kernel_name != plan.flow.kernel_name else None  # declared: in the code hash
+    fp = given if given is not None else fingerprint(plan.flow, plan.cfg, plan.root, upstream, kernel=asked)
     waited: list[bool] = []
     try:
         plan.exec_dir.mkdir(parents=True, exist_ok=True)
@@ -246,7 +253,7 @@ def _prepare_only(plan: Plan) -> FlowResult:
         if not plan.context.force:
             _refuse_to_replace(plan)
         paths = _fresh_instance(plan)
-        nbformat.write(parameterise(plan.flow, plan.cfg, plan.kernel_name), str(paths["notebook"]))
+        nbformat.write(parameterise(plan.flow, plan.cfg, plan.kernel_name, plan.kernelspec), str(paths["notebook"]))
     log.info("prepared %s in %s (not executed)", plan.flow.name, plan.exec_dir)
     return FlowResult(
         plan.flow.name, plan.flow.path, plan.exec_dir, Status.GREEN, RunState.PREPARED.value,
@@ -289,13 +296,13 @@ def _run_locked(plan: Plan, fp: Fingerprint, decision: Decision) -> FlowResult:
     for note in notes:
         log.warning("%s", note)
     paths = _fresh_instance(plan)
-    nb = parameterise(flow, plan.cfg, plan.kernel_name)
+    nb = parameterise(flow, plan.cfg, plan.kernel_name, plan.kernelspec)
     inputs = config_deps(plan.cfg, plan.root, exec_dir, flow)  # as they are before the first cell
     t0 = time.monotonic()
     base = FlowResult(
         flow=flow.name, flow_path=flow.path, execution_dir=exec_dir, status=Status.RED,
         state=RunState.RUNNING.value, started=now_iso(), instance=plan.instance, notes=notes,
-        fingerprint=fp.value, fingerprint_parts=fp.parts, reasons=decision.reasons,
+        fingerprint=fp.value, fingerprint_parts=fp.parts, reasons=decision.reasons, kernel=plan.kernel_name,
     )
     lifecycle = Lifecycle(plan.context)
     running = running_record(base, mode="papermill")
@@ -306,6 +313,7 @@ def _run_locked(plan: Plan, fp: Fingerprint, decision: Decision) -> FlowResult:
     outcome = _execute_safely(Execution(
         flow, nb, exec_dir, paths, plan.kernel_name, plan.timeout, child.env(), plan.kernel,
         sys_path=(str(flow.path.parent.resolve()), str(plan.root)), report_root=plan.root,
+        parameters=recorded_parameters(plan.cfg, paths["config"].name),
     ))
     html_ok = plan.export_html and paths["notebook"].exists() and _export_html(paths["notebook"], paths["html"])
     result = replace(
@@ -324,7 +332,11 @@ def _run_locked(plan: Plan, fp: Fingerprint, decision: Decision) -> FlowResult:
 
 
 def _execute_safely(ex: Execution) -> Outcome:
-    """:func:`execute`, except that an error of ductaflow's own is a red outcome, not a missing record."""
+    """:func:`execute`, except that an error of ductaflow's own is a red outcome, not a missing record.
+
+    Afterwards the kernel files of gone processes are swept: a build's kernel is stopped
+    without its exit handlers, so those of the kernels it started (or pre-started) stay behind.
+    """
     try:
         return execute(ex)
     except KeyboardInterrupt:
@@ -332,6 +344,8 @@ def _execute_safely(ex: Execution) -> Outcome:
     except Exception as exc:  # a bug of ours must still end in a final record
         log.exception("running %s failed inside ductaflow", ex.flow.name)
         return Outcome(Status.RED, error=ErrorInfo(type(exc).__name__, str(exc), traceback.format_exc()))
+    finally:
+        remove_leftovers()
 
 
 def run_step_flow(

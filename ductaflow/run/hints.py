@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ductaflow.core.flowfile import INJECTED_AT_TOP, Flow
+from ductaflow.core.flowfile import INJECTED_AT_TOP, Flow, user_parameters
 from ductaflow.errors import DuctaflowError
 from ductaflow.store.result import ErrorInfo
 
@@ -29,7 +29,7 @@ def config_notes(flow: Flow, cfg: dict[str, Any], root: Path) -> list[str]:
     """What a run records and says about its config: keys the flow does not know, and a config
     given to a notebook without a parameters cell (injected at the top)."""
     notes = unknown_key_notes(flow, cfg, root)
-    if flow.parameters_index is None and cfg:
+    if flow.parameters_index is None and user_parameters(cfg):
         notes.append(f"{INJECTED_AT_TOP}; to choose where, {how_to_tag(flow.path)}")
     return notes
 

@@ -13,11 +13,11 @@ import re
 import threading
 import traceback
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ductaflow.core.flowfile import INJECTED_TAG, Flow
+from ductaflow.core.flowfile import ERROR_MARKER_TAG, INJECTED_TAG, Flow
 from ductaflow.core.lights import Status, classify
 from ductaflow.kernels.options import KernelOptions
 from ductaflow.run.capture import OutputSink
@@ -62,6 +62,8 @@ class Execution:
     #: Ask the kernel, after the last cell, which project modules it imported and which
     #: inputs the flow declared (:func:`ductaflow.core.deps.report`) under this root.
     report_root: Path | None = None
+    #: What the executed notebook's ``metadata.papermill.parameters`` records (as papermill's does).
+    parameters: Mapping[str, Any] = field(default_factory=dict)
 
 
 def execute(ex: Execution) -> Outcome:
@@ -83,7 +85,7 @@ def execute(ex: Execution) -> Outcome:
     from ductaflow.kernels.engine import ENGINE_NAME, KernelHandle
 
     sink = OutputSink(ex.paths["log"])
-    handle = KernelHandle(watch_dir=ex.exec_dir)
+    handle = KernelHandle(watch_dir=ex.exec_dir, timeout=ex.timeout)
     timer = threading.Timer(ex.timeout, handle.expire) if ex.timeout else None
     facts: dict[str, Any] = {"error": None}
     try:
@@ -108,6 +110,7 @@ def execute(ex: Execution) -> Outcome:
                 sys_path=list(ex.sys_path),
                 report_root=None if ex.report_root is None else str(ex.report_root),
                 source_path=str(ex.flow.path),
+                recorded_parameters=dict(ex.parameters),
             )
     except PapermillExecutionError as exc:
         facts.update(_raised(ex.notebook, exc))
@@ -198,7 +201,8 @@ def _last_cell(ex: Execution) -> int | None:
     except Exception:  # no notebook saved yet
         return None
     last = None
-    for i, cell in enumerate(nb.cells):
+    cells = [c for c in nb.cells if ERROR_MARKER_TAG not in c.get("metadata", {}).get("tags", [])]  # papermill's banner
+    for i, cell in enumerate(cells):
         if cell.get("metadata", {}).get("papermill", {}).get("start_time"):
             last = i
     return _flow_cell_index(ex.notebook, last)

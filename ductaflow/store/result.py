@@ -22,7 +22,7 @@ from ductaflow.core.deps import Dep, from_records, to_records
 from ductaflow.core.lights import Status
 from ductaflow.store.layout import artifact_path
 
-STATUS_SCHEMA = 3
+STATUS_SCHEMA = 4
 
 
 class RunState(str, Enum):
@@ -90,6 +90,7 @@ class FlowResult:
     owner_created: float | None = None  # that process's start time: tells a reused pid apart
     deps: tuple[Dep, ...] | None = field(default=None, compare=False)  # None: not recorded
     outputs: str | None = None  # digest of the files the run left in its instance directory
+    kernel: str | None = None  # the kernelspec it ran in; None: ductaflow's own Python kernel (schema 4)
 
     @property
     def ok(self) -> bool:
@@ -179,4 +180,5 @@ class FlowResult:
             owner_created=rec.get("owner_created"),
             deps=from_records(rec.get("deps")),
             outputs=rec.get("outputs"),
+            kernel=rec.get("kernel"),
         )
