@@ -212,24 +212,27 @@ def config_inputs(cfg: Mapping[str, Any], root: Path, exec_dir: Path) -> list[Pa
     Never counted: the instance's own directory and anything in it (its outputs), a folder
     that contains it, and the project root itself (``_``-prefixed keys are skipped).
     """
-    found: list[Path] = []
+    found: dict[Path, None] = {}
     pairs = sorted(_strings(cfg), key=lambda kv: not kv[0].endswith(PATH_KEY_SUFFIXES))
-    for _key, text in pairs:
-        for base in (exec_dir, root):
+    texts = dict.fromkeys(text for _key, text in pairs)
+    bases = (str(exec_dir), str(root))
+    for text in texts:  # each distinct string once: a table of 60,000 records repeats most of its values
+        for base in bases:
             try:
-                candidate = Path(os.path.abspath(base / os.path.expanduser(text)))
-                exists = candidate.exists()
+                full = os.path.abspath(os.path.join(base, os.path.expanduser(text)))
+                exists = os.path.exists(full)  # plain os.path: this loop may see 100,000s of strings
             except (OSError, ValueError):
                 break
             if not exists:
                 continue
+            candidate = Path(full)
             if (
                 _under(candidate, root) and candidate != root and not _under(candidate, exec_dir)
-                and not _under(exec_dir, candidate) and candidate not in found
+                and not _under(exec_dir, candidate)
             ):
-                found.append(candidate)
+                found.setdefault(candidate)
             break
-    return found
+    return list(found)
 
 
 # -- modules a process imported -------------------------------------------------------------
