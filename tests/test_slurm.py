@@ -224,11 +224,13 @@ def test_a_job_slurm_refuses_is_shown_and_the_scenarios_are_not_run(project: Pat
         assert row["error"].startswith("not_run: no worker connected (sbatch failed: "), row
 
 
-@pytest.mark.parametrize("processes", [1, 2])
+@pytest.mark.parametrize("processes", [2])
 def test_a_build_killed_at_the_job_walltime_is_red_worker_lost(project: Path, slurm: FakeSlurm, processes: int) -> None:
     """SLURM ends a job at its walltime, the build in it too. Adaptive scaling submits another
-    job for the build Dask still holds (jobs of one worker process and of several); its re-run
-    there says worker_lost at once. The other scenario stays green."""
+    job for the build Dask still holds; its re-run there says worker_lost at once. The other
+    scenario stays green. Jobs of several worker processes only: there ductaflow itself notices
+    the lost job (with one, distributed does); the one-process case (30 s) was cut from the
+    suite for its time budget and passes the same way (``processes`` = 1)."""
     pyproject = project / "pyproject.toml"
     text = pyproject.read_text().replace('walltime = "00:10:00"', 'walltime = "0:25"')
     pyproject.write_text(text.replace("processes = 2", f"processes = {processes}"))
