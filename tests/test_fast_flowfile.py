@@ -284,3 +284,19 @@ def test_recorded_parameters_are_the_given_ones_and_a_large_config_only_a_pointe
     assert recorded_parameters({"msg": "Hello", "_project_root": "/p"}, "f_config.json") == {"msg": "Hello"}
     big = {"rows": "x" * (LITERAL_LIMIT + 1)}
     assert recorded_parameters(big, "f_config.json") == {"_config_file": "f_config.json"}
+
+
+def test_an_r_parameters_cell_declares_its_names_and_they_are_injected_in_r(tmp_path: Path) -> None:
+    """papermill's convention in another language: ``msg <- NULL`` is a parameter, set in R."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "ir", "display_name": "R", "language": "R"}
+    params = nbformat.v4.new_code_cell('msg <- NULL\nn = 3\nconfig <- list()\nif (n == 3) print("x")')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("print(msg)")]
+    flow = read_flow(_write(tmp_path, nbformat.writes(nb), "r.ipynb"))
+    assert flow.parameter_names() == ("msg", "n")
+    spec = {"name": "ir", "display_name": "R", "language": "R"}
+    injected = parameterise(flow, {"msg": "hi", "other": 1}, kernelspec=spec).cells[1]
+    assert INJECTED_TAG in injected.metadata["tags"]
+    assert 'msg = "hi"' in injected.source and "config = list(" in injected.source, injected.source
+    assert "\nother = " not in injected.source, injected.source  # undeclared: in config only

@@ -96,9 +96,13 @@ class Flow:
         return load_config_file(path) if path is not None and path.is_file() else {}
 
     def parameter_names(self) -> tuple[str, ...]:
-        """Names the parameters cell assigns besides ``config`` (papermill's convention: ``msg = None``)."""
+        """Names the parameters cell assigns besides ``config`` (papermill's convention: ``msg = None``;
+        in another language, a line starting ``name <-``, ``name =`` or ``name :=``)."""
         if self.parameters_index is None:
             return ()
+        if self.language != "python":
+            found = _OTHER_LANGUAGE_ASSIGNMENT.findall(self.notebook.cells[self.parameters_index].source)
+            return tuple(dict.fromkeys(n for n in found if n != "config"))
         try:
             tree = ast.parse(self.notebook.cells[self.parameters_index].source)
         except SyntaxError:
@@ -177,6 +181,11 @@ def _generated(cell: Any) -> bool:
     """A cell papermill inserted around a failure, or an injected-parameters cell."""
     tags = cell.get("metadata", {}).get("tags", [])
     return ERROR_MARKER_TAG in tags or INJECTED_TAG in tags
+
+
+#: An assignment at the start of a line in R (``x <- 1``, ``x = 1``), Julia, Scala (``val x =``),
+#: MATLAB, PowerShell (``$x =``) and similar: what papermill's translators write, read back.
+_OTHER_LANGUAGE_ASSIGNMENT = re.compile(r"^[ \t]*(?:val |var |let |\$)?([A-Za-z_][\w.]*)[ \t]*(?:<-|:?=(?!=))", re.M)
 
 
 def _language(nb: Any, lower: bool = True) -> str:
