@@ -32,6 +32,7 @@ class RunContext:
     force: bool = False  # a forced parent forces its nested runs
     flow: str | None = None  # the flow this process runs (set for the flow's own kernel)
     execution_dir: str | None = None
+    sweep: str | None = None  # the conduct call this run is part of (its id)
 
     def to_json(self) -> str:
         """The context as JSON (the scenario's values are JSON already)."""
@@ -75,4 +76,5 @@ class RunContext:
             "runs_root": self.runs_root,
             "project_root": self.project_root,
             "ledger_spool": self.ledger_spool,
+            "sweep": self.sweep,
         }

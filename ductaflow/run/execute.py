@@ -303,6 +303,7 @@ def _run_locked(plan: Plan, fp: Fingerprint, decision: Decision) -> FlowResult:
         flow=flow.name, flow_path=flow.path, execution_dir=exec_dir, status=Status.RED,
         state=RunState.RUNNING.value, started=now_iso(), instance=plan.instance, notes=notes,
         fingerprint=fp.value, fingerprint_parts=fp.parts, reasons=decision.reasons, kernel=plan.kernel_name,
+        sweep=plan.context.sweep,
     )
     lifecycle = Lifecycle(plan.context)
     running = running_record(base, mode="papermill")

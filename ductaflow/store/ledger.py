@@ -268,6 +268,7 @@ def _run_record(ctx: Mapping[str, Any], runs_root: Path, result: Any, event: str
         "config_hash": parts.get("config"),
         "git_commit": git_commit(str(ctx.get("project_root") or runs_root.parent)),
         "reason": "up to date" if event == "skip" else "; ".join(result.reasons) or None,
+        "sweep": ctx.get("sweep") or getattr(result, "sweep", None),
     }
     if event == "skip":
         rec["started"] = rec["finished"] = _now()

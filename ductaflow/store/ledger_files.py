@@ -60,6 +60,7 @@ COLUMNS = (
     "git_commit",
     "host",
     "reason",
+    "sweep",
 )
 #: DuckDB types of the columns that are not VARCHAR.
 SQL_TYPES = {"duration": "DOUBLE", "peak_rss_mb": "DOUBLE", "warning_count": "BIGINT"}

@@ -22,7 +22,7 @@ from ductaflow.core.deps import Dep, from_records, to_records
 from ductaflow.core.lights import Status
 from ductaflow.store.layout import artifact_path
 
-STATUS_SCHEMA = 4
+STATUS_SCHEMA = 5
 
 
 class RunState(str, Enum):
@@ -91,6 +91,7 @@ class FlowResult:
     deps: tuple[Dep, ...] | None = field(default=None, compare=False)  # None: not recorded
     outputs: str | None = None  # digest of the files the run left in its instance directory
     kernel: str | None = None  # the kernelspec it ran in; None: ductaflow's own Python kernel (schema 4)
+    sweep: str | None = None  # the id of the conduct call it ran in (schema 5)
 
     @property
     def ok(self) -> bool:
@@ -181,4 +182,5 @@ class FlowResult:
             deps=from_records(rec.get("deps")),
             outputs=rec.get("outputs"),
             kernel=rec.get("kernel"),
+            sweep=rec.get("sweep"),
         )
