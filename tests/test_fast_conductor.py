@@ -139,6 +139,8 @@ def test_state_row_and_the_state_file(project: Path) -> None:
         "error": None,
         "worst_flow": None,
         "metrics": {},
+        "sweep": None,
+        "replicate": None,
     }
     run = ConductorRun(plan)
     run.start("a")

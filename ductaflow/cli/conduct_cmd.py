@@ -69,6 +69,8 @@ def _where_builds_run(executor: str | None, scheduler: str | None, cluster: str 
               help="Modules the kernel template imports once (comma-separated; default: pyproject.toml).")
 @click.option("--html", "html", type=click.Choice(["failed", "all", "none"]), default="failed", show_default=True,
               help="Which executed notebooks become pages the report links to: red and orange ones, all, none.")
+@click.option("--sweep", metavar="ID",
+              help="Name this sweep (default: UTC time plus a short hash); every run's record carries it.")
 def conduct(
     scenarios: Path,
     build: Path,
@@ -90,6 +92,7 @@ def conduct(
     allow_unknown: bool,
     preload: tuple[str, ...],
     html: str,
+    sweep: str | None,
 ) -> None:
     """Run BUILD once per row of SCENARIOS (CSV or Parquet) and keep the live report.
 
@@ -126,6 +129,7 @@ def conduct(
         progress=False if explain else None,
         preload=_modules(preload),
         html=html,
+        sweep=sweep,
     )
     if explain:
         for row in table.itertuples():

@@ -17,19 +17,21 @@ from ductaflow.errors import DuctaflowError
 
 @cli.command()
 @click.argument("runs_dir", type=click.Path(path_type=Path), default=Path("runs"))
-def report(runs_dir: Path) -> None:
+@click.option("--sweep", metavar="ID", help="Only the scenarios of this sweep (conductor_status_report.sweep-ID.html).")
+def report(runs_dir: Path, sweep: str | None) -> None:
     """Rebuild RUNS_DIR/conductor_status_report.html from the records on disk."""
     # deferred: each command imports only what it runs (papermill, pandas, Jinja2 are heavy)
     from ductaflow.report.page import write_report
 
     if not runs_dir.is_dir():
         raise DuctaflowError(f"runs directory not found: {runs_dir}")
-    click.echo(str(write_report(runs_dir)))
+    click.echo(str(write_report(runs_dir, sweep)))
 
 
 @cli.command()
 @click.argument("runs_dir", type=click.Path(path_type=Path), default=Path("runs"))
-def status(runs_dir: Path) -> None:
+@click.option("--sweep", metavar="ID", help="Only the instances whose latest run was part of this sweep.")
+def status(runs_dir: Path, sweep: str | None) -> None:
     """The latest state of every instance in RUNS_DIR, with its light."""
     import shutil
 
@@ -38,7 +40,7 @@ def status(runs_dir: Path) -> None:
 
     if not runs_dir.is_dir():
         raise DuctaflowError(f"runs directory not found: {runs_dir}")
-    rows = status_rows(runs_dir)
+    rows = status_rows(runs_dir, sweep)
     width = shutil.get_terminal_size().columns if sys.stdout.isatty() else 200
     lines = status_table(rows, width)
     click.echo(click.style(lines[0], bold=True) + "\n" + "\n".join(lines[1:]))

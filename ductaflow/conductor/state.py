@@ -41,7 +41,7 @@ from ductaflow.store.layout import ATTEMPTS_DIR, SPOOL_DIR
 from ductaflow.store.ledger import append_runs, ingest_spool
 from ductaflow.store.metrics import collect_metrics
 from ductaflow.store.records import InstanceSummary, summarize_instance
-from ductaflow.store.sweep_state import StateWriter, state_path
+from ductaflow.store.sweep_state import StateWriter, earlier_rows, state_path
 
 log = logging.getLogger(__name__)
 
@@ -72,14 +72,17 @@ def state_row(scenario: ScenarioPlan, build: str) -> dict[str, Any]:
         "error": None,
         "worst_flow": None,
         "metrics": {},
+        "sweep": None,
+        "replicate": scenario.config.get("_replicate"),  # set by replicates: the report groups these
     }
 
 
 class ConductorRun:
     """The conductor's bookkeeping for one conduct() call."""
 
-    def __init__(self, plan: SweepPlan) -> None:
+    def __init__(self, plan: SweepPlan, sweep: str | None = None) -> None:
         self.plan = plan
+        self.sweep = sweep  # this call's id, recorded in the rows it runs
         self.runs_root = plan.runs_root
         self.state_path = state_path(plan.runs_root, plan.name)
         self.store = StateWriter(self.state_path)
@@ -90,6 +93,8 @@ class ConductorRun:
         # who writes this state: a report can tell a conductor that was killed from one that runs
         self.owner = identity()
         self.rows: dict[str, dict[str, Any]] = {p.instance: state_row(p, plan.name) for p in plan.scenarios}
+        # rows of earlier sweeps of other instances, carried on unchanged (the report shows them all)
+        self.earlier, self.earlier_columns = earlier_rows(self.state_path, plan.runs_root, self.rows)
         self._counts = dict.fromkeys(_LIGHTS, 0)
         self._counted: dict[str, str] = {}  # instance -> the light it is counted under
         self._report_due = 0.0  # monotonic time before which a live report is not rewritten
@@ -146,9 +151,10 @@ class ConductorRun:
             "started": self.started,
             "updated": now_iso(),
             "finished": None if self.state == "running" else now_iso(),
-            "columns": list(self.plan.columns),
+            "columns": list(dict.fromkeys([*self.plan.columns, *self.earlier_columns])),
             "conductor": self.owner,
-            "scenarios": list(self.rows.values()),
+            "sweep": self.sweep,
+            "scenarios": [*self.rows.values(), *self.earlier],
         }
 
     def save(self, report: bool = True) -> None:
@@ -190,6 +196,11 @@ class ConductorRun:
         """The instance as its records on disk say it is."""
         return summarize_instance(self.plan.instance_dir(instance), self.plan.name)
 
+    def _record_sweep(self, instance: str) -> str | None:
+        """The sweep of the instance's build record on disk (an up-to-date instance keeps its own)."""
+        build = self.summary(instance).build
+        return build.sweep if build else None
+
     def start(self, instance: str) -> None:
         self.rows[instance]["state"] = "running"
 
@@ -197,6 +208,8 @@ class ConductorRun:
         """Record a build's outcome (and the metrics its flows recorded); returns its row."""
         row = self.rows[outcome.instance]
         row.update(outcome.row_fields())
+        ran = not (outcome.skipped or outcome.not_run)
+        row["sweep"] = self.sweep if ran else self._record_sweep(outcome.instance)
         if row["duration"] is None:  # a lost build reports none: take it from its record
             build = self.summary(outcome.instance).build
             row["duration"] = build.duration if build else None
@@ -261,7 +274,8 @@ class ConductorRun:
         finally:
             self._bulk = False
         if skipped:
-            ctx = RunContext(str(self.plan.project_root), str(self.runs_root), build=self.plan.name)
+            # the skip is an event of this sweep; the instance's record keeps the sweep that ran it
+            ctx = RunContext(str(self.plan.project_root), str(self.runs_root), build=self.plan.name, sweep=self.sweep)
             append_runs(ctx.ledger_fields(), skipped)
             reporter.message(f"{len(skipped)} scenario(s) up to date; not re-run (use force=True / --force to re-run)")
 
@@ -277,6 +291,7 @@ class ConductorRun:
             error=summary.error,
             worst_flow=summary.worst_flow,
             metrics=collect_metrics(self.plan.instance_dir(p.instance)),
+            sweep=summary.build.sweep if summary.build else None,
         )
         self.emit(EventKind.SKIPPED, p.instance)  # counts it
         return [] if summary.build is None else [(replace(summary.build, skipped=True), "skip", p.values)]

@@ -11,10 +11,13 @@ table and the HTML report.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +29,11 @@ from ductaflow.conductor.progress import Reporter, make_reporter
 from ductaflow.conductor.schedule import schedule
 from ductaflow.conductor.state import ConductorRun
 from ductaflow.conductor.worker import NOT_RUN, BuildTask
+from ductaflow.core.names import validate_name
 from ductaflow.errors import ConductorFailed
 from ductaflow.kernels import fork
 from ductaflow.run.notebook_html import check_policy
-from ductaflow.store.layout import RESULTS_NAME
+from ductaflow.store.results import with_groups, write_results
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,7 @@ def conduct(
     allow_unknown: bool = False,
     worker_wait: float | None = None,
     html: str = "failed",
+    sweep: str | None = None,
 ) -> pd.DataFrame:
     """Run ``build`` once per scenario row into ``<runs_root>/<build>/<instance>/``.
 
@@ -96,8 +101,13 @@ def conduct(
     ``html`` says which executed notebooks (the build's and its flows') become readable,
     script-free pages ``<flow>.html`` that the report links to, rendered by the worker once a
     build has ended: ``"failed"`` (red and orange, the default), ``"all"`` or ``"none"``.
+
+    ``sweep`` names this call (an instance-style name; default: UTC time plus a short hash,
+    ``20261204T171530-3fa9c2``); every record and ledger row of the builds it runs carries it,
+    and ``results.parquet`` keeps the rows of earlier sweeps of other instances.
     """
     check_policy(html)
+    sweep_id = new_sweep_id() if sweep is None else validate_name(sweep, "sweep id")
     table = load_scenarios(scenarios)
     plan = plan_sweep(
         table, build, base_config=base_config, runs_root=runs_root, instance_column=instance_column,
@@ -110,12 +120,13 @@ def conduct(
         return _explain(plan, out, reporter)
     if dry_run:
         return _dry_run(plan, out, reporter)
-    run = ConductorRun(plan)
+    run = ConductorRun(plan, sweep=sweep_id)
     backend = _open_backend(plan, executor, max_parallel, worker_wait)
     try:
         template = _kernel_template(backend, plan)
         tasks = build_tasks(plan, attempts=run.attempts, conductor=run.owner, timeout=timeout,
                             lost_retries=lost_retries, kernel_template=template, html=html)
+        tasks = [replace(t, context=t.context.child(sweep=sweep_id)) for t in tasks]
         try:
             _begin(run, tasks, backend, reporter)
         except KeyboardInterrupt:  # before any build started: the rows say so, the state is final
@@ -208,12 +219,22 @@ def _begin(run: ConductorRun, tasks: list[BuildTask], backend: Backend, reporter
     run.save()
 
 
+def new_sweep_id() -> str:
+    """A fresh sweep id: the UTC time to the second plus a short hash (``20261204T171530-3fa9c2``)."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    salt = hashlib.sha1(f"{time.time_ns()}-{os.getpid()}-{os.urandom(8).hex()}".encode()).hexdigest()[:6]
+    return f"{stamp}-{salt}"
+
+
 def _results(out: pd.DataFrame, run: ConductorRun, interrupted: bool, raise_on_failure: bool) -> pd.DataFrame:
-    """The scenario table with each row's outcome and metrics, also written as the results table."""
+    """The scenario table with each row's outcome and metrics, also merged into the results table."""
     for col in ("status", "state", "duration", "error", "worst_flow"):
         out[col] = run.column(col)
+    before = set(out.columns)
     out = _join_metrics(out, run.column("metrics"))
-    _write_results(out, run.plan.build_dir)
+    written = out if "sweep" in out.columns else out.assign(sweep=run.column("sweep"))
+    groups = with_groups(written, [p.config.get("_replicate") for p in run.plan.scenarios])
+    write_results(groups, run.plan.build_dir, [c for c in out.columns if c not in before])
     if interrupted:
         raise KeyboardInterrupt
     red = [p.instance for p in run.plan.scenarios if run.rows[p.instance]["status"] == "red"]
@@ -221,7 +242,7 @@ def _results(out: pd.DataFrame, run: ConductorRun, interrupted: bool, raise_on_f
     if (red or not_run) and raise_on_failure:
         parts = [f"{len(red)} red: {', '.join(red[:10])}"] if red else []
         parts += [f"{len(not_run)} not run: {', '.join(not_run[:10])}"] if not_run else []
-        raise ConductorFailed(f"of {len(run.rows)} scenario(s), {'; '.join(parts)}", out)
+        raise ConductorFailed(f"of {len(run.plan.scenarios)} scenario(s), {'; '.join(parts)}", out)
     return out
 
 
@@ -235,21 +256,3 @@ def _join_metrics(out: pd.DataFrame, metrics: list[dict[str, Any]]) -> pd.DataFr
         log.warning("recorded metrics named like scenario columns were prefixed with 'metric.': %s", clash)
         extra = extra.rename(columns={c: f"metric.{c}" for c in clash})
     return pd.concat([out, extra], axis=1)
-
-
-def _write_results(out: pd.DataFrame, build_dir: Path) -> None:
-    """``<build>/results.parquet``: the whole scenario table with lights and metrics, atomically."""
-    build_dir.mkdir(parents=True, exist_ok=True)
-    path = build_dir / RESULTS_NAME
-    tmp = build_dir / f".{RESULTS_NAME}.tmp"
-    table = out.copy()
-    for col in table.columns:
-        if table[col].dtype == object:
-            kinds = {type(v) for v in table[col] if v is not None and not (isinstance(v, float) and pd.isna(v))}
-            if len(kinds) > 1 or not kinds <= {str, bool, int, float}:
-                table[col] = table[col].map(lambda v: None if v is None else str(v))
-    try:
-        table.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except Exception as exc:  # noqa: BLE001 - the table is also returned; a write failure is logged
-        log.warning("could not write %s: %s", path, exc)

@@ -23,6 +23,7 @@ from ductaflow.errors import InvalidName
 from ductaflow.report.charts import results_view
 from ductaflow.report.instances import RACY_NS, InstanceCache, Sig, Snapshot, signature
 from ductaflow.report.links import FILE, LINK, forget_folders, inside
+from ductaflow.report.replicates import replicate_groups
 from ductaflow.report.rows import LIGHTS, elapsed, fmt_time, live, scenario_row
 from ductaflow.report.rows import fmt_duration as _fmt_duration
 from ductaflow.store.layout import STATE_DIR, STATUS_SUFFIX
@@ -140,7 +141,9 @@ def light_totals(rows: Iterable[dict[str, Any]]) -> dict[str, int]:
     return counts
 
 
-def _section(mem: _Memory, skey: str, build: str, rows: list[dict[str, Any]], **meta: Any) -> dict[str, Any]:
+def _section(
+    mem: _Memory, skey: str, build: str, rows: list[dict[str, Any]], replicates: list[Any] | None = None, **meta: Any
+) -> dict[str, Any]:
     flow_columns: list[str] = []
     seen: set[str] = set()
     for row in rows:
@@ -153,6 +156,9 @@ def _section(mem: _Memory, skey: str, build: str, rows: list[dict[str, Any]], **
         "rows": rows,
         "totals": light_totals(rows),
         "flow_columns": flow_columns,
+        "sweeps": sorted({r["sweep"] for r in rows if r.get("sweep")}),
+        "replicate_of": {r["index"]: k for r, k in zip(rows, replicates or [], strict=False) if k is not None},
+        "groups": replicate_groups(rows, replicates or [None] * len(rows)),
         "results": mem.section_results(skey, rows),
         **meta,
     }
@@ -188,6 +194,7 @@ def _conductor_section(mem: _Memory, path: Path, doc: Any, index: int, notices: 
     except InvalidName as exc:
         raise ValueError(str(exc)) from exc
     entries = [e for e in doc["scenarios"] if isinstance(e, dict)]
+    entries += _unlisted(mem, build, entries)
     columns = [str(c) for c in doc.get("columns") or [] if isinstance(c, (str, int, float))]
     columns = [c for c in columns if not _names_instances(c, entries)]
     state = str(doc.get("state") or "unknown")
@@ -201,6 +208,7 @@ def _conductor_section(mem: _Memory, path: Path, doc: Any, index: int, notices: 
         skey,
         build,
         rows,
+        [e.get("replicate") for e in entries],
         id=f"b{index}",
         source="conductor",
         state=state,
@@ -212,6 +220,21 @@ def _conductor_section(mem: _Memory, path: Path, doc: Any, index: int, notices: 
         finished=fmt_time(doc.get("finished")),
         elapsed=_fmt_duration(elapsed(doc.get("started"), doc.get("finished") if state != "running" else None)),
     )
+
+
+def _unlisted(mem: _Memory, build: str, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Instances of ``build`` on disk with a build record that the state file does not name
+    (conducted before sweeps were kept, or run by hand): every instance is shown."""
+    listed = {e.get("dir") for e in entries}
+    found = []
+    for name in subdirs(Path(mem.root) / build):
+        rel = f"{build}/{name}"
+        if rel in listed or name.startswith("."):
+            continue
+        snap = mem.instance(rel, build)
+        if snap is not None and snap.summary is not None and snap.summary.build is not None:
+            found.append({"instance": name, "dir": rel, "state": "done"})
+    return found
 
 
 def _abandoned(entry: dict[str, Any]) -> dict[str, Any]:
@@ -263,8 +286,21 @@ def _discovered_sections(mem: _Memory, runs_root: Path, notices: list[str]) -> l
     return sections
 
 
-def collect_report(runs_root: str | Path) -> dict[str, Any]:
-    """The template context for ``runs_root``, built only from what is on disk.
+def _only_sweep(sections: list[dict[str, Any]], sweep: str) -> list[dict[str, Any]]:
+    """The sections narrowed to the rows of one sweep (sections left empty go)."""
+    out = []
+    for section in sections:
+        rows = [r for r in section["rows"] if r.get("sweep") == sweep]
+        if rows:
+            reps = [section["replicate_of"].get(r["index"]) for r in rows]
+            out.append({**section, "rows": rows, "totals": light_totals(rows), "results": results_view(rows),
+                        "sweeps": [sweep], "groups": replicate_groups(rows, reps)})
+    return out
+
+
+def collect_report(runs_root: str | Path, sweep: str | None = None) -> dict[str, Any]:
+    """The template context for ``runs_root``, built only from what is on disk (only the rows
+    of sweep ``sweep`` when given).
 
     One section per conductor state file; with none readable, one per discovered build or
     flow directory. ``live`` is true while any conductor says it is running. Rows whose
@@ -287,6 +323,8 @@ def collect_report(runs_root: str | Path) -> dict[str, Any]:
         if not sections and root.is_dir():
             sections = _discovered_sections(mem, root, notices)
         mem.sweep()
+    if sweep is not None:
+        sections = _only_sweep(sections, sweep)
     sections.sort(key=lambda s: (not s["live"], s["build"]))
     all_rows = [row for s in sections for row in s["rows"]]
     totals = light_totals(all_rows)

@@ -89,9 +89,10 @@ def _outputs(rec: dict[str, Any]) -> str:
     )
 
 
-def scenario_item(row: dict[str, Any], sid: str, columns: list[str]) -> str:
-    """One scenario of the list: a ``<details>`` whose summary is the grid row."""
-    key = ("item", sid, tuple(columns))
+def scenario_item(row: dict[str, Any], sid: str, columns: list[str], sweep_col: bool = False) -> str:
+    """One scenario of the list: a ``<details>`` whose summary is the grid row (with its sweep
+    when ``sweep_col``; ``data-sweep`` always, for the sweep filter)."""
+    key = ("item", sid, tuple(columns), sweep_col)
     frags = row.setdefault("_html", {})
     if key in frags:
         return frags[key]
@@ -99,6 +100,9 @@ def scenario_item(row: dict[str, Any], sid: str, columns: list[str]) -> str:
     dur = row["duration"]
     attrs = "".join(f' data-v{i}="{_e(v)}"' for i, v in enumerate(row["cells"]))
     cells = "".join(_titled("val", v) for v in row["cells"])
+    swp = _e(row.get("sweep", ""))
+    if sweep_col:
+        cells = _titled("sweep mono", row.get("sweep", "")) + cells
     note = _e(row["note"])
     note_title = f' title="{note}"' if note else ""
     where = f'<span class="mono">{_e(row["dir"])}/</span>' if row["dir"] else "no instance directory"
@@ -118,7 +122,8 @@ def scenario_item(row: dict[str, Any], sid: str, columns: list[str]) -> str:
         body.append(f'<p class="muted">No records on disk yet{_WHY_EMPTY.get(row["state"], "")}.</p>')
     html = (
         f'<details class="scn l-{row["light"]}" id="{sid}-r{row["index"]}" data-idx="{row["index"]}" '
-        f'data-rank="{row["rank"]}" data-dur="{"" if dur is None else _e(dur)}" data-instance="{inst}"{attrs}>'
+        f'data-rank="{row["rank"]}" data-dur="{"" if dur is None else _e(dur)}" data-instance="{inst}" '
+        f'data-sweep="{swp}"{attrs}>'
         f'<summary class="row"><span class="c"><span class="lamp">{_e(row["label"])}</span></span>'
         f'{_titled("inst", row["instance"], 24)}<span class="c dur">{_e(row["duration_text"])}</span>{cells}'
         f'<span class="c note"{note_title}>{note}</span></summary>'
@@ -198,11 +203,71 @@ def chart(ch: dict[str, Any]) -> str:
     return ch["_html"]
 
 
+_STATS_HEAD = (
+    '<table class="flows stats"><thead><tr><th>Metric</th><th class="num">n</th><th class="num">mean</th>'
+    '<th class="num">std</th><th class="num">cv</th><th class="num">min</th><th class="num">max</th></tr></thead>'
+    "<tbody>"
+)
+
+
+def group_item(group: dict[str, Any], rows: list[dict[str, Any]], sid: str, columns: list[str], sweep_col: bool) -> str:
+    """A scenario's replicates: one summary row (its worst light, the statistics of each recorded
+    metric) that opens onto the replicate rows."""
+    first = rows[0]
+    cells = [v if all(r["cells"][i] == v for r in rows) else "…" for i, v in enumerate(first["cells"])]
+    sweeps = sorted({r.get("sweep", "") for r in rows})
+    sweep = sweeps[0] if len(sweeps) == 1 else "…"
+    head = "".join(_titled("val", v) for v in cells)
+    if sweep_col:
+        head = _titled("sweep mono", sweep) + head
+    stats = group["stats"]
+    note = ", ".join(f'{st["metric"]} {st["text"]["mean"]} ± {st["text"]["std"] or "–"}' for st in stats[:2])
+    note = f"{len(rows)} replicates" + (f" · {note}" if note else "")
+    table = ""
+    if stats:
+        body = "".join(
+            f'<tr><td class="mono">{_e(st["metric"])}</td><td class="num">{st["n"]}</td>'
+            + "".join(f'<td class="num">{_e(st["text"][k])}</td>' for k in ("mean", "std", "cv", "min", "max"))
+            + "</tr>"
+            for st in stats
+        )
+        table = f"{_STATS_HEAD}{body}</tbody></table>"
+    items = "".join(scenario_item(r, sid, columns, sweep_col) for r in rows)
+    name = _e(group["scenario"])
+    return (
+        f'<details class="scn grp l-{group["light"]}" id="{sid}-g{first["index"]}" data-idx="{first["index"]}" '
+        f'data-rank="{group["rank"]}" data-dur="" data-instance="{name}" data-sweep="{_e(sweep)}" '
+        f'data-replicates="{len(rows)}"><summary class="row"><span class="c"><span class="lamp">'
+        f'{_e(group["label"])}</span></span>{_titled("inst", group["scenario"] + f" ×{len(rows)}", 24)}'
+        f'<span class="c dur"></span>{head}<span class="c note" title="{_e(note)}">{_e(note)}</span></summary>'
+        f'<div class="body">{table}<div class="reps">{items}</div></div></details>'
+    )
+
+
+def _list(section: dict[str, Any], sweep_col: bool) -> list[str]:
+    """The scenario list: one item per row, a replicate group's rows under one group item."""
+    sid, columns, rows = section["id"], section["columns"], section["rows"]
+    groups = section.get("groups") or {}
+    member = {id(r): name for name, g in groups.items() for r in g["rows"]}
+    shown = {id(r) for r in rows}
+    out, done = [], set()
+    for row in rows:
+        name = member.get(id(row))
+        if name is None:
+            out.append(scenario_item(row, sid, columns, sweep_col))
+        elif name not in done:
+            done.add(name)
+            present = [r for r in groups[name]["rows"] if id(r) in shown]
+            out.append(group_item(groups[name], present, sid, columns, sweep_col))
+    return out
+
+
 def section_parts(section: dict[str, Any]) -> dict[str, list[str]]:
     """The repeated parts of one build section as pieces of HTML, in page order."""
     sid = section["id"]
     rows = section["rows"]
-    parts = {"list": [scenario_item(r, sid, section["columns"]) for r in rows]}
+    sweep_col = bool(section.get("sweeps"))
+    parts = {"list": _list(section, sweep_col)}
     if section["flow_columns"]:
         parts["matrix"] = [matrix_row(r, sid, section["flow_columns"]) for r in rows]
     if section["results"]:

@@ -16,6 +16,7 @@ from typing import Any
 
 from markupsafe import Markup
 
+from ductaflow.core.names import validate_name
 from ductaflow.report.charts import results_view
 from ductaflow.report.collect import REPORT_LOCK, collect_report, light_totals, memory_of
 from ductaflow.report.html import fill, section_parts
@@ -61,18 +62,25 @@ def render_report(context: dict[str, Any]) -> str:
     return fill(frame, marker, pieces)
 
 
-def write_report(runs_root: str | Path) -> Path:
-    """Render the report for ``runs_root`` into ``<runs_root>/conductor_status_report.html`` atomically.
+def write_report(runs_root: str | Path, sweep: str | None = None) -> Path:
+    """Render the report for ``runs_root`` into ``<runs_root>/conductor_status_report.html`` atomically;
+    with ``sweep``, only that sweep's scenarios, into ``conductor_status_report.sweep-<id>.html``.
 
     A report that is not live also leaves its instances' roll-ups for ``ductaflow status``.
     """
     root = Path(runs_root)
-    path = root / REPORT_NAME
-    context = collect_report(root)
+    path = root / (REPORT_NAME if sweep is None else sweep_report_name(sweep))
+    context = collect_report(root, sweep)
     atomic_write_text(path, render_report(context))
     if not context["live"]:
         _share_with_status(Path(context["runs_root"]))
     return path
+
+
+def sweep_report_name(sweep: str) -> str:
+    """The file name of the report narrowed to one sweep (the id checked like an instance name)."""
+    stem, _, ext = REPORT_NAME.rpartition(".")
+    return f"{stem}.sweep-{validate_name(sweep, 'sweep id')}.{ext}"
 
 
 def _share_with_status(root: Path) -> None:

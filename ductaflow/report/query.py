@@ -28,8 +28,9 @@ log = logging.getLogger(__name__)
 STATUS_COLUMNS = ("flow", "instance", "status", "state", "duration", "finished", "worst_flow", "error", "dir")
 
 
-def status_rows(runs_root: str | Path = "runs") -> list[dict[str, Any]]:
-    """The rows of :func:`latest_status` as dicts (no pandas): what ``ductaflow status`` prints.
+def status_rows(runs_root: str | Path = "runs", sweep: str | None = None) -> list[dict[str, Any]]:
+    """The rows of :func:`latest_status` as dicts (no pandas): what ``ductaflow status`` prints
+    (with ``sweep``, only instances whose build record ran in that sweep).
 
     Rows whose files have not changed since the last listing come from the runs root's
     status cache (:mod:`ductaflow.report.status_cache`); the others are read from their records.
@@ -51,7 +52,8 @@ def status_rows(runs_root: str | Path = "runs") -> list[dict[str, Any]]:
             if row["state"] == "running" and _stale(Path(inst), flow):
                 row = {**row}
                 row.update(state="stale", status=row["status"] or "red", error=row["error"] or "run did not finish")
-            rows.append({"flow": flow, "instance": name, **row, "dir": rel})
+            if sweep is None or row.get("sweep") == sweep:
+                rows.append({"flow": flow, "instance": name, **row, "dir": rel})
     cache.save()
     return rows
 

@@ -296,6 +296,8 @@ def scenario_row(
         "cells": [_fmt_value(values.get(c)) for c in columns],
         "error": error if light == "red" else "",
         "worst_flow": worst,
+        # the conduct call that last ran it: the conductor's word, else its build record's
+        "sweep": str(entry.get("sweep") or (build_rec.sweep if build_rec is not None else None) or ""),
         "note": note,
         "records": records,
         "flows": {r["instance"]: r for r in records if r["role"] == "flow"},

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 #: Bumped when the rows kept change shape; the Python version is part of the key because the
 #: signature hash is Python's own tuple hash.
-_SCHEMA = [1, sys.version_info[:2]]
+_SCHEMA = [2, sys.version_info[:2]]  # 2: rows carry the build record's sweep
 
 
 def summary_row(snap: Snapshot) -> dict[str, Any]:
@@ -40,6 +40,7 @@ def summary_row(snap: Snapshot) -> dict[str, Any]:
         "finished": rec.finished if rec else None,
         "worst_flow": summary.worst_flow if summary is not None else None,
         "error": summary.error if summary is not None else None,
+        "sweep": rec.sweep if rec else None,
     }
 
 

@@ -7,6 +7,10 @@ A conduct() call keeps two files in ``<runs root>/.ductaflow/conductor/``:
 - ``<build>.journal.jsonl``, the journal: one JSON line per row change since that snapshot,
   ``{"j": <journal id>, "at": <time>, "row": {...the row...}}``, appended.
 
+Each row also carries ``sweep``, the id of the conduct() call that last ran it; rows of
+earlier sweeps whose instances the new call does not name are carried on
+(:func:`earlier_rows`), so the state (and the report) holds every scenario of the build.
+
 Recording a finished scenario then costs one appended line, not a rewrite of every row.
 Every ``rows // ROWS_PER_LINE``-th change writes a new snapshot instead (with a new id; the
 old journal is removed): a snapshot costs its rows of JSON, so each change costs at most
@@ -27,7 +31,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +157,32 @@ def _entry(raw: bytes, journal_id: str) -> dict[str, Any] | None:
     if not isinstance(entry, dict) or entry.get("j") != journal_id or not isinstance(entry.get("row"), dict):
         return None
     return entry
+
+
+def earlier_rows(path: Path, runs_root: Path, current: Iterable[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows (and columns) of earlier sweeps in the state file at ``path`` whose instances are
+    not in ``current`` and still on disk: kept, so that the report shows every sweep's scenarios."""
+    try:
+        doc = read_state(path)
+    except FileNotFoundError:
+        return [], []
+    except (OSError, ValueError) as exc:
+        log.warning("could not read the earlier conductor state %s (its rows are not carried on): %s", path, exc)
+        return [], []
+    if not isinstance(doc, dict) or not isinstance(doc.get("scenarios"), list):
+        return [], []
+    skip = set(current)
+    rows = []
+    for row in doc["scenarios"]:
+        if not isinstance(row, dict) or row.get("instance") in skip or not isinstance(row.get("dir"), str):
+            continue
+        if not (runs_root / row["dir"]).is_dir():
+            continue
+        if row.get("state") == "pending":  # its conductor ended without starting it
+            row = {**row, "state": "cancelled"}
+        elif row.get("state") == "running":  # its conductor was killed: the record decides the light
+            row = {**row, "state": "done", "status": None}
+        rows.append(row)
+    columns = [str(c) for c in doc.get("columns") or [] if isinstance(c, str)]
+    return rows, columns
+
