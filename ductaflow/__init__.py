@@ -45,6 +45,7 @@ from ductaflow.store.result import ErrorInfo, FlowResult
 if TYPE_CHECKING:
     from ductaflow.conductor.plan import expand_grid
     from ductaflow.conductor.sweep import conduct
+    from ductaflow.core.seeds import reproducible_seed, seed
     from ductaflow.debug import debug_flow, prepare_debug_notebook
     from ductaflow.inflow.build import step
     from ductaflow.report.page import generate_status_report, write_report
@@ -60,8 +61,10 @@ _ON_USE = {
     "prepare_debug_notebook": "ductaflow.debug",
     "record": "ductaflow.store.metrics",
     "record_table": "ductaflow.store.metrics",
+    "reproducible_seed": "ductaflow.core.seeds",
     "run_notebook": "ductaflow.run.execute",
     "run_step_flow": "ductaflow.run.execute",
+    "seed": "ductaflow.core.seeds",
     "step": "ductaflow.inflow.build",
     "write_report": "ductaflow.report.page",
 }
@@ -119,8 +122,10 @@ __all__ = [
     "prepare_debug_notebook",
     "record",
     "record_table",
+    "reproducible_seed",
     "run_notebook",
     "run_step_flow",
+    "seed",
     "step",
     "unpack_config",
     "write_report",

@@ -19,6 +19,7 @@ from procs import kernels_mentioning
 
 from ductaflow import ConductorFailed, FlowFileError, ScenarioError, conduct, expand_grid
 from ductaflow.conductor.plan import plan_scenarios, slug
+from ductaflow.core.seeds import derive_seed
 
 FLOW = '''\
 # %% tags=["parameters"]
@@ -258,7 +259,8 @@ def test_numpy_and_timestamp_values_are_converted() -> None:
     )
     plans = plan_scenarios(table, {"base": 1, "n": 0})
     expected = {"base": 1, "n": 1, "x": 0.5, "when": "2030-01-01T00:00:00", "flag": True}
-    assert plans[0].config == {**expected, "_instance": plans[0].instance}
+    name = plans[0].instance
+    assert plans[0].config == {**expected, "_instance": name, "_seed": derive_seed(0, name)}
     assert type(plans[0].config["n"]) is int
     json.dumps(plans[1].config)  # plain JSON types only
     assert plans[0].instance != plans[1].instance

@@ -16,7 +16,7 @@ PUBLIC = [
     "UnsafePath", "WouldOverwrite", "__version__", "analyze_execution_logs", "conduct", "debug_flow", "deep_merge",
     "display_config_summary", "expand_grid", "flow_config", "generate_status_report", "inputs", "is_notebook_execution",
     "ledger", "load_cli_config", "load_config_file", "prepare_debug_notebook", "record", "record_table",
-    "run_notebook", "run_step_flow", "step", "unpack_config", "write_report",
+    "reproducible_seed", "run_notebook", "run_step_flow", "seed", "step", "unpack_config", "write_report",
 ]
 
 

@@ -32,6 +32,7 @@ from ductaflow.conductor.worker import (
     lost_outcome,
 )
 from ductaflow.core.lights import Status
+from ductaflow.core.seeds import derive_seed
 from ductaflow.errors import FlowFileError
 from ductaflow.lifecycle.events import ScenarioEvent
 from ductaflow.run.decide import Decision, still_current
@@ -88,7 +89,8 @@ def test_tasks_carry_the_plan_and_its_decision_and_skip_up_to_date_instances(pro
     [task] = tasks
     assert task.instance == "b" and task.decision is plan.decisions["b"]
     assert task.instance_dir == plan.runs_root / "pipe" / "b" and task.build_path == project / "builds" / "pipe.py"
-    assert task.config == {"g": 2, "_instance": "b"} and task.project_root == project.resolve()
+    assert task.config == {"g": 2, "_instance": "b", "_seed": derive_seed(0, "b")}
+    assert task.project_root == project.resolve()
     assert task.attempt_file == attempts / "b.json" and task.lost_retries == 2 and task.timeout == 5.0
     assert task.force and task.context.force and task.kernel_template == "/tmp/sock" and task.preload == ()
     ctx = task.context

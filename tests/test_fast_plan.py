@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from ductaflow.conductor.plan import expand_grid, load_scenarios, plan_scenarios, slug
+from ductaflow.core.seeds import derive_seed
 from ductaflow.errors import ScenarioError
 
 
@@ -56,6 +57,7 @@ def test_names_come_from_scenario_name_and_the_row_goes_over_the_base_config() -
     assert [p.instance for p in plans] == ["base", "high"] and [p.row for p in plans] == [0, 1]
     assert plans[1].config == {
         "growth": 0.05, "model": {"iters": 20, "tol": 1e-6}, "keep": True, "_instance": "high",
+        "_seed": derive_seed(0, "high"),
     }  # fmt: skip
     assert "scenario_name" not in plans[0].config, "the name is not a parameter"
     assert plans[0].values == {"scenario_name": "base", "growth": 0.01, "model.iters": 10}

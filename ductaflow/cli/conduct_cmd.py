@@ -71,6 +71,12 @@ def _where_builds_run(executor: str | None, scheduler: str | None, cluster: str 
               help="Which executed notebooks become pages the report links to: red and orange ones, all, none.")
 @click.option("--sweep", metavar="ID",
               help="Name this sweep (default: UTC time plus a short hash); every run's record carries it.")
+@click.option("--replicates", type=int, metavar="N",
+              help="Run each scenario N times, as instances <name>__r1..; each run gets its own seed.")
+@click.option("--seed", "study_seed", type=int, metavar="S",
+              help="Study seed the runs' seeds are derived from (default 0).")
+@click.option("--max-runs", type=int, metavar="K",
+              help="Refuse a plan that would run more than K builds (up-to-date ones not counted).")
 def conduct(
     scenarios: Path,
     build: Path,
@@ -93,6 +99,9 @@ def conduct(
     preload: tuple[str, ...],
     html: str,
     sweep: str | None,
+    replicates: int | None,
+    study_seed: int | None,
+    max_runs: int | None,
 ) -> None:
     """Run BUILD once per row of SCENARIOS (CSV or Parquet) and keep the live report.
 
@@ -130,6 +139,9 @@ def conduct(
         preload=_modules(preload),
         html=html,
         sweep=sweep,
+        replicates=replicates,
+        seed=study_seed,
+        max_runs=max_runs,
     )
     if explain:
         for row in table.itertuples():
@@ -138,7 +150,9 @@ def conduct(
         click.echo(f"{n} of {len(table)} scenario(s) would run")
         return
     if dry_run:
-        click.echo(f"dry run OK: {len(table)} scenario(s) would run")
+        n = int((table["action"] == "run").sum())  # up-to-date instances would be skipped
+        skipped = f" ({len(table) - n} up to date)" if n < len(table) else ""
+        click.echo(f"dry run OK: {n} scenario(s) would run{skipped}")
         return
     counts = table["status"].value_counts().to_dict()
     summary = _light_counts(counts)

@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from ductaflow.conductor.columns import checked_names
+from ductaflow.conductor.replicates import check_budget, check_options, with_seeds
 from ductaflow.conductor.worker import BuildTask
 from ductaflow.core.config import (
     canonical_json,
@@ -37,6 +38,7 @@ from ductaflow.core.fingerprint import fingerprint, referenced_flows
 from ductaflow.core.flowfile import Flow, read_flow
 from ductaflow.core.names import validate_name
 from ductaflow.core.params import KnownNames
+from ductaflow.core.seeds import seed_counts
 from ductaflow.errors import ConfigError, FlowFileError, InvalidName, ScenarioError
 from ductaflow.kernels.options import KernelOptions, kernel_options
 from ductaflow.run.decide import Decision, decide
@@ -163,12 +165,17 @@ def plan_scenarios(
     base_config: Mapping[str, Any] | None = None,
     instance_column: str | None = None,
     known: KnownNames | None = None,
+    *,
+    replicates: int | None = None,
+    seed: int | None = None,
 ) -> list[ScenarioPlan]:
     """Check every row and turn it into a :class:`ScenarioPlan`; all problems in one error.
 
     The name column is not a parameter, unless ``known`` (what the build's flows know) has a
-    key of that name: then it is passed too.
+    key of that name: then it is passed too. Every plan's config gets its ``_seed``; with
+    ``replicates`` each row becomes that many plans (:mod:`ductaflow.conductor.replicates`).
     """
+    check_options(replicates, seed, None)
     columns, name_col = _check_columns(table, instance_column)
     keep_name = known is not None and name_col is not None and known.knows(name_col)
     problems: list[str] = []
@@ -193,7 +200,7 @@ def plan_scenarios(
         shown = "\n  ".join(problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
         raise ScenarioError(f"scenario table has {len(problems)} problem(s):\n  {shown}{more}")
-    return plans
+    return with_seeds(plans, replicates, seed)
 
 
 def _check_columns(table: pd.DataFrame, instance_column: str | None) -> tuple[list[str], str | None]:
@@ -299,6 +306,8 @@ class SweepPlan:
             scenario=scenario.values,
             ledger_spool=str(self.runs_root / SPOOL_DIR / self.name / scenario.instance),
             force=self.force,
+            seed=scenario.config.get("_seed"),
+            pass_seed=seed_counts(scenario.config),
         )
 
 
@@ -314,14 +323,19 @@ def plan_sweep(
     force: bool = False,
     only_failed: bool = False,
     allow_unknown: bool = False,
+    replicates: int | None = None,
+    seed: int | None = None,
+    max_runs: int | None = None,
 ) -> SweepPlan:
     """Check the build, every flow it names and every row of ``table``, and decide for each
     instance whether it runs; raises before anything is written or started.
 
     Every scenario column and ``base_config`` key must be a parameter the build or one of its
     flows knows (:func:`~ductaflow.conductor.columns.checked_names`); ``allow_unknown`` only
-    logs the others.
+    logs the others. ``replicates``/``seed``: see :func:`plan_scenarios`; a plan that would run
+    more than ``max_runs`` builds is refused.
     """
+    check_options(replicates, seed, max_runs)
     check_path(runs_root, "runs root")
     if project_root:
         check_path(project_root, "project root")
@@ -336,7 +350,7 @@ def plan_sweep(
     cols, name_col = _check_columns(table, instance_column)  # the name column is not a parameter
     known = checked_names([c for c in cols if c != name_col], base, build_flow, root, flows.values(), build_dir,
                           allow_unknown=allow_unknown)
-    scenarios = plan_scenarios(table, base, instance_column, known)
+    scenarios = plan_scenarios(table, base, instance_column, known, replicates=replicates, seed=seed)
     kernel = kernel_options(root, preload)
     for folder in [build_dir, *(build_dir / p.instance for p in scenarios)]:
         if os.path.lexists(folder):  # refused up front (exit 2), not as a red row from the worker
@@ -353,6 +367,7 @@ def plan_sweep(
         )
         for p in scenarios
     }
+    check_budget(sum(d.run for d in decisions.values()), max_runs, len(scenarios))
     columns = tuple(str(c) for c in table.columns)
     return SweepPlan(build_flow, root, runs, tuple(flows), tuple(scenarios), decisions, kernel, columns, force)
 

@@ -62,6 +62,9 @@ def conduct(
     worker_wait: float | None = None,
     html: str = "failed",
     sweep: str | None = None,
+    replicates: int | None = None,
+    seed: int | None = None,
+    max_runs: int | None = None,
 ) -> pd.DataFrame:
     """Run ``build`` once per scenario row into ``<runs_root>/<build>/<instance>/``.
 
@@ -105,6 +108,14 @@ def conduct(
     ``sweep`` names this call (an instance-style name; default: UTC time plus a short hash,
     ``20261204T171530-3fa9c2``); every record and ledger row of the builds it runs carries it,
     and ``results.parquet`` keeps the rows of earlier sweeps of other instances.
+
+    ``replicates=N`` runs each row N times as instances ``<name>__r<k>`` (k = 1..N, padded
+    to the width of N; ``config["_replicate"] = k``). Every instance's config carries
+    ``_seed``: the first 4 bytes, big-endian, of sha256 over ``f"{seed}\x00{name}\x00{k}"``
+    (``seed`` default 0, k = 0 without replicates); its kernels' ``random`` and numpy legacy
+    global state are seeded with it before the first cell. ``max_runs`` refuses, with a
+    :class:`ScenarioError` before anything runs, a plan that would run more builds than that
+    (up-to-date instances are not counted).
     """
     check_policy(html)
     sweep_id = new_sweep_id() if sweep is None else validate_name(sweep, "sweep id")
@@ -112,7 +123,7 @@ def conduct(
     plan = plan_sweep(
         table, build, base_config=base_config, runs_root=runs_root, instance_column=instance_column,
         project_root=project_root, preload=preload, force=force, only_failed=only_failed,
-        allow_unknown=allow_unknown,
+        allow_unknown=allow_unknown, replicates=replicates, seed=seed, max_runs=max_runs,
     )
     out = _scenario_table(table, plan)
     reporter = make_reporter(progress)
@@ -145,7 +156,8 @@ def conduct(
 
 def _scenario_table(table: pd.DataFrame, plan: SweepPlan) -> pd.DataFrame:
     """The returned table: the scenarios with their instance names and folders."""
-    out = table.reset_index(drop=True).copy()
+    rows = [p.row for p in plan.scenarios]  # a row run as N replicates appears N times
+    out = table.reset_index(drop=True).iloc[rows].reset_index(drop=True)
     out["instance"] = [p.instance for p in plan.scenarios]
     out["instance_dir"] = [str(plan.instance_dir(p.instance)) for p in plan.scenarios]
     return out
@@ -164,7 +176,9 @@ def _explain(plan: SweepPlan, out: pd.DataFrame, reporter: Reporter) -> pd.DataF
 def _dry_run(plan: SweepPlan, out: pd.DataFrame, reporter: Reporter) -> pd.DataFrame:
     """``dry_run``: the plan, printed; nothing runs or is written."""
     out["state"] = "planned"
-    reporter.message(f"dry run: {len(plan.scenarios)} scenario(s) of build {plan.name} -> {plan.build_dir}")
+    out["action"] = ["run" if plan.decisions[p.instance].run else "skip" for p in plan.scenarios]
+    reporter.message(f"dry run: {len(plan.scenarios)} scenario(s) of build {plan.name} -> {plan.build_dir}; "
+                     f"{len(plan.to_run)} would run")
     for p in plan.scenarios:
         reporter.message(f"  {p.instance}: {p.values}")
     return out

@@ -33,6 +33,8 @@ class RunContext:
     flow: str | None = None  # the flow this process runs (set for the flow's own kernel)
     execution_dir: str | None = None
     sweep: str | None = None  # the conduct call this run is part of (its id)
+    seed: int | None = None  # this run's seed (core/seeds.py); ductaflow.seed() in its kernel returns it
+    pass_seed: bool = False  # nested runs get ``seed`` as their ``_seed`` (a study seed or replicates asked for)
 
     def to_json(self) -> str:
         """The context as JSON (the scenario's values are JSON already)."""
@@ -47,6 +49,7 @@ class RunContext:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in doc.items() if k in known}
         values["force"] = bool(values.get("force"))
+        values["pass_seed"] = bool(values.get("pass_seed"))
         return cls(**values)
 
     @classmethod

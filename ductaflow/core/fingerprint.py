@@ -21,6 +21,7 @@ from typing import Any
 from ductaflow._version import __version__
 from ductaflow.core.config import canonical_json
 from ductaflow.core.flowfile import Flow, read_flow
+from ductaflow.core.seeds import seed_counts
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +42,23 @@ def referenced_flows(flow: Flow, project_root: Path) -> list[Path]:
 
 
 #: Config keys ductaflow itself sets (the project root a flow sees, the conductor's instance
-#: name). Every other ``_``-prefixed key is refused: the fingerprint leaves ``_`` keys out, so
-#: a change to one would re-run nothing.
-FRAMEWORK_KEYS = ("_project_root", "_instance")
+#: name, the run's seed and replicate number). Every other ``_``-prefixed key is refused: the
+#: fingerprint leaves ``_`` keys out (but see :func:`config_hash`), so a change to one would
+#: re-run nothing.
+FRAMEWORK_KEYS = ("_project_root", "_instance", "_seed", "_replicate")
 
 
 def config_hash(cfg: Mapping[str, Any]) -> str:
-    """Hash of the config a flow sees, framework keys (``_project_root`` ...) excluded."""
+    """Hash of the config a flow sees, framework keys (``_project_root`` ...) excluded.
+
+    ``_replicate`` counts when present, ``_seed`` when it differs from the default derivation
+    (:func:`~ductaflow.core.seeds.seed_counts`): without a study seed or replicates an
+    instance's fingerprint is what it was before seeds existed."""
     visible = {k: v for k, v in cfg.items() if not str(k).startswith("_")}
+    if "_replicate" in cfg:
+        visible["_replicate"] = cfg["_replicate"]
+    if seed_counts(cfg):
+        visible["_seed"] = cfg["_seed"]
     return hashlib.sha256(canonical_json(visible).encode()).hexdigest()
 
 

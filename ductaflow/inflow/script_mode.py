@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 
 from ductaflow.core.config import find_project_root, load_config_file
 from ductaflow.core.context import RunContext
+from ductaflow.core.seeds import seed, seed_globals
 from ductaflow.core.session import is_notebook_execution
 from ductaflow.errors import DuctaflowError
 from ductaflow.inflow import interactive, script_run
@@ -76,7 +77,16 @@ def flow_config(
             what = "the recorded config of that instance" if recorded else "default config"
             print(f"interactive session: loaded {what} {path}")
     cfg["_project_root"] = str(root)
+    _seed_here(cfg)
     return cfg
+
+
+def _seed_here(cfg: Mapping[str, Any]) -> None:
+    """Script mode and interactive sessions: seed ``random`` and numpy as a kernel is seeded
+    before its first cell, and let ``ductaflow.seed()`` return that seed in this process."""
+    value = seed(cfg)
+    seed_globals(value)
+    os.environ.update((RunContext.inherited() or RunContext()).child(seed=value).env())
 
 
 def load_cli_config(default_config_path: str | Path | None = None, description: str | None = None) -> dict[str, Any]:
@@ -91,6 +101,7 @@ def load_cli_config(default_config_path: str | Path | None = None, description: 
     """
     recorded = script_run.active_config()
     if recorded is not None:  # the flow's own run, started by the call below
+        _seed_here(recorded)
         return recorded
     root = _project_root()
     if is_notebook_execution():
@@ -118,6 +129,7 @@ def load_cli_config(default_config_path: str | Path | None = None, description: 
     if args.no_execute:
         print("--no-execute: config loaded, flow not run")
         raise SystemExit(0)
+    _seed_here(cfg)
     return cfg
 
 

@@ -37,6 +37,7 @@ from jupyter_core.utils import run_sync
 from papermill.clientwrap import PapermillNotebookClient
 from traitlets import Any as AnyTrait
 
+from ductaflow.core.seeds import kernel_seed_code
 from ductaflow.kernels import evidence, silent, stopping
 from ductaflow.kernels import prestart as spares
 from ductaflow.kernels.provisioner import START_ARGUMENTS, configure_manager, provisioners_installed
@@ -233,6 +234,8 @@ class DuctaflowClient(PapermillNotebookClient):
     sys_path = AnyTrait(default_value=None, allow_none=True)
     #: The project root to ask the kernel about after the last cell (see ``silent.ask_report``).
     report_root = AnyTrait(default_value=None, allow_none=True)
+    #: The run's seed: ``random`` and numpy's legacy global state are seeded with it before the first cell.
+    seed = AnyTrait(default_value=None, allow_none=True)
     _assignment: str | None = None  # code that hands a pre-started kernel to this flow
 
     def __init__(self, nb_man: Any, **kwargs: Any) -> None:
@@ -299,10 +302,12 @@ class DuctaflowClient(PapermillNotebookClient):
 
     def _prelude(self) -> str:
         """What the kernel runs before the first cell: a pre-started kernel's hand-over (this
-        flow's working directory and environment), then this flow's ``sys.path``."""
+        flow's working directory and environment), then this flow's ``sys.path``, then its seed."""
         code, self._assignment = self._assignment or "", None
         if self.sys_path is not None and silent.speaks_python(self.km):
             code += silent.sys_path_code([str(d) for d in self.sys_path])
+        if self.seed is not None and silent.speaks_python(self.km):
+            code += kernel_seed_code(int(self.seed))
         return code
 
     def papermill_execute_cells(self) -> None:

@@ -52,7 +52,9 @@ def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """Dotted config keys added, removed or changed (framework ``_`` keys ignored)."""
     a = {k: v for k, v in _flatten(old).items() if not k.startswith("_")}
     b = {k: v for k, v in _flatten(new).items() if not k.startswith("_")}
-    return sorted(k for k in a.keys() | b.keys() if canonical_json(a.get(k)) != canonical_json(b.get(k)))
+    keys = sorted(k for k in a.keys() | b.keys() if canonical_json(a.get(k)) != canonical_json(b.get(k)))
+    seeds = [k for k in ("_seed", "_replicate") if k in old and k in new and old[k] != new[k]]  # they count too
+    return keys + seeds
 
 
 def _failure_reason(rec: FlowResult) -> str:

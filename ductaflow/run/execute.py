@@ -24,6 +24,7 @@ from ductaflow.core.fingerprint import FRAMEWORK_KEYS, Fingerprint, fingerprint
 from ductaflow.core.flowfile import Flow, parameterise, read_flow, recorded_parameters
 from ductaflow.core.lights import Status
 from ductaflow.core.names import validate_name
+from ductaflow.core.seeds import run_seed
 from ductaflow.errors import ConfigError, DuctaflowError, FlowFailed, WouldOverwrite
 from ductaflow.kernels.kernelspecs import choose_kernel
 from ductaflow.kernels.options import KernelOptions, kernel_options
@@ -161,10 +162,19 @@ def make_plan(
     if config is None:  # no config given: the flow's default config file, as in a notebook
         cfg = flow.default_config(root)
     cfg["_project_root"] = str(root)
+    ctx = _seeded(ctx, cfg, instance_name or exec_dir.name)
     return Plan(
         flow, cfg, exec_dir, root, instance_name or exec_dir.name, spec["name"] if spec else None, ctx,
         kernel_options(root, preload), timeout, export_html, spec,
     )
+
+
+def _seeded(ctx: RunContext, cfg: dict[str, Any], instance: str) -> RunContext:
+    """The context with this run's seed; in a study with a seed or replicates a step records it as ``_seed``."""
+    value = run_seed(cfg, ctx.seed, instance)
+    if ctx.pass_seed and "_seed" not in cfg:
+        cfg["_seed"] = value
+    return ctx.child(seed=value)
 
 
 def _check_reserved_keys(cfg: Mapping[str, Any], root: Path) -> None:
@@ -314,7 +324,7 @@ def _run_locked(plan: Plan, fp: Fingerprint, decision: Decision) -> FlowResult:
     outcome = _execute_safely(Execution(
         flow, nb, exec_dir, paths, plan.kernel_name, plan.timeout, child.env(), plan.kernel,
         sys_path=(str(flow.path.parent.resolve()), str(plan.root)), report_root=plan.root,
-        parameters=recorded_parameters(plan.cfg, paths["config"].name),
+        parameters=recorded_parameters(plan.cfg, paths["config"].name), seed=plan.context.seed,
     ))
     html_ok = plan.export_html and paths["notebook"].exists() and _export_html(paths["notebook"], paths["html"])
     result = replace(

@@ -64,6 +64,8 @@ class Execution:
     report_root: Path | None = None
     #: What the executed notebook's ``metadata.papermill.parameters`` records (as papermill's does).
     parameters: Mapping[str, Any] = field(default_factory=dict)
+    #: Seeds the kernel's ``random`` and numpy legacy global state before the first cell (core/seeds.py).
+    seed: int | None = None
 
 
 def execute(ex: Execution) -> Outcome:
@@ -111,6 +113,7 @@ def execute(ex: Execution) -> Outcome:
                 report_root=None if ex.report_root is None else str(ex.report_root),
                 source_path=str(ex.flow.path),
                 recorded_parameters=dict(ex.parameters),
+                seed=ex.seed,
             )
     except PapermillExecutionError as exc:
         facts.update(_raised(ex.notebook, exc))
