@@ -20,6 +20,8 @@
 #   mean and median trip length, the share of trips that stay in their zone, the share of
 #   trips longer than `long_trip_km`, and how far the OD matrix rows are from the zones'
 #   productions (a check on the distribution step).
+# * a recorded `survey_mean_trip_length`: what a survey of `survey_trips` random trips would
+#   measure (stochastic: repeat it with replicates).
 # * `trip_length.png`: the trip length distribution, in bins of `trip_length_bin_km`.
 
 # %% tags=["parameters"]
@@ -85,6 +87,20 @@ for row in kpis.itertuples():
     shown = f"{row.value:,.0f}" if abs(row.value) >= 100 else f"{row.value:.4g}"
     print(f"  {row.kpi:<20} {shown:>12} {row.unit}")
 print(f"wrote {Path('kpis.csv').resolve()}")
+
+# %% [markdown]
+# ## A household travel survey (the stochastic part)
+#
+# A survey observes `survey_trips` trips, drawn at random in proportion to the OD matrix; its
+# mean trip length estimates the model's, with sampling noise. ductaflow seeds `random` and
+# `numpy.random` from the run's seed (`ductaflow.seed()`) before the first cell, so a run
+# repeats exactly, and `--replicates N` shows how far one survey can be off.
+
+# %%
+sampled = np.random.choice(len(km), size=int(survey_trips), p=trips / total_trips)
+survey_mean_trip_length = float(km[sampled].mean())
+record(survey_mean_trip_length=survey_mean_trip_length)
+print(f"  survey of {int(survey_trips)} trips: mean trip length {survey_mean_trip_length:.2f} km")
 
 # %% [markdown]
 # ## Trip length distribution
