@@ -43,8 +43,8 @@ from ductaflow.store.records import analyze_execution_logs
 from ductaflow.store.result import ErrorInfo, FlowResult
 
 if TYPE_CHECKING:
-    from ductaflow.conductor.plan import expand_grid
     from ductaflow.conductor.sweep import conduct
+    from ductaflow.conductor.tables import expand_grid
     from ductaflow.core.seeds import reproducible_seed, seed
     from ductaflow.debug import debug_flow, prepare_debug_notebook
     from ductaflow.inflow.build import step
@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 _ON_USE = {
     "conduct": "ductaflow.conductor.sweep",
     "debug_flow": "ductaflow.debug",
-    "expand_grid": "ductaflow.conductor.plan",
+    "expand_grid": "ductaflow.conductor.tables",
     "generate_status_report": "ductaflow.report.page",
     "prepare_debug_notebook": "ductaflow.debug",
     "record": "ductaflow.store.metrics",

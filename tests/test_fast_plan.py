@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ductaflow.conductor.plan import expand_grid, load_scenarios, plan_scenarios, slug
+from ductaflow.conductor.plan import plan_scenarios, slug
+from ductaflow.conductor.tables import expand_grid, load_scenarios
 from ductaflow.core.seeds import derive_seed
 from ductaflow.errors import ScenarioError
 

@@ -1,4 +1,4 @@
-"""Scenario tables: build them (expand_grid), load them, and plan one build instance per row.
+"""Plan one build instance per row of a scenario table (built and loaded by :mod:`.tables`).
 
 Instance names come from a chosen column, else a ``scenario_name``/``instance`` column,
 else a readable slug of the row's values plus a short hash of all of them.
@@ -10,12 +10,11 @@ here once; :func:`build_tasks` turns the instances that run into the workers' ta
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import keyword
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,60 +50,6 @@ RESULT_COLUMNS = ("instance", "status", "state", "duration", "instance_dir", "er
 #: Scenario columns that would collide with what the conductor adds (``explain`` adds the last two).
 RESERVED_COLUMNS = (*RESULT_COLUMNS[1:], "action", "reasons")
 _SLUG_UNSAFE = re.compile(r"[^A-Za-z0-9.=+-]+")
-
-
-def expand_grid(*frames: pd.DataFrame, **dimensions: Iterable[Any] | pd.DataFrame) -> pd.DataFrame:
-    """Every combination of the given dimensions, one row each, in a stable order.
-
-    A keyword with a list gives one column; a DataFrame (positional or keyword) contributes
-    its columns row-wise, so linked parameters stay together.
-    """
-    parts: list[pd.DataFrame] = list(frames)
-    for name, values in dimensions.items():
-        if isinstance(values, pd.DataFrame):
-            parts.append(values)
-        elif isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
-            raise ScenarioError(f"expand_grid: dimension '{name}' must be a list of values, got {values!r}")
-        else:
-            parts.append(pd.DataFrame({name: list(values)}))
-    if not parts:
-        raise ScenarioError("expand_grid needs at least one dimension")
-    out = parts[0].reset_index(drop=True)
-    for part in parts[1:]:
-        clash = set(out.columns) & set(part.columns)
-        if clash:
-            raise ScenarioError(f"expand_grid: column(s) {sorted(clash)} given twice")
-        out = out.merge(part.reset_index(drop=True), how="cross")
-    return out
-
-
-def load_scenarios(scenarios: pd.DataFrame | str | Path) -> pd.DataFrame:
-    """A scenario table from a DataFrame or a CSV/Parquet file."""
-    if isinstance(scenarios, pd.DataFrame):
-        return scenarios
-    path = Path(scenarios)
-    if not path.is_file():
-        raise ScenarioError(f"scenario table not found: {path}")
-    try:
-        if path.suffix.lower() == ".csv":
-            header = _csv_header(path)
-            twice = sorted({c for c in header if header.count(c) > 1})
-            if twice:  # pandas would silently rename the second one to 'name.1' (a nested key!)
-                raise ScenarioError(f"scenario table {path}: column(s) {twice} appear more than once in the header")
-            return pd.read_csv(path)
-        if path.suffix.lower() in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-    except ScenarioError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any reader failure is bad input
-        raise ScenarioError(f"cannot read scenario table {path}: {exc}") from None
-    raise ScenarioError(f"scenario table {path} must be .csv or .parquet")
-
-
-def _csv_header(path: Path) -> list[str]:
-    """The first row of a CSV file, as written (UTF-8, a byte order mark allowed)."""
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        return next(csv.reader(fh), [])
 
 
 @dataclass(frozen=True)

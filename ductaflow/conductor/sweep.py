@@ -24,10 +24,11 @@ from typing import Any
 import pandas as pd
 
 from ductaflow.conductor.executors import Backend, make_backend
-from ductaflow.conductor.plan import SweepPlan, build_tasks, load_scenarios, plan_sweep
+from ductaflow.conductor.plan import SweepPlan, build_tasks, plan_sweep
 from ductaflow.conductor.progress import Reporter, make_reporter
 from ductaflow.conductor.schedule import schedule
 from ductaflow.conductor.state import ConductorRun
+from ductaflow.conductor.tables import load_scenarios
 from ductaflow.conductor.worker import NOT_RUN, BuildTask
 from ductaflow.core.names import validate_name
 from ductaflow.errors import ConductorFailed
