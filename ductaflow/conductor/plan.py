@@ -23,6 +23,7 @@ import pandas as pd
 
 from ductaflow.conductor.columns import checked_names
 from ductaflow.conductor.replicates import check_budget, check_options, with_seeds
+from ductaflow.conductor.scenario import ScenarioPlan
 from ductaflow.conductor.worker import BuildTask
 from ductaflow.core.config import (
     canonical_json,
@@ -50,20 +51,6 @@ RESULT_COLUMNS = ("instance", "status", "state", "duration", "instance_dir", "er
 #: Scenario columns that would collide with what the conductor adds (``explain`` adds the last two).
 RESERVED_COLUMNS = (*RESULT_COLUMNS[1:], "action", "reasons")
 _SLUG_UNSAFE = re.compile(r"[^A-Za-z0-9.=+-]+")
-
-
-@dataclass(frozen=True)
-class ScenarioPlan:
-    """One row of the table, ready to run: its name, its values and its full config.
-
-    The config is the row over the base config, without the name column, plus
-    ``_instance`` (the instance name) for flows that want to label their output.
-    """
-
-    row: int
-    instance: str
-    values: dict[str, Any]
-    config: dict[str, Any]
 
 
 def _nest(values: Mapping[str, Any]) -> dict[str, Any]:

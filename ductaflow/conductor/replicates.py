@@ -10,14 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
+from ductaflow.conductor.scenario import ScenarioPlan
 from ductaflow.core.names import validate_name
 from ductaflow.core.seeds import DEFAULT_STUDY_SEED, REPLICATE_SUFFIX, check_int, derive_seed, replicate_name
 from ductaflow.errors import InvalidName, ScenarioError
-
-if TYPE_CHECKING:
-    from ductaflow.conductor.plan import ScenarioPlan
 
 
 def check_options(replicates: int | None, seed: int | None, max_runs: int | None) -> None:
