@@ -118,7 +118,7 @@ class ScriptRun:
             flow=self.name, flow_path=self.flow_path, execution_dir=self.exec_dir, status=Status.RED,
             state=RunState.RUNNING.value, started=now_iso(), instance=self.exec_dir.name,
         )  # fmt: skip
-        self.running = running_record(base, mode="script")
+        self.running = running_record(base, mode="script", project_root=self.root)
         self.lifecycle.started(self.running)
 
     def run(self, script: str) -> int:

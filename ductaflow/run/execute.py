@@ -316,7 +316,7 @@ def _run_locked(plan: Plan, fp: Fingerprint, decision: Decision) -> FlowResult:
         sweep=plan.context.sweep,
     )
     lifecycle = Lifecycle(plan.context)
-    running = running_record(base, mode="papermill")
+    running = running_record(base, mode="papermill", project_root=plan.root)
     lifecycle.started(running)
     child = plan.context.child(
         build=plan.context.build or (flow.name if fp.flows else None), flow=flow.name, execution_dir=str(exec_dir)

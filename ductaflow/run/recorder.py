@@ -14,9 +14,11 @@ from pathlib import Path
 
 from ductaflow.core.context import RunContext
 from ductaflow.core.lights import Status
+from ductaflow.core.provenance import collect, environment
 from ductaflow.lifecycle.dispatch import ConsumerFailure, Dispatcher
 from ductaflow.lifecycle.events import EventKind, RunEvent, ending
-from ductaflow.store.layout import artifact_path
+from ductaflow.store.envs import write_environment
+from ductaflow.store.layout import artifact_path, runs_root_of
 from ductaflow.store.ledger import append_run
 from ductaflow.store.records import close_unfinished, owner_facts, status_files, write_status
 from ductaflow.store.result import ErrorInfo, FlowResult, RunState
@@ -42,15 +44,31 @@ def ledger_row(event: RunEvent) -> None:
         append_run(event.context.ledger_fields(), event.result, event="skip")
 
 
+def environment_file(event: RunEvent) -> None:
+    """Consumer: on start, the run's distribution list under its runs root (once per environment)."""
+    prov = event.result.provenance
+    if event.kind is not EventKind.STARTED or prov is None or prov.env_hash is None:
+        return
+    runs_root = event.context.runs_root or runs_root_of(event.result.execution_dir)
+    env = environment()
+    if runs_root is not None and env is not None and env.hash == prov.env_hash:
+        write_environment(runs_root, env)
+
+
 def standard_dispatcher() -> Dispatcher[RunEvent]:
-    """The consumers every run has: its status record (required), then the ledger."""
+    """The consumers every run has: its status record (required), its environment's file, the ledger."""
     dispatcher: Dispatcher[RunEvent] = Dispatcher()
-    return dispatcher.add("status record", status_record, required=True).add("ledger", ledger_row)
+    dispatcher.add("status record", status_record, required=True).add("environment file", environment_file)
+    return dispatcher.add("ledger", ledger_row)
 
 
-def running_record(result: FlowResult, mode: str) -> FlowResult:
-    """``result`` as the record written before the first cell: red until it ends, owned by this process."""
-    return replace(result, status=Status.RED, state=RunState.RUNNING.value, mode=mode, **owner_facts())
+def running_record(result: FlowResult, mode: str, project_root: str | Path | None = None) -> FlowResult:
+    """``result`` as the record written before the first cell: red until it ends, owned by this
+    process, with the provenance of the code at ``project_root`` and of this environment."""
+    return replace(
+        result, status=Status.RED, state=RunState.RUNNING.value, mode=mode, provenance=collect(project_root),
+        **owner_facts(),
+    )
 
 
 @dataclass

@@ -50,6 +50,8 @@ SPOOL_DIR = Path(RUNS_MARKER) / "spool"
 LEDGER_DIR = Path(RUNS_MARKER) / "ledger"
 PROBE_DIR = Path(RUNS_MARKER) / "probe"
 STATUS_CACHE = Path(RUNS_MARKER) / "status_cache.json"
+#: One ``<env hash>.json`` per Python environment runs were made in (see ``store.envs``).
+ENVS_DIR = Path(RUNS_MARKER) / "envs"
 
 
 def artifact_path(execution_dir: Path, flow: str, kind: str) -> Path:
@@ -78,6 +80,15 @@ def table_path(execution_dir: Path, flow: str, name: str) -> Path:
 
 def steps_path(build_dir: Path) -> Path:
     return build_dir / FLOWS_SUBDIR / STEPS_FILE
+
+
+def runs_root_of(path: Path) -> Path | None:
+    """The nearest runs root (a folder holding ``.ductaflow``) at or above ``path``, if any."""
+    path = Path(os.path.abspath(path))
+    if (path / RUNS_MARKER).is_dir():
+        return path
+    above = _runs_roots_above(path)
+    return above[0] if above else None
 
 
 def _runs_roots_above(path: Path) -> list[Path]:

@@ -15,13 +15,11 @@ import logging
 import math
 import os
 import socket
-import subprocess
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,19 +31,9 @@ from ductaflow.store.ledger_files import COLUMNS, SQL_TYPES, ledger_dir, read_ta
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ductaflow.core.provenance import Provenance
+
 log = logging.getLogger(__name__)
-
-
-@lru_cache(maxsize=32)
-def git_commit(project_root: str) -> str | None:
-    """The project's HEAD commit, or None outside a git checkout."""
-    try:
-        out = subprocess.run(
-            ["git", "-C", project_root, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def _normalise(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -71,6 +59,7 @@ def _schema() -> Any:
         "duration": pa.float64(),
         "peak_rss_mb": pa.float64(),
         "warning_count": pa.int64(),
+        "git_dirty": pa.bool_(),
     }
     return pa.schema([(c, types.get(c, pa.string())) for c in COLUMNS])
 
@@ -266,15 +255,36 @@ def _run_record(ctx: Mapping[str, Any], runs_root: Path, result: Any, event: str
         "error_message": err.message if err else None,
         "fingerprint": result.fingerprint,
         "config_hash": parts.get("config"),
-        "git_commit": git_commit(str(ctx.get("project_root") or runs_root.parent)),
         "reason": "up to date" if event == "skip" else "; ".join(result.reasons) or None,
         "sweep": ctx.get("sweep") or getattr(result, "sweep", None),
+        **_provenance_fields(result.provenance),
     }
     if event == "skip":
         rec["started"] = rec["finished"] = _now()
         rec["duration"] = 0.0
         rec["peak_rss_mb"] = None
     return rec
+
+
+def _provenance_fields(prov: Provenance | None) -> dict[str, Any]:
+    """The ledger columns of a run's provenance (none for a record without one: the writer's
+    version, Python and host are filled in as before)."""
+    if prov is None:
+        return {}
+    git = prov.git
+    return {
+        "ductaflow_version": prov.ductaflow_version,
+        "python_version": prov.python_version,
+        "python_implementation": prov.python_implementation,
+        "platform": prov.platform,
+        "env_hash": prov.env_hash,
+        "host": prov.host,
+        "user": prov.user,
+        "git_commit": git.commit if git else None,
+        "git_branch": git.branch if git else None,
+        "git_dirty": git.dirty if git else None,
+        "git_diff_hash": git.diff_hash if git else None,
+    }
 
 
 def _now() -> str:

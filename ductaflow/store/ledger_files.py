@@ -61,9 +61,17 @@ COLUMNS = (
     "host",
     "reason",
     "sweep",
+    # provenance (status schema 6); older ledger files read these as null
+    "python_implementation",
+    "platform",
+    "env_hash",
+    "git_branch",
+    "git_dirty",
+    "git_diff_hash",
+    "user",
 )
 #: DuckDB types of the columns that are not VARCHAR.
-SQL_TYPES = {"duration": "DOUBLE", "peak_rss_mb": "DOUBLE", "warning_count": "BIGINT"}
+SQL_TYPES = {"duration": "DOUBLE", "peak_rss_mb": "DOUBLE", "warning_count": "BIGINT", "git_dirty": "BOOLEAN"}
 
 #: Changed by every merge after its file is in place and before it deletes anything.
 GENERATION = ".generation"

@@ -7,7 +7,9 @@ writer. Schema history (``schema`` key): 1 -- first release; 2 -- adds ``mode``,
 ``host``, ``owner_created``, ``terminated``, ``exit_code`` and the ``gone`` state (derived on
 read, never written); 3 -- adds ``deps`` (what the run used: flows, project modules, input
 files; see :mod:`ductaflow.core.deps`) and ``outputs`` (a digest of the files the run left in
-its instance directory). Records of schemas 1 and 2 read as before, with no ``deps``.
+its instance directory). Records of schemas 1 and 2 read as before, with no ``deps``;
+4 -- adds ``kernel``; 5 -- adds ``sweep``; 6 -- adds ``provenance`` (the code and environment
+the run was made with, see :mod:`ductaflow.core.provenance`; None in older records).
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from typing import Any
 
 from ductaflow.core.deps import Dep, from_records, to_records
 from ductaflow.core.lights import Status
+from ductaflow.core.provenance import Provenance
 from ductaflow.store.layout import artifact_path
 
-STATUS_SCHEMA = 5
+STATUS_SCHEMA = 6
 
 
 class RunState(str, Enum):
@@ -92,6 +95,7 @@ class FlowResult:
     outputs: str | None = None  # digest of the files the run left in its instance directory
     kernel: str | None = None  # the kernelspec it ran in; None: ductaflow's own Python kernel (schema 4)
     sweep: str | None = None  # the id of the conduct call it ran in (schema 5)
+    provenance: Provenance | None = field(default=None, compare=False)  # what made it (schema 6)
 
     @property
     def ok(self) -> bool:
@@ -144,6 +148,7 @@ class FlowResult:
         rec["notes"] = list(self.notes)
         rec["reasons"] = list(self.reasons)
         rec["deps"] = None if self.deps is None else to_records(self.deps)
+        rec["provenance"] = None if self.provenance is None else self.provenance.to_record()
         rec["error"] = None if self.error is None else {f.name: getattr(self.error, f.name) for f in fields(ErrorInfo)}
         return rec
 
@@ -183,4 +188,5 @@ class FlowResult:
             outputs=rec.get("outputs"),
             kernel=rec.get("kernel"),
             sweep=rec.get("sweep"),
+            provenance=Provenance.from_record(rec.get("provenance")),
         )

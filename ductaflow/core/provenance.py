@@ -1,0 +1,242 @@
+"""Provenance: the code and environment a run was made with, collected when it starts.
+
+A result is only as trustworthy as the record of what made it. :func:`collect` gathers the
+interpreter (version, implementation, executable), the platform, ductaflow's version, the
+installed distributions (as a hash; the list itself is kept once per environment by
+:mod:`ductaflow.store.envs`), the project's git state (commit, branch, a dirty flag for
+tracked files and a hash of their diff against HEAD) and who ran it where.
+
+Costs are kept small by design: the distribution list is read once per process and read
+again only when a ``sys.path`` folder changed (a ``pip install`` adds a ``.dist-info``
+folder, which changes the folder's mtime); git is asked on every call, because code can
+change between two runs of one process, with one ``git status`` (plus one ``git diff``
+when the tree is dirty), each with a timeout. Nothing here raises: a failure is recorded
+in ``git_note`` and the run goes on.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import logging
+import os
+import platform
+import re
+import socket
+import subprocess
+import sys
+import threading
+from dataclasses import asdict, dataclass, fields
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from ductaflow._version import __version__
+
+log = logging.getLogger(__name__)
+
+#: Seconds a git call may take before the git state is recorded as unknown.
+GIT_TIMEOUT = 10.0
+#: Length of the environment and diff hashes (hex digits of sha256).
+HASH_LENGTH = 16
+_NOT_NAME = re.compile(r"[-_.]+")
+#: ``git_note`` of a project that is not in a git checkout.
+NOT_A_CHECKOUT = "not a git checkout"
+
+
+@dataclass(frozen=True)
+class GitState:
+    """Where the project's code stood in git when the run started."""
+
+    commit: str | None  # None: a repository with no commit yet
+    branch: str | None  # None: a detached HEAD
+    dirty: bool  # tracked files differ from HEAD (staged or not); untracked files do not count
+    diff_hash: str | None  # sha256 of ``git diff --binary HEAD`` (first 16 hex digits); None when clean
+
+    @property
+    def short(self) -> str:
+        """``1a2b3c4`` or ``1a2b3c4*`` when dirty; ``(no commit)`` in a repository without one."""
+        text = self.commit[:7] if self.commit else "(no commit)"
+        return text + "*" if self.dirty else text
+
+
+@dataclass(frozen=True)
+class Environment:
+    """The installed distributions a process imports from, as one hash and the sorted list."""
+
+    hash: str
+    distributions: tuple[str, ...]  # ``name==version``, names normalised (PEP 503), sorted
+    python: str
+    executable: str
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What a run was made with; stored in its status record (schema 6) and ledger row."""
+
+    python_version: str
+    python_implementation: str
+    platform: str
+    executable: str
+    ductaflow_version: str
+    env_hash: str | None
+    host: str
+    user: str | None
+    git: GitState | None  # None: no git state (see git_note)
+    git_note: str | None = None  # why there is none: not a git checkout, git not installed, timed out
+
+    @property
+    def commit_text(self) -> str:
+        """The commit as the report shows it (``1a2b3c4*`` when dirty), or why there is none."""
+        if self.git is not None:
+            return self.git.short
+        return "no git" if self.git_note == NOT_A_CHECKOUT else "git unknown"
+
+    @property
+    def code_state(self) -> tuple[Any, ...]:
+        """Equal for two runs made from the same code (same commit, same uncommitted diff)."""
+        git = self.git
+        return (git.commit, git.dirty, git.diff_hash) if git is not None else (None, None, self.git_note)
+
+    def to_record(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, rec: Any) -> Provenance | None:
+        """Read :meth:`to_record`'s output back; None for a missing or malformed value."""
+        if not isinstance(rec, dict):
+            return None
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in rec.items() if k in known}
+        git = values.get("git")
+        try:
+            values["git"] = GitState(**git) if isinstance(git, dict) else None
+            return cls(**values)
+        except TypeError:
+            return None
+
+
+
+def collect(project_root: str | Path | None) -> Provenance:
+    """The provenance of a run of the project at ``project_root`` starting now, in this process."""
+    env = environment()
+    git, note = git_state(project_root) if project_root else (None, "no project root")
+    return Provenance(
+        python_version=platform.python_version(),
+        python_implementation=platform.python_implementation(),
+        platform=platform.platform(),
+        executable=sys.executable,
+        ductaflow_version=__version__,
+        env_hash=env.hash if env is not None else None,
+        host=socket.gethostname(),
+        user=_user(),
+        git=git,
+        git_note=note,
+    )
+
+
+def _user() -> str | None:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no USER (some containers)
+        return None
+
+
+# ---------------------------------------------------------------- installed distributions
+_env_lock = threading.Lock()
+_env_cache: tuple[tuple[tuple[str, float], ...], Environment] | None = None
+
+
+def _path_signature() -> tuple[tuple[str, float], ...]:
+    """The folders on ``sys.path`` with their mtimes: changes when a distribution is added or removed."""
+    out = []
+    for entry in sys.path:
+        try:
+            out.append((entry, os.stat(entry or ".").st_mtime))
+        except OSError:
+            out.append((entry, -1.0))
+    return tuple(out)
+
+
+def environment() -> Environment | None:
+    """The distributions this process imports from; cached until a ``sys.path`` folder changes.
+    None when they cannot be listed (recorded as an unknown environment, never an error)."""
+    global _env_cache
+    signature = _path_signature()
+    with _env_lock:
+        if _env_cache is not None and _env_cache[0] == signature:
+            return _env_cache[1]
+        try:
+            found = _distributions()
+        except Exception:  # noqa: BLE001 - a broken dist-info must not stop a run
+            log.warning("cannot list the installed distributions", exc_info=True)
+            return None
+        digest = hashlib.sha256("\n".join(found).encode()).hexdigest()[:HASH_LENGTH]
+        env = Environment(digest, found, platform.python_version(), sys.executable)
+        _env_cache = (signature, env)
+        return env
+
+
+def _distributions() -> tuple[str, ...]:
+    """``name==version`` of every importable distribution: the first of a name on ``sys.path`` wins."""
+    seen: dict[str, str] = {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if not name:
+            continue
+        key = _NOT_NAME.sub("-", name).lower()
+        seen.setdefault(key, f"{key}=={dist.version}")
+    return tuple(sorted(seen.values()))
+
+
+# ---------------------------------------------------------------- git
+def git_state(project_root: str | Path) -> tuple[GitState | None, str | None]:
+    """The git state of the checkout holding ``project_root``, or None and why there is none."""
+    status = _git(project_root, "--no-optional-locks", "status", "--porcelain=v2", "--branch", "--untracked-files=no")
+    if isinstance(status, str):
+        return None, status
+    if status.returncode != 0:
+        return None, _git_failure(status.stderr)
+    commit = branch = None
+    dirty = False
+    for line in status.stdout.splitlines():
+        if line.startswith("# branch.oid "):
+            oid = line.split(" ", 2)[2]
+            commit = None if oid == "(initial)" else oid
+        elif line.startswith("# branch.head "):
+            head = line.split(" ", 2)[2]
+            branch = None if head == "(detached)" else head
+        elif line and not line.startswith("#"):
+            dirty = True
+    diff_hash = None
+    if dirty and commit is not None:
+        diff = _git(project_root, "diff", "--binary", "HEAD", text=False)
+        if isinstance(diff, str) or diff.returncode != 0:
+            return None, diff if isinstance(diff, str) else _git_failure(diff.stderr)
+        diff_hash = hashlib.sha256(diff.stdout).hexdigest()[:HASH_LENGTH]
+    return GitState(commit, branch, dirty, diff_hash), None
+
+
+def _git(root: str | Path, *args: str, text: bool = True) -> subprocess.CompletedProcess[Any] | str:
+    """Run git in ``root``; a string says why it could not run."""
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"}
+    try:
+        return subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=text, timeout=GIT_TIMEOUT,
+            check=False, env=env, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    except FileNotFoundError:
+        return "git is not installed"
+    except subprocess.TimeoutExpired:
+        log.warning("git in %s took over %s s; the run's git state is recorded as unknown", root, GIT_TIMEOUT)
+        return f"git timed out after {GIT_TIMEOUT:g} s"
+    except OSError as exc:
+        return f"git could not run: {exc.strerror or exc}"
+
+
+def _git_failure(stderr: str | bytes) -> str:
+    text = stderr.decode(errors="replace") if isinstance(stderr, bytes) else stderr
+    if "not a git repository" in text:
+        return NOT_A_CHECKOUT
+    first = text.strip().splitlines()[0] if text.strip() else "unknown error"
+    return f"git failed: {first[:200]}"
