@@ -23,6 +23,8 @@ from ductaflow.errors import InvalidName
 from ductaflow.report.charts import results_view
 from ductaflow.report.instances import RACY_NS, InstanceCache, Sig, Snapshot, signature
 from ductaflow.report.links import FILE, LINK, forget_folders, inside
+from ductaflow.report.provenance import section_fields
+from ductaflow.report.provenance import warnings as provenance_warnings
 from ductaflow.report.replicates import replicate_groups
 from ductaflow.report.rows import LIGHTS, elapsed, fmt_time, live, scenario_row
 from ductaflow.report.rows import fmt_duration as _fmt_duration
@@ -160,6 +162,7 @@ def _section(
         "replicate_of": {r["index"]: k for r, k in zip(rows, replicates or [], strict=False) if k is not None},
         "groups": replicate_groups(rows, replicates or [None] * len(rows)),
         "results": mem.section_results(skey, rows),
+        **section_fields(rows),
         **meta,
     }
 
@@ -294,7 +297,7 @@ def _only_sweep(sections: list[dict[str, Any]], sweep: str) -> list[dict[str, An
         if rows:
             reps = [section["replicate_of"].get(r["index"]) for r in rows]
             out.append({**section, "rows": rows, "totals": light_totals(rows), "results": results_view(rows),
-                        "sweeps": [sweep], "groups": replicate_groups(rows, reps)})
+                        "sweeps": [sweep], "groups": replicate_groups(rows, reps), **section_fields(rows)})
     return out
 
 
@@ -340,6 +343,7 @@ def collect_report(runs_root: str | Path, sweep: str | None = None) -> dict[str,
         "totals": totals,
         "worst": worst,
         "notices": list(dict.fromkeys(notices)),
+        "provenance_warnings": provenance_warnings(sections),
     }
 
 

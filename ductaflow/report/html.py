@@ -13,6 +13,8 @@ from typing import Any
 
 from markupsafe import escape
 
+from ductaflow.report.provenance import ENV_DIGITS
+
 GLYPHS = {"green": "✓", "orange": "!", "red": "✕", "running": "▶", "pending": "○",
           "cancelled": "⊘", "skipped": "↷", "unknown": "?"}  # fmt: skip
 _FLOWS_HEAD = (
@@ -89,10 +91,12 @@ def _outputs(rec: dict[str, Any]) -> str:
     )
 
 
-def scenario_item(row: dict[str, Any], sid: str, columns: list[str], sweep_col: bool = False) -> str:
+def scenario_item(
+    row: dict[str, Any], sid: str, columns: list[str], sweep_col: bool = False, code_col: bool = False
+) -> str:
     """One scenario of the list: a ``<details>`` whose summary is the grid row (with its sweep
-    when ``sweep_col``; ``data-sweep`` always, for the sweep filter)."""
-    key = ("item", sid, tuple(columns), sweep_col)
+    when ``sweep_col``, its commit when ``code_col``; ``data-sweep`` always, for the sweep filter)."""
+    key = ("item", sid, tuple(columns), sweep_col, code_col)
     frags = row.setdefault("_html", {})
     if key in frags:
         return frags[key]
@@ -101,6 +105,8 @@ def scenario_item(row: dict[str, Any], sid: str, columns: list[str], sweep_col: 
     attrs = "".join(f' data-v{i}="{_e(v)}"' for i, v in enumerate(row["cells"]))
     cells = "".join(_titled("val", v) for v in row["cells"])
     swp = _e(row.get("sweep", ""))
+    if code_col:
+        cells = _code_cell(row) + cells
     if sweep_col:
         cells = _titled("sweep mono", row.get("sweep", "")) + cells
     note = _e(row["note"])
@@ -108,6 +114,9 @@ def scenario_item(row: dict[str, Any], sid: str, columns: list[str], sweep_col: 
     where = f'<span class="mono">{_e(row["dir"])}/</span>' if row["dir"] else "no instance directory"
     if row["worst_flow"]:
         where += f" · worst flow <strong>{_e(row['worst_flow'])}</strong>"
+    if row.get("commit"):
+        where += (f' · code <span class="mono" title="{_e(row["commit_title"])}">{_e(row["commit"])}</span>'
+                  f' · env <span class="mono" title="{_e(row["env"])}">{_e(row["env"][:ENV_DIGITS])}</span>')
     if row["cells"]:
         pairs = zip(columns, row["cells"], strict=False)
         where += " · " + ", ".join(f'{_e(c)}=<span class="mono">{_e(v)}</span>' for c, v in pairs)
@@ -131,6 +140,12 @@ def scenario_item(row: dict[str, Any], sid: str, columns: list[str], sweep_col: 
     )
     frags[key] = html
     return html
+
+
+def _code_cell(row: dict[str, Any]) -> str:
+    """The grid cell of a row's commit (``*`` marks uncommitted changes), its full state as the title."""
+    text = row.get("commit", "")
+    return f'<span class="c mono code" title="{_e(row.get("commit_title", ""))}">{_e(text)}</span>'
 
 
 def matrix_row(row: dict[str, Any], sid: str, flow_columns: list[str]) -> str:
@@ -210,7 +225,9 @@ _STATS_HEAD = (
 )
 
 
-def group_item(group: dict[str, Any], rows: list[dict[str, Any]], sid: str, columns: list[str], sweep_col: bool) -> str:
+def group_item(
+    group: dict[str, Any], rows: list[dict[str, Any]], sid: str, columns: list[str], sweep_col: bool, code_col: bool
+) -> str:
     """A scenario's replicates: one summary row (its worst light, the statistics of each recorded
     metric) that opens onto the replicate rows."""
     first = rows[0]
@@ -218,6 +235,9 @@ def group_item(group: dict[str, Any], rows: list[dict[str, Any]], sid: str, colu
     sweeps = sorted({r.get("sweep", "") for r in rows})
     sweep = sweeps[0] if len(sweeps) == 1 else "…"
     head = "".join(_titled("val", v) for v in cells)
+    if code_col:
+        commits = {r.get("commit", "") for r in rows}
+        head = (_code_cell(rows[0]) if len(commits) == 1 else '<span class="c mono code">…</span>') + head
     if sweep_col:
         head = _titled("sweep mono", sweep) + head
     stats = group["stats"]
@@ -232,7 +252,7 @@ def group_item(group: dict[str, Any], rows: list[dict[str, Any]], sid: str, colu
             for st in stats
         )
         table = f"{_STATS_HEAD}{body}</tbody></table>"
-    items = "".join(scenario_item(r, sid, columns, sweep_col) for r in rows)
+    items = "".join(scenario_item(r, sid, columns, sweep_col, code_col) for r in rows)
     name = _e(group["scenario"])
     return (
         f'<details class="scn grp l-{group["light"]}" id="{sid}-g{first["index"]}" data-idx="{first["index"]}" '
@@ -244,7 +264,7 @@ def group_item(group: dict[str, Any], rows: list[dict[str, Any]], sid: str, colu
     )
 
 
-def _list(section: dict[str, Any], sweep_col: bool) -> list[str]:
+def _list(section: dict[str, Any], sweep_col: bool, code_col: bool) -> list[str]:
     """The scenario list: one item per row, a replicate group's rows under one group item."""
     sid, columns, rows = section["id"], section["columns"], section["rows"]
     groups = section.get("groups") or {}
@@ -254,11 +274,11 @@ def _list(section: dict[str, Any], sweep_col: bool) -> list[str]:
     for row in rows:
         name = member.get(id(row))
         if name is None:
-            out.append(scenario_item(row, sid, columns, sweep_col))
+            out.append(scenario_item(row, sid, columns, sweep_col, code_col))
         elif name not in done:
             done.add(name)
             present = [r for r in groups[name]["rows"] if id(r) in shown]
-            out.append(group_item(groups[name], present, sid, columns, sweep_col))
+            out.append(group_item(groups[name], present, sid, columns, sweep_col, code_col))
     return out
 
 
@@ -267,7 +287,7 @@ def section_parts(section: dict[str, Any]) -> dict[str, list[str]]:
     sid = section["id"]
     rows = section["rows"]
     sweep_col = bool(section.get("sweeps"))
-    parts = {"list": _list(section, sweep_col)}
+    parts = {"list": _list(section, sweep_col, bool(section.get("mixed_code")))}
     if section["flow_columns"]:
         parts["matrix"] = [matrix_row(r, sid, section["flow_columns"]) for r in rows]
     if section["results"]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from ductaflow.report.instances import Snapshot
 from ductaflow.report.links import DIR, Folder
+from ductaflow.report.provenance import row_fields
 from ductaflow.store.layout import (
     ARTIFACT_SUFFIXES,
     DEBUG_CONFIG_SUFFIX,
@@ -301,6 +302,7 @@ def scenario_row(
         "note": note,
         "records": records,
         "flows": {r["instance"]: r for r in records if r["role"] == "flow"},
+        **row_fields([build_rec, *(summary.flows if summary else ())]),
     }
 
 
