@@ -139,7 +139,7 @@ def test_row_lights_from_the_entry_the_snapshot_or_nothing(layout: SimpleNamespa
     row = rows.scenario_row(layout.runs, [], {"instance": "i1", "state": "done"}, 0, orange)
     assert row["light"] == "orange" and row["note"] == "work: Warning: low" and row["error"] == ""
     skipped = rows.scenario_row(layout.runs, [], {"instance": "i1", "state": "skipped", "status": "green"}, 0, orange)
-    assert skipped["label"] == "green · up to date"
+    assert skipped["label"] == "green" and skipped["up_to_date"] and skipped["note"] == "up to date: not re-run"
     pending = rows.scenario_row(layout.runs, [], {"state": "pending"}, 4, None)
     assert (pending["instance"], pending["light"], pending["records"], pending["dir"]) == ("#5", "pending", [], "")
     unknown = rows.scenario_row(layout.runs, [], {"instance": "x", "state": "done"}, 0, None)

@@ -97,6 +97,10 @@ def test_a_new_project_conducts_green_and_then_is_up_to_date(tmp_path: Path) -> 
     second = _conduct(project)
     assert second.returncode == 0, f"{second.stdout}\n{second.stderr}"
     assert "3 scenario(s) up to date" in second.stdout + second.stderr
+    # conduct() called from Python (the scaffold's conductor.py) says where the report is
+    report_path = project / "runs" / "conductor_status_report.html"
+    assert f"live report: {report_path}" in first.stdout + first.stderr, first.stderr
+    assert f"nothing to run for pipeline; report: {report_path}" in second.stdout + second.stderr
     state = json.loads((project / "runs" / ".ductaflow" / "conductor" / "pipeline.json").read_text(encoding="utf-8"))
     assert [s["state"] for s in state["scenarios"]] == ["skipped"] * 3
     assert _records(project) == records, "a flow ran again"

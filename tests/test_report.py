@@ -298,7 +298,8 @@ def test_results_table_charts_and_up_to_date_rows(runs: Path) -> None:
     write_state(runs, "m", rows, columns=["g"])
     ctx = collect_report(runs)
     section = ctx["sections"][0]
-    assert _rows(ctx)["a"]["label"] == "green · up to date" and _rows(ctx)["b"]["label"] == "orange"
+    assert _rows(ctx)["a"]["label"] == "green" and _rows(ctx)["a"]["up_to_date"]
+    assert _rows(ctx)["b"]["label"] == "orange" and not _rows(ctx)["b"]["up_to_date"]
     res = section["results"]
     assert res["columns"] == ["trips", "zones", "note"]
     assert [r["cells"] for r in res["rows"]] == [["100", "40", SCRIPT_PAYLOAD], ["250", "40", ""], ["", "", ""]]

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 from browserkit import CHROMIUM, chromium
-from report_fixtures import IMG_PAYLOAD, SCRIPT_PAYLOAD, make_demo
+from report_fixtures import IMG_PAYLOAD, SCRIPT_PAYLOAD, make_demo, make_instance, write_state
+from report_fixtures import _row as _state_row
 
 from ductaflow.report.page import write_report
 
@@ -120,3 +121,37 @@ def test_live_reload_keeps_the_filter_and_the_expanded_row(browser: object, tmp_
     assert _row(pg, "g0.02_c1.0").evaluate("d => d.open") is True
     assert not _row(pg, "g0.01_c1.0").is_visible()
     context.close()
+
+
+@pytest.fixture(scope="module")
+def uptodate_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A second sweep in which every scenario was up to date, with a nested scenario column."""
+    runs = tmp_path_factory.mktemp("uptodate") / "runs"
+    runs.mkdir()
+    nested = "prepare_zones.max_calibrated_growth"
+    rows = []
+    for name, light in (("g0.01_c0.05", "green"), ("g0.04_c0.05", "orange")):
+        make_instance(runs, "demand_model", name, [{"flow": "prep", "status": light}])
+        rows.append(_state_row(name, {"growth_rate": 0.01, nested: 0.03}, "skipped", light))
+    write_state(runs, "demand_model", rows, columns=["growth_rate", nested])
+    return write_report(runs).as_uri()
+
+
+def test_up_to_date_pills_and_nested_headers_are_not_cut(browser: object, uptodate_url: str) -> None:
+    """After the README's "run it again" step: every pill reads its light in full, with the
+    up-to-date mark beside it, and a nested column's header shows its whole name."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        page = context.new_page()
+        page.goto(uptodate_url)
+        for name, light in (("g0.01_c0.05", "green"), ("g0.04_c0.05", "orange")):
+            summary = _row(page, name).locator(":scope > summary")
+            assert summary.locator(".lamp").inner_text() == light
+            assert summary.locator(".utd").get_attribute("title") == "up to date: not re-run"
+            cell = summary.locator(".c").first
+            assert cell.evaluate("c => c.scrollWidth <= c.clientWidth"), f"{name}: the light's cell overflows"
+        header = page.locator('.row.hdr [title="prepare_zones.max_calibrated_growth"]')
+        assert header.inner_text().replace("\n", "") == "prepare_zones.max_calibrated_growth".upper()
+        assert header.evaluate("c => c.scrollWidth <= c.clientWidth"), "the nested column's header is cut off"
+    finally:
+        context.close()

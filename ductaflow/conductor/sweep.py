@@ -34,6 +34,7 @@ from ductaflow.core.names import validate_name
 from ductaflow.errors import ConductorFailed
 from ductaflow.kernels import fork
 from ductaflow.run.notebook_html import check_policy
+from ductaflow.store.layout import REPORT_NAME
 from ductaflow.store.results import with_groups, write_results
 
 log = logging.getLogger(__name__)
@@ -229,8 +230,9 @@ def _begin(run: ConductorRun, tasks: list[BuildTask], backend: Backend, reporter
     run.ingest_leftovers()
     run.mark_up_to_date(reporter)
     name = run.plan.name
-    title = f"conducting {len(tasks)} scenario(s) of {name} on {backend.describe()}"
-    reporter.start(len(tasks), title if tasks else f"nothing to run for {name}")
+    report = run.plan.runs_root / REPORT_NAME
+    title = f"conducting {len(tasks)} scenario(s) of {name} on {backend.describe()}; live report: {report}"
+    reporter.start(len(tasks), title if tasks else f"nothing to run for {name}; report: {report}")
     run.save()
 
 

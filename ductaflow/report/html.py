@@ -133,13 +133,22 @@ def scenario_item(
         f'<details class="scn l-{row["light"]}" id="{sid}-r{row["index"]}" data-idx="{row["index"]}" '
         f'data-rank="{row["rank"]}" data-dur="{"" if dur is None else _e(dur)}" data-instance="{inst}" '
         f'data-sweep="{swp}"{attrs}>'
-        f'<summary class="row"><span class="c"><span class="lamp">{_e(row["label"])}</span></span>'
+        f'<summary class="row"><span class="c">{_pill(row)}</span>'
         f'{_titled("inst", row["instance"], 24)}<span class="c dur">{_e(row["duration_text"])}</span>{cells}'
         f'<span class="c note"{note_title}>{note}</span></summary>'
         f'<div class="body">{"".join(body)}</div></details>'
     )
     frags[key] = html
     return html
+
+
+def _pill(row: dict[str, Any]) -> str:
+    """A row's light; an up-to-date row (not re-run in its latest sweep) gets a mark beside it,
+    so the pill keeps its width (``green · up to date`` did not fit the column)."""
+    pill = f'<span class="lamp">{_e(row["label"])}</span>'
+    if row.get("up_to_date"):
+        pill += '<span class="utd" title="up to date: not re-run" aria-label="up to date: not re-run">↷</span>'
+    return pill
 
 
 def _code_cell(row: dict[str, Any]) -> str:
@@ -168,7 +177,8 @@ def matrix_row(row: dict[str, Any], sid: str, flow_columns: list[str]) -> str:
             cells.append(f'<td><span class="cell l-{f["light"]}" title="{tip}"></span></td>')
     html = (
         f'<tr class="mrow l-{row["light"]}"><th scope="row"><a href="#{sid}-r{row["index"]}" '
-        f'title="{_e(row["instance"])}: {_e(row["label"])}">{_e(row["instance"])}</a></th>{"".join(cells)}</tr>'
+        f'title="{_e(row["instance"])}: {_e(row["label"])}{" · up to date" if row.get("up_to_date") else ""}">'
+        f'{_e(row["instance"])}</a></th>{"".join(cells)}</tr>'
     )
     frags[key] = html
     return html

@@ -280,7 +280,7 @@ def scenario_row(
     values: dict[str, Any] = v if isinstance(v := entry.get("values"), dict) else {}
     up_to_date = state == "skipped" and light in STATUSES
     rel = snap.instance_dir[len(str(runs_root)) + 1 :].replace("\\", "/") if snap is not None else ""
-    note = _note(light, error, worst, records)
+    note = _note(light, error, worst, records) or ("up to date: not re-run" if up_to_date else "")
     if discovered and light == "unknown" and any(r["light"] == "running" for r in records):
         light = "running"  # a build record still running is a running row, not "no record"
     return {
@@ -289,7 +289,8 @@ def scenario_row(
         "dir": rel,
         "state": state,
         "light": light,
-        "label": f"{LIGHT_LABELS[light]} · up to date" if up_to_date else LIGHT_LABELS[light],
+        "label": LIGHT_LABELS[light],
+        "up_to_date": up_to_date,  # skipped in its latest sweep: the pill gets a mark, not a longer label
         "rank": LIGHTS.index(light),
         "metrics": entry.get("metrics") if isinstance(entry.get("metrics"), dict) else {},
         "duration": duration,
