@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
+from ductaflow.core.settings import PYPROJECT, tool_table
 from ductaflow.errors import ConfigError
 from ductaflow.kernels.fork import supported
 
@@ -59,40 +58,22 @@ def _module_names(values: Sequence[object], where: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-@lru_cache(maxsize=32)
-def _project_settings(pyproject: Path, mtime_ns: int) -> tuple[str | None, tuple[str, ...] | None]:
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - Python 3.10
-        import tomli as tomllib
-    try:
-        doc = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{pyproject}: cannot read [tool.ductaflow]: {exc}") from None
-    table = doc.get("tool", {}).get("ductaflow", {})
-    if not isinstance(table, dict):
-        raise ConfigError(f"{pyproject}: [tool.ductaflow] must be a table")
+def _project_settings(project_root: Path) -> tuple[str | None, tuple[str, ...] | None]:
+    table = tool_table(project_root)
     launcher = table.get("kernel_launcher")
     preload = table.get("preload")
+    where = f"{project_root / PYPROJECT}: tool.ductaflow"
     if preload is not None and (not isinstance(preload, list)):
-        raise ConfigError(f"{pyproject}: tool.ductaflow.preload must be a list of module names")
+        raise ConfigError(f"{where}.preload must be a list of module names")
     return (
         None if launcher is None else str(launcher),
-        None if preload is None else _module_names(preload, f"{pyproject}: tool.ductaflow"),
+        None if preload is None else _module_names(preload, where),
     )
 
 
 def kernel_options(project_root: Path | None, preload: Sequence[str] | None = None) -> KernelOptions:
     """The launcher and preload for a flow of the project at ``project_root``."""
-    launcher, project_preload = None, None
-    if project_root is not None:
-        pyproject = project_root / "pyproject.toml"
-        try:
-            mtime = pyproject.stat().st_mtime_ns
-        except OSError:
-            mtime = None
-        if mtime is not None:
-            launcher, project_preload = _project_settings(pyproject, mtime)
+    launcher, project_preload = _project_settings(project_root) if project_root is not None else (None, None)
     launcher = os.environ.get(LAUNCHER_ENV) or launcher or "fork"
     if launcher not in LAUNCHERS:
         raise ConfigError(f"kernel launcher {launcher!r}: expected one of {', '.join(LAUNCHERS)}")

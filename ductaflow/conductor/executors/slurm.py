@@ -15,7 +15,6 @@ import difflib
 import logging
 import re
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ductaflow.conductor.executors.dask import DaskBackend
+from ductaflow.core.settings import PYPROJECT, tool_table
 from ductaflow.errors import ConfigError, DuctaflowError, MissingExtra
 
 log = logging.getLogger(__name__)
@@ -182,28 +182,14 @@ def slurm_settings(table: Mapping[str, Any], source: str = "defaults", root: Pat
 def read_settings(project_root: Path) -> SlurmSettings:
     """``[tool.ductaflow.cluster]`` of ``project_root/pyproject.toml``; defaults where the file or
     the table is absent."""
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - Python 3.10
-        import tomli as tomllib
-    pyproject = project_root / "pyproject.toml"
-    try:
-        text = pyproject.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    pyproject = project_root / PYPROJECT
+    if not pyproject.is_file():
         log.info("no %s: SLURM jobs with the default settings", pyproject)
         return SlurmSettings()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{pyproject}: cannot read [{TABLE}]: {exc}") from None
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{pyproject}: cannot read [{TABLE}]: {exc}") from None
-    table = doc.get("tool", {}).get("ductaflow", {}).get("cluster")
-    if table is None:
+    table = tool_table(project_root, "cluster")
+    if not table:
         log.info("%s has no [%s]: SLURM jobs with the default settings", pyproject, TABLE)
         return SlurmSettings(source=str(pyproject))
-    if not isinstance(table, dict):
-        raise ConfigError(f"{pyproject}: [{TABLE}] must be a table")
     return slurm_settings(table, str(pyproject), project_root)
 
 
