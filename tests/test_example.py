@@ -336,6 +336,23 @@ def test_conductor_gives_six_green_and_the_three_4_percent_scenarios_orange(cond
         assert lengths[name] == pytest.approx(kpi, rel=1e-5)
 
 
+def test_the_example_report_charts_mean_trip_length_against_its_baseline(conducted) -> None:
+    """pyproject.toml's [tool.ductaflow.report]: the headline metric is charted first, with the
+    baseline marked, a delta column per named metric and the Pareto chart of the two directed ones."""
+    project, _ = conducted
+    report = (project / "runs" / "conductor_status_report.html").read_text(encoding="utf-8")
+    captions = re.findall(r"<figcaption>([^<]*)</figcaption>", report)
+    assert captions[0].startswith("Pareto front: mean_trip_length vs total_trips"), captions
+    assert captions[1] == "mean_trip_length · lower is better", captions
+    assert "Δ mean_trip_length" in report and "baseline <span class=\"mono\">g0.02_c0.10</span>" in report
+    assert '<rect class="bar l-green base"' in report  # the baseline's bar is marked
+    results = pd.read_parquet(project / "runs" / "demand_model" / "results.parquet").set_index("instance")
+    base = results.loc["g0.02_c0.10", "mean_trip_length"]
+    best = results["mean_trip_length"].min()
+    want = f"{best - base:.4g} ({(best / base - 1) * 100:+.1f}%)"
+    assert f'<td class="delta better">{want}</td>' in report, want
+
+
 def test_orange_scenarios_name_their_warning_line(conducted) -> None:
     project, _ = conducted
     report = (project / "runs" / "conductor_status_report.html").read_text(encoding="utf-8")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+import json
 from pathlib import Path
 
 import pytest
@@ -153,5 +154,47 @@ def test_up_to_date_pills_and_nested_headers_are_not_cut(browser: object, uptoda
         header = page.locator('.row.hdr [title="prepare_zones.max_calibrated_growth"]')
         assert header.inner_text().replace("\n", "") == "prepare_zones.max_calibrated_growth".upper()
         assert header.evaluate("c => c.scrollWidth <= c.clientWidth"), "the nested column's header is cut off"
+    finally:
+        context.close()
+
+
+@pytest.fixture(scope="module")
+def compare_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Three scenarios with metrics and report settings kept in the state (as conduct(report=...) does)."""
+    runs = tmp_path_factory.mktemp("compare") / "runs"
+    rows = []
+    for name, g, length, trips in (("a", 1, 10.0, 100.0), ("b", 2, 8.0, 100.0), ("c", 3, 12.0, 140.0)):
+        make_instance(runs, "m", name, [{"flow": "prep", "status": "green"}])
+        rows.append(_state_row(name, {"g": g}, "done", "green", dir=f"m/{name}",
+                               metrics={"length": length, "trips": trips}))  # fmt: skip
+    state = write_state(runs, "m", rows, columns=["g"])
+    doc = json.loads(state.read_text())
+    doc["report"] = {"metrics": ["length", "trips"], "minimize": ["length"], "maximize": ["trips"], "baseline": "a"}
+    state.write_text(json.dumps(doc))
+    return write_report(runs).as_uri()
+
+
+def test_two_scenarios_side_by_side_with_their_differences(browser: object, compare_url: str) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(compare_url)
+        box = page.locator(".compare")
+        assert box.locator(".cmp-a option:checked").inner_text() == "a"  # the baseline comes first
+        box.locator(".cmp-b").select_option(label="c")
+        lines = {tr.locator("th").inner_text(): tr for tr in box.locator("tbody tr").all() if tr.locator("td").count()}
+        assert lines["g"].get_attribute("class") == "diff"
+        assert [td.inner_text() for td in lines["length"].locator("td").all()] == ["10", "12", "+2"]
+        assert [td.inner_text() for td in lines["trips"].locator("td").all()] == ["100", "140", "+40"]
+        assert lines["light"].get_attribute("class") in (None, "")  # both green: not highlighted
+        box.locator(".cmp-b").select_option(label="b")
+        assert box.locator('tbody tr:has(th:text-is("trips"))').get_attribute("class") in (None, "")
+        # the baseline column and the Pareto chart are on the page too
+        assert page.locator("th.delta").all_inner_texts() == ["Δ length", "Δ trips"]
+        assert page.locator("figure.pareto circle.pt.on").count() == 2  # b (shortest) and c (most trips)
+        assert errors == []
     finally:
         context.close()

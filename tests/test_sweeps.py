@@ -14,7 +14,7 @@ from report_fixtures import _row, make_instance, write_state
 
 from ductaflow import conduct
 from ductaflow.cli import cli
-from ductaflow.errors import InvalidName
+from ductaflow.errors import ConfigError, InvalidName
 from ductaflow.report.page import sweep_report_name, write_report
 from ductaflow.store.layout import STATE_DIR
 from ductaflow.store.ledger import read as read_ledger
@@ -53,7 +53,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     build.write_text(BUILD)
     first = conduct(pd.DataFrame({"scenario_name": ["a", "b"], "x": [1, 2]}), build, sweep="s1", progress=False)
     assert list(first["status"]) == ["green", "green"]
-    second = conduct(pd.DataFrame({"scenario_name": ["a", "c"], "x": [1, 3]}), build, sweep="s2", progress=False)
+    second = conduct(pd.DataFrame({"scenario_name": ["a", "c"], "x": [1, 3]}), build, sweep="s2", progress=False,
+                     report={"metrics": ["double"], "maximize": ["double"], "baseline": "a"})
     assert list(second["state"]) == ["skipped", "done"]
     return root / "runs"
 
@@ -86,6 +87,18 @@ def test_report_lists_every_sweep_with_its_column(runs: Path) -> None:
         assert f'data-instance="{inst}" data-sweep="{sweep}"' in page
     assert '<select class="sweep-filter"' in page and '<option value="s1">s1</option>' in page
     assert 'data-key="sweep">Sweep</span>' in page
+
+
+def test_conduct_report_settings_are_kept_and_drawn(runs: Path) -> None:
+    """conduct(report=...): kept in the state file, so the report (and a later `ductaflow report`) uses them."""
+    doc = json.loads((runs / STATE_DIR / "pair.json").read_text())
+    assert doc["report"] == {"metrics": ["double"], "minimize": [], "maximize": ["double"], "baseline": "a"}
+    page = (runs / "conductor_status_report.html").read_text()
+    assert "Δ double" in page and "<figcaption>double · higher is better</figcaption>" in page
+    with pytest.raises(ConfigError, match=r"conduct\(report=...\): unknown key\(s\) 'metric'"):
+        conduct(pd.DataFrame({"scenario_name": ["z"], "x": [1]}), runs.parent / "builds" / "pair.py",
+                report={"metric": ["double"]}, progress=False)
+    assert not (runs / "pair" / "z").exists()  # refused before anything ran
 
 
 def test_cli_report_and_status_narrow_to_one_sweep(runs: Path) -> None:

@@ -36,6 +36,7 @@ from ductaflow.errors import DuctaflowError
 from ductaflow.lifecycle.dispatch import ConsumerFailure, Dispatcher
 from ductaflow.lifecycle.events import EventKind, ScenarioEvent
 from ductaflow.report.page import write_report
+from ductaflow.report.spec import ReportSpec
 from ductaflow.store.atomic import atomic_write_json
 from ductaflow.store.layout import ATTEMPTS_DIR, SPOOL_DIR
 from ductaflow.store.ledger import append_runs, ingest_spool
@@ -80,9 +81,10 @@ def state_row(scenario: ScenarioPlan, build: str) -> dict[str, Any]:
 class ConductorRun:
     """The conductor's bookkeeping for one conduct() call."""
 
-    def __init__(self, plan: SweepPlan, sweep: str | None = None) -> None:
+    def __init__(self, plan: SweepPlan, sweep: str | None = None, report: ReportSpec | None = None) -> None:
         self.plan = plan
         self.sweep = sweep  # this call's id, recorded in the rows it runs
+        self.report = report  # conduct(report=...): what the report compares (else the project's settings)
         self.runs_root = plan.runs_root
         self.state_path = state_path(plan.runs_root, plan.name)
         self.store = StateWriter(self.state_path)
@@ -155,6 +157,7 @@ class ConductorRun:
             "conductor": self.owner,
             "sweep": self.sweep,
             "scenarios": [*self.rows.values(), *self.earlier],
+            **({"report": self.report.to_record()} if self.report is not None else {}),
         }
 
     def save(self, report: bool = True) -> None:

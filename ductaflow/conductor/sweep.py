@@ -33,6 +33,7 @@ from ductaflow.conductor.worker import NOT_RUN, BuildTask
 from ductaflow.core.names import validate_name
 from ductaflow.errors import ConductorFailed
 from ductaflow.kernels import fork
+from ductaflow.report.spec import ReportSpec
 from ductaflow.run.notebook_html import check_policy
 from ductaflow.store.layout import REPORT_NAME
 from ductaflow.store.results import with_groups, write_results
@@ -67,6 +68,7 @@ def conduct(
     replicates: int | None = None,
     seed: int | None = None,
     max_runs: int | None = None,
+    report: Mapping[str, Any] | ReportSpec | None = None,
 ) -> pd.DataFrame:
     """Run ``build`` once per scenario row into ``<runs_root>/<build>/<instance>/``.
 
@@ -118,8 +120,13 @@ def conduct(
     global state are seeded with it before the first cell. ``max_runs`` refuses, with a
     :class:`ScenarioError` before anything runs, a plan that would run more builds than that
     (up-to-date instances are not counted).
+
+    ``report`` says what the report compares (keys ``metrics``, ``minimize``, ``maximize``,
+    ``baseline``; see :mod:`ductaflow.report.spec`); default: ``[tool.ductaflow.report]`` of
+    the project's pyproject.toml. It is kept in the conductor's state file.
     """
     check_policy(html)
+    spec = ReportSpec.from_mapping(report, "conduct(report=...)") if report is not None else None
     sweep_id = new_sweep_id() if sweep is None else validate_name(sweep, "sweep id")
     table = load_scenarios(scenarios)
     plan = plan_sweep(
@@ -133,7 +140,7 @@ def conduct(
         return _explain(plan, out, reporter)
     if dry_run:
         return _dry_run(plan, out, reporter)
-    run = ConductorRun(plan, sweep=sweep_id)
+    run = ConductorRun(plan, sweep=sweep_id, report=spec)
     backend = _open_backend(plan, executor, max_parallel, worker_wait)
     try:
         template = _kernel_template(backend, plan)

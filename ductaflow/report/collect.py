@@ -17,9 +17,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ductaflow.core.config import find_project_root
 from ductaflow.core.liveness import gone
 from ductaflow.core.names import check_component
-from ductaflow.errors import InvalidName
+from ductaflow.errors import ConfigError, InvalidName
 from ductaflow.report.charts import results_view
 from ductaflow.report.instances import RACY_NS, InstanceCache, Sig, Snapshot, signature
 from ductaflow.report.links import FILE, LINK, forget_folders, inside
@@ -28,6 +29,7 @@ from ductaflow.report.provenance import warnings as provenance_warnings
 from ductaflow.report.replicates import replicate_groups
 from ductaflow.report.rows import LIGHTS, elapsed, fmt_time, live, scenario_row
 from ductaflow.report.rows import fmt_duration as _fmt_duration
+from ductaflow.report.spec import ReportSpec, project_spec
 from ductaflow.store.layout import STATE_DIR, STATUS_SUFFIX
 from ductaflow.store.records import subdirs
 from ductaflow.store.sweep_state import journal_path, read_state
@@ -97,14 +99,15 @@ class _Memory:
             self.rows[key] = (entry, cols, token, row)
         return row, snap
 
-    def section_results(self, skey: str, rows: list[dict[str, Any]]) -> Any:
-        """The results table and charts of a section, built again only when one of its rows changed."""
-        tokens = tuple(r["_token"] for r in rows)
+    def section_results(self, skey: str, rows: list[dict[str, Any]], spec: ReportSpec) -> Any:
+        """The results table and charts of a section, built again only when one of its rows (or
+        the report settings) changed."""
+        tokens = (spec, *(r["_token"] for r in rows))
         self.used.add(skey)
         hit = self.results.get(skey)
         if hit is not None and hit[0] == tokens:
             return hit[1]
-        view = results_view(rows)
+        view = results_view(rows, spec)
         self.results[skey] = (tokens, view)
         return view
 
@@ -144,8 +147,10 @@ def light_totals(rows: Iterable[dict[str, Any]]) -> dict[str, int]:
 
 
 def _section(
-    mem: _Memory, skey: str, build: str, rows: list[dict[str, Any]], replicates: list[Any] | None = None, **meta: Any
+    mem: _Memory, skey: str, build: str, rows: list[dict[str, Any]], replicates: list[Any] | None = None,
+    spec: ReportSpec | None = None, **meta: Any,
 ) -> dict[str, Any]:
+    spec = spec or ReportSpec()
     flow_columns: list[str] = []
     seen: set[str] = set()
     for row in rows:
@@ -161,7 +166,8 @@ def _section(
         "sweeps": sorted({r["sweep"] for r in rows if r.get("sweep")}),
         "replicate_of": {r["index"]: k for r, k in zip(rows, replicates or [], strict=False) if k is not None},
         "groups": replicate_groups(rows, replicates or [None] * len(rows)),
-        "results": mem.section_results(skey, rows),
+        "results": mem.section_results(skey, rows, spec),
+        "spec": spec,
         **section_fields(rows),
         **meta,
     }
@@ -206,12 +212,14 @@ def _conductor_section(mem: _Memory, path: Path, doc: Any, index: int, notices: 
         entries = [_abandoned(e) for e in entries]
     skey = f"state:{path.name}:b{index}"
     rows = _rows(mem, skey, build, columns, entries, notices)
+    spec = ReportSpec.from_record(doc.get("report")) or _project_spec(doc.get("build_path"), notices)
     return _section(
         mem,
         skey,
         build,
         rows,
         [e.get("replicate") for e in entries],
+        spec,
         id=f"b{index}",
         source="conductor",
         state=state,
@@ -223,6 +231,18 @@ def _conductor_section(mem: _Memory, path: Path, doc: Any, index: int, notices: 
         finished=fmt_time(doc.get("finished")),
         elapsed=_fmt_duration(elapsed(doc.get("started"), doc.get("finished") if state != "running" else None)),
     )
+
+
+def _project_spec(where: Any, notices: list[str]) -> ReportSpec:
+    """``[tool.ductaflow.report]`` of the project holding ``where`` (a build file or a folder);
+    settings that cannot be read are a notice on the page, and the report goes on without them."""
+    if not isinstance(where, (str, Path)) or not str(where):
+        return ReportSpec()
+    try:
+        return project_spec(find_project_root(where))
+    except (ConfigError, OSError) as exc:
+        notices.append(f"report settings ignored: {exc}")
+        return ReportSpec()
 
 
 def _unlisted(mem: _Memory, build: str, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -274,6 +294,8 @@ def _discovered_sections(mem: _Memory, runs_root: Path, notices: list[str]) -> l
                 skey,
                 top,
                 rows,
+                None,
+                _project_spec(runs_root.parent, notices),
                 id=f"b{index}",
                 source="discovered",
                 state="discovered",
@@ -296,8 +318,9 @@ def _only_sweep(sections: list[dict[str, Any]], sweep: str) -> list[dict[str, An
         rows = [r for r in section["rows"] if r.get("sweep") == sweep]
         if rows:
             reps = [section["replicate_of"].get(r["index"]) for r in rows]
-            out.append({**section, "rows": rows, "totals": light_totals(rows), "results": results_view(rows),
-                        "sweeps": [sweep], "groups": replicate_groups(rows, reps), **section_fields(rows)})
+            out.append({**section, "rows": rows, "totals": light_totals(rows),
+                        "results": results_view(rows, section["spec"]), "sweeps": [sweep],
+                        "groups": replicate_groups(rows, reps), **section_fields(rows)})
     return out
 
 

@@ -9,10 +9,13 @@ row carries its text, its links and little else.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from markupsafe import escape
 
+from ductaflow.report import svg
+from ductaflow.report.numbers import number
 from ductaflow.report.provenance import ENV_DIGITS
 
 GLYPHS = {"green": "✓", "orange": "!", "red": "✕", "running": "▶", "pending": "○",
@@ -185,47 +188,24 @@ def matrix_row(row: dict[str, Any], sid: str, flow_columns: list[str]) -> str:
 
 
 def results_rows(view: dict[str, Any], sid: str) -> str:
-    """The rows of the results-by-scenario table (kept on the view, which is kept while rows are)."""
+    """The rows of the results-by-scenario table, with their deltas to the baseline (kept on the
+    view, which is kept while rows are)."""
     key = ("_html", sid)
     if view.get("_key") == key:
         return view["_rows_html"]
     out = []
+    at = {c: i for i, c in enumerate(view.get("deltas", ()))}  # a metric's delta sits right after it
     for r in view["rows"]:
-        cells = "".join(f"<td>{_e(v)}</td>" for v in r["cells"])
+        cells = "".join(
+            f"<td>{_e(v)}</td>" + (_delta_cell(r["deltas"][at[c]]) if c in at else "")
+            for c, v in zip(view["columns"], r["cells"], strict=True)
+        )
         out.append(
             f'<tr class="mrow l-{r["light"]}"><th scope="row"><a href="#{sid}-r{r["index"]}">{_e(r["instance"])}</a>'
             f"</th>{cells}</tr>"
         )
     view["_key"], view["_rows_html"] = key, "".join(out)
     return view["_rows_html"]
-
-
-def _short(name: str, length: int = 26) -> str:
-    """Jinja's ``truncate(26, true, "…")`` (leeway 5): cut only names longer than 31."""
-    return name if len(name) <= length + 5 else name[: length - 1] + "…"
-
-
-def chart(ch: dict[str, Any]) -> str:
-    """One bar chart as inline SVG (no script); a bar's title only where its label was cut."""
-    if "_html" in ch:
-        return ch["_html"]
-    bars = []
-    for b in ch["bars"]:
-        name = b["instance"]
-        short = _short(name)
-        title = f"<title>{_e(name)}: {_e(b['value'])}</title>" if short != name else ""
-        y = b["y"]
-        bars.append(
-            f'<text class="lb" x="176" y="{y + 13}">{_e(short)}</text>'
-            f'<rect class="bar l-{b["light"]}" x="184" y="{y}" width="{b["width"]}" height="16">{title}</rect>'
-            f'<text x="{190 + b["width"]}" y="{y + 13}">{_e(b["value"])}</text>'
-        )
-    metric = _e(ch["metric"])
-    ch["_html"] = (
-        f'<figure class="chart"><figcaption>{metric}</figcaption><svg role="img" aria-label="{metric} by scenario" '
-        f'viewBox="0 0 640 {ch["height"]}" width="640" height="{ch["height"]}">{"".join(bars)}</svg></figure>'
-    )
-    return ch["_html"]
 
 
 _STATS_HEAD = (
@@ -302,8 +282,40 @@ def section_parts(section: dict[str, Any]) -> dict[str, list[str]]:
         parts["matrix"] = [matrix_row(r, sid, section["flow_columns"]) for r in rows]
     if section["results"]:
         parts["results"] = [results_rows(section["results"], sid)]
-        parts["charts"] = [chart(ch) for ch in section["results"]["charts"]]
+        parts["charts"] = [svg.pareto(section["results"].get("pareto"))] + [
+            svg.chart(ch) for ch in section["results"]["charts"]
+        ]
+        parts["data"] = [compare_data(section)]
     return parts
+
+
+def _compare_row(res: dict[str, Any], row: dict[str, Any] | None, metrics: list[str]) -> list[Any]:
+    """[instance, light, parameter texts, metric texts, metric numbers (null when not a number)]."""
+    values = row["metrics"] if row is not None else {}
+    return [res["instance"], res["light"], row["cells"] if row is not None else [], res["cells"],
+            [number(values.get(m)) for m in metrics]]  # fmt: skip
+
+
+def _delta_cell(d: dict[str, str]) -> str:
+    return f'<td class="delta {d["cls"]}">{_e(d["text"])}</td>'
+
+
+def compare_data(section: dict[str, Any]) -> str:
+    """The section's scenarios as JSON for the two-scenario comparison (a data block, never run):
+    parameters and recorded metrics per scenario, text escaped so it cannot end the block."""
+    view = section["results"]
+    if "_data" in view:
+        return view["_data"]
+    rows = {r["index"]: r for r in section["rows"]}
+    doc = {
+        "params": section["columns"],
+        "metrics": view["columns"],
+        "baseline": view.get("baseline"),
+        "rows": [_compare_row(r, rows.get(r["index"]), view["columns"]) for r in view["rows"]],
+    }  # fmt: skip
+    text = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
+    view["_data"] = f'<script type="application/json" id="{section["id"]}-data">{text}</script>'
+    return view["_data"]
 
 
 def fill(frame: str, marker: str, parts: dict[str, list[str]]) -> str:

@@ -140,7 +140,7 @@ def generate_status_report(results: Any, runs_root: str | Path) -> str:
                 order.setdefault(d.resolve().relative_to(root).as_posix(), i)
         for section in context["sections"]:
             rows = sorted((r for r in section["rows"] if r["dir"] in order), key=lambda r: order[r["dir"]])
-            section.update(rows=rows, totals=light_totals(rows), results=results_view(rows))
+            section.update(rows=rows, totals=light_totals(rows), results=results_view(rows, section["spec"]))
         context["sections"] = [s for s in context["sections"] if s["rows"]]
         context["totals"] = light_totals(r for s in context["sections"] for r in s["rows"])
     return render_report(context)

@@ -15,7 +15,8 @@ import re
 import statistics
 from typing import Any
 
-from ductaflow.report.charts import _fmt_metric, _number
+from ductaflow.report.numbers import fmt_metric as _fmt_metric
+from ductaflow.report.numbers import number as _number
 
 _SUFFIX = re.compile(r"__r\d+$")
 STATS = ("mean", "std", "cv", "min", "max")
