@@ -25,7 +25,7 @@ from ductaflow.store.layout import (
     FLOWS_SUBDIR,
     METRICS_SUFFIX,
     TABLE_INFIX,
-    artifact_path,
+    artifact_name,
     flow_of_artifact,
 )
 from ductaflow.store.result import FlowResult, RunState
@@ -125,7 +125,7 @@ def _tail(text: str, lines: int = MAX_TRACEBACK_LINES) -> str:
 def _links(folder: Folder, name: str, red: bool) -> list[dict[str, str]]:
     """Notebook (its HTML page when there is one, at the failing cell when red; else the
     ``.ipynb``), log, config and HTML links."""
-    files = {kind: artifact_path(Path(), name, kind).name for kind in ("html", "notebook", "log", "config")}
+    files = {kind: artifact_name(name, kind) for kind in ("html", "notebook", "log", "config")}
     html = folder.href(files["html"])
     notebook = folder.href(files["html"], ERROR_ANCHOR if red else "") if html else None
     notebook = notebook or folder.href(files["notebook"])

@@ -54,9 +54,14 @@ STATUS_CACHE = Path(RUNS_MARKER) / "status_cache.json"
 ENVS_DIR = Path(RUNS_MARKER) / "envs"
 
 
+def artifact_name(flow: str, kind: str) -> str:
+    """The file name of one of ``flow``'s files (a key of :data:`ARTIFACTS`)."""
+    return f"{flow}{ARTIFACTS[kind]}"
+
+
 def artifact_path(execution_dir: Path, flow: str, kind: str) -> Path:
     """The path of one of ``flow``'s files (a key of :data:`ARTIFACTS`) in ``execution_dir``."""
-    return execution_dir / f"{flow}{ARTIFACTS[kind]}"
+    return execution_dir / artifact_name(flow, kind)
 
 
 def flow_of_artifact(name: str, kind: str) -> str | None:
