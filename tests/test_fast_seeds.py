@@ -49,6 +49,21 @@ def test_replicate_names_are_padded_to_the_width_of_n() -> None:
     assert replicate_name("x", 7, 100) == "x__r007"
 
 
+def test_raising_n_across_a_padding_width_keeps_the_replicates_on_disk(project: Path) -> None:
+    """N=9 made a__r1..a__r9; N=10 says a__r01..: those nine keep their instances (same config,
+    same seed: up to date), only a__r10 is new, so no replicate exists twice under two names."""
+    build_dir = project / "runs" / "pipe"
+    for k in range(1, 10):
+        (build_dir / f"a__r{k}").mkdir(parents=True)
+    plan = plan_sweep(TABLE.iloc[:1], project / "builds" / "pipe.py", replicates=10, project_root=project)
+    names = [p.instance for p in plan.scenarios]
+    assert names == [f"a__r{k}" for k in range(1, 10)] + ["a__r10"]
+    assert [p.config["_replicate"] for p in plan.scenarios] == list(range(1, 11))
+    assert plan.scenarios[0].config["_seed"] == derive_seed(0, "a", 1)
+    fresh = plan_scenarios(TABLE.iloc[:1], {}, replicates=10)  # nothing on disk: the padded names
+    assert fresh[0].instance == "a__r01"
+
+
 def test_replicates_expand_rows_with_their_own_seeds() -> None:
     plans = plan_scenarios(TABLE, {"g": 1}, replicates=2, seed=5)
     assert [p.instance for p in plans] == ["a__r1", "a__r2", "b__r1", "b__r2"]

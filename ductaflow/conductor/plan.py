@@ -14,7 +14,7 @@ import hashlib
 import keyword
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ from ductaflow.kernels.options import KernelOptions, kernel_options
 from ductaflow.run.decide import Decision, decide
 from ductaflow.run.execute import resolve_flow_path
 from ductaflow.store.layout import SPOOL_DIR, contained_dir
+from ductaflow.store.records import subdirs
 
 NAME_COLUMNS = ("scenario_name", "instance")
 #: Columns the conductor adds to the returned table; a scenario column may not use them.
@@ -100,6 +101,7 @@ def plan_scenarios(
     *,
     replicates: int | None = None,
     seed: int | None = None,
+    existing: Container[str] = (),
 ) -> list[ScenarioPlan]:
     """Check every row and turn it into a :class:`ScenarioPlan`; all problems in one error.
 
@@ -132,7 +134,7 @@ def plan_scenarios(
         shown = "\n  ".join(problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
         raise ScenarioError(f"scenario table has {len(problems)} problem(s):\n  {shown}{more}")
-    return with_seeds(plans, replicates, seed)
+    return with_seeds(plans, replicates, seed, existing)
 
 
 def _check_columns(table: pd.DataFrame, instance_column: str | None) -> tuple[list[str], str | None]:
@@ -282,7 +284,8 @@ def plan_sweep(
     cols, name_col = _check_columns(table, instance_column)  # the name column is not a parameter
     known = checked_names([c for c in cols if c != name_col], base, build_flow, root, flows.values(), build_dir,
                           allow_unknown=allow_unknown)
-    scenarios = plan_scenarios(table, base, instance_column, known, replicates=replicates, seed=seed)
+    present = set(subdirs(build_dir)) if replicates is not None else set()  # replicates keep their padding
+    scenarios = plan_scenarios(table, base, instance_column, known, replicates=replicates, seed=seed, existing=present)
     kernel = kernel_options(root, preload)
     for folder in [build_dir, *(build_dir / p.instance for p in scenarios)]:
         if os.path.lexists(folder):  # refused up front (exit 2), not as a red row from the worker

@@ -8,7 +8,7 @@ the width of N) with ``config["_replicate"] = k``; every instance's config carri
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import replace
 
 from ductaflow.conductor.scenario import ScenarioPlan
@@ -27,8 +27,14 @@ def check_options(replicates: int | None, seed: int | None, max_runs: int | None
         check_int(max_runs, "max_runs", 1)
 
 
-def with_seeds(plans: Sequence[ScenarioPlan], replicates: int | None, seed: int | None) -> list[ScenarioPlan]:
-    """Each scenario with its seed, or, with ``replicates``, its N replicates with theirs."""
+def with_seeds(
+    plans: Sequence[ScenarioPlan], replicates: int | None, seed: int | None, existing: Container[str] = ()
+) -> list[ScenarioPlan]:
+    """Each scenario with its seed, or, with ``replicates``, its N replicates with theirs.
+
+    ``existing`` holds the build's instance names already on disk: a replicate that exists
+    under another padding (``x__r1`` from N=9, now N=10 would say ``x__r01``) keeps its
+    instance, so raising N runs only the new replicates and no replicate is counted twice."""
     study = DEFAULT_STUDY_SEED if seed is None else seed
     if replicates is None:
         return [replace(p, config={**p.config, "_seed": derive_seed(study, p.instance, 0)}) for p in plans]
@@ -41,7 +47,7 @@ def with_seeds(plans: Sequence[ScenarioPlan], replicates: int | None, seed: int 
     out: list[ScenarioPlan] = []
     for p in plans:
         for k in range(1, replicates + 1):
-            name = replicate_name(p.instance, k, replicates)
+            name = _replicate_instance(p.instance, k, replicates, existing)
             try:
                 validate_name(name, f"replicate {k} of row {p.row}")
             except InvalidName as exc:  # a name at the length limit
@@ -49,6 +55,21 @@ def with_seeds(plans: Sequence[ScenarioPlan], replicates: int | None, seed: int 
             config = {**p.config, "_instance": name, "_replicate": k, "_seed": derive_seed(study, p.instance, k)}
             out.append(replace(p, instance=name, config=config))
     return out
+
+
+def _replicate_instance(name: str, k: int, replicates: int, existing: Container[str]) -> str:
+    """``replicate_name``, unless replicate ``k`` of ``name`` is on disk under another padding."""
+    canonical = replicate_name(name, k, replicates)
+    if canonical in existing:
+        return canonical
+    for width in range(len(str(k)), _MAX_WIDTH + 1):
+        other = f"{name}__r{k:0{width}d}"
+        if other != canonical and other in existing:
+            return other
+    return canonical
+
+
+_MAX_WIDTH = 7  # replicate numbers up to 9,999,999
 
 
 def check_budget(to_run: int, max_runs: int | None, total: int) -> None:
