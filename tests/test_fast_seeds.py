@@ -154,3 +154,17 @@ def test_script_mode_seeds_from_the_recorded_config(tmp_path: Path) -> None:
                           timeout=60, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [str(random.Random(5).random()), str(np.random.RandomState(5).rand()), "5"]
+
+
+@pytest.mark.parametrize("bad", ["7", 1.5, True, -1, 2**32, None])
+def test_a_seed_the_kernel_cannot_take_exactly_is_refused_before_anything_is_written(
+    project: Path, bad: object
+) -> None:
+    """Ignoring it would seed the kernel with another number while the recorded config shows this one."""
+    flow = project / "builds" / "pipe.py"
+    with pytest.raises(ductaflow.DuctaflowError, match=r"config: _seed must be an integer from 0 to 4294967295"):
+        ductaflow.run_notebook(flow, {"_seed": bad}, project_root=project, instance_name="s")
+    assert not (project / "runs").exists()
+    for fine in (0, 2**32 - 1, np.int64(5)):
+        assert run_seed({"_seed": fine}, None, "x") == fine  # in range: taken as given
+        assert ductaflow.seed({"_seed": fine}) == fine

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ductaflow.core.context import RunContext
-from ductaflow.errors import ScenarioError
+from ductaflow.errors import ConfigError, ScenarioError
 
 #: The study seed when none is given.
 DEFAULT_STUDY_SEED = 0
@@ -46,6 +46,17 @@ def check_int(value: Any, what: str, minimum: int | None = None) -> int:
     return int(value)
 
 
+#: A run's seed is in numpy's legacy range, 0 .. 2**32 - 1 (``random`` takes any int).
+SEED_LIMIT = 2**32
+
+
+def check_run_seed(value: Any, where: str) -> None:
+    """Refuse a ``_seed`` the kernel could not be seeded with exactly (a string, a float, a bool,
+    a negative or too large number): it would otherwise be ignored while the config records it."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= value < SEED_LIMIT:
+        raise ConfigError(f"{where}: _seed must be an integer from 0 to {SEED_LIMIT - 1}, not {value!r}")
+
+
 def replicate_name(name: str, replicate: int, replicates: int) -> str:
     """Instance name of replicate ``replicate`` (1-based) of ``name``, padded to the width of ``replicates``."""
     return f"{name}__r{replicate:0{len(str(replicates))}d}"
@@ -69,8 +80,8 @@ def run_seed(config: Mapping[str, Any], parent_seed: int | None, instance: str) 
     """The seed a run's kernel is seeded with: its config's ``_seed``, else one derived from the
     seed of the run that started it (a build's step) or from the default study seed, and its instance name."""
     given = config.get("_seed")
-    if isinstance(given, int) and not isinstance(given, bool):
-        return given
+    if isinstance(given, numbers.Integral) and not isinstance(given, bool):  # numpy integers too
+        return int(given)
     return derive_seed(DEFAULT_STUDY_SEED if parent_seed is None else parent_seed, instance, 0)
 
 
@@ -78,8 +89,9 @@ def seed(config: Mapping[str, Any] | None = None) -> int:
     """This run's seed: ``config["_seed"]`` when a config is given and holds one, else the seed
     ductaflow started this process's run with (a flow's kernel; script mode and interactive
     sessions set it in ``flow_config``), else ``derive_seed(0, <working directory name>, 0)``."""
-    if config is not None and isinstance(config.get("_seed"), int):
-        return int(config["_seed"])
+    given = config.get("_seed") if config is not None else None
+    if isinstance(given, numbers.Integral) and not isinstance(given, bool):
+        return int(given)
     ctx = RunContext.inherited()  # a flow's kernel is started with its run's seed
     if ctx is not None and ctx.seed is not None:
         return int(ctx.seed)

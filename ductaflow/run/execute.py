@@ -24,7 +24,7 @@ from ductaflow.core.fingerprint import FRAMEWORK_KEYS, Fingerprint, fingerprint
 from ductaflow.core.flowfile import Flow, parameterise, read_flow, recorded_parameters
 from ductaflow.core.lights import Status
 from ductaflow.core.names import validate_name
-from ductaflow.core.seeds import run_seed
+from ductaflow.core.seeds import check_run_seed, run_seed
 from ductaflow.errors import ConfigError, DuctaflowError, FlowFailed, WouldOverwrite
 from ductaflow.kernels.kernelspecs import choose_kernel
 from ductaflow.kernels.options import KernelOptions, kernel_options
@@ -171,6 +171,8 @@ def make_plan(
 
 def _seeded(ctx: RunContext, cfg: dict[str, Any], instance: str) -> RunContext:
     """The context with this run's seed; in a study with a seed or replicates a step records it as ``_seed``."""
+    if "_seed" in cfg:  # given (or in the default config): it must be the seed the kernel gets
+        check_run_seed(cfg["_seed"], "config")
     value = run_seed(cfg, ctx.seed, instance)
     if ctx.pass_seed and "_seed" not in cfg:
         cfg["_seed"] = value
