@@ -52,6 +52,7 @@ KERNEL_MODULES = frozenset({
     "test_imports_and_usage.py",
     "test_incremental.py",
     "test_kernel_choice.py",
+    "test_report_paged.py",
     "test_kernels.py",
     "test_lights.py",
     "test_procs.py",

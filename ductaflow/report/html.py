@@ -114,6 +114,25 @@ def scenario_item(
         cells = _titled("sweep mono", row.get("sweep", "")) + cells
     note = _e(row["note"])
     note_title = f' title="{note}"' if note else ""
+    html = (
+        f'<details class="scn l-{row["light"]}" id="{sid}-r{row["index"]}" data-idx="{row["index"]}" '
+        f'data-rank="{row["rank"]}" data-dur="{"" if dur is None else _e(dur)}" data-instance="{inst}" '
+        f'data-sweep="{swp}"{attrs}>'
+        f'<summary class="row"><span class="c">{_pill(row)}</span>'
+        f'{_titled("inst", row["instance"], 24)}<span class="c dur">{_e(row["duration_text"])}</span>{cells}'
+        f'<span class="c note"{note_title}>{note}</span></summary>'
+        f'<div class="body">{scenario_body(row, columns)}</div></details>'
+    )
+    frags[key] = html
+    return html
+
+
+def scenario_body(row: dict[str, Any], columns: list[str]) -> str:
+    """What an open scenario shows: where it ran, its error, its build and flow records."""
+    key = ("body", tuple(columns))
+    frags = row.setdefault("_html", {})
+    if key in frags:
+        return frags[key]
     where = f'<span class="mono">{_e(row["dir"])}/</span>' if row["dir"] else "no instance directory"
     if row["worst_flow"]:
         where += f" · worst flow <strong>{_e(row['worst_flow'])}</strong>"
@@ -132,17 +151,8 @@ def scenario_item(
         body.append("</tbody></table>")
     else:
         body.append(f'<p class="muted">No records on disk yet{_WHY_EMPTY.get(row["state"], "")}.</p>')
-    html = (
-        f'<details class="scn l-{row["light"]}" id="{sid}-r{row["index"]}" data-idx="{row["index"]}" '
-        f'data-rank="{row["rank"]}" data-dur="{"" if dur is None else _e(dur)}" data-instance="{inst}" '
-        f'data-sweep="{swp}"{attrs}>'
-        f'<summary class="row"><span class="c">{_pill(row)}</span>'
-        f'{_titled("inst", row["instance"], 24)}<span class="c dur">{_e(row["duration_text"])}</span>{cells}'
-        f'<span class="c note"{note_title}>{note}</span></summary>'
-        f'<div class="body">{"".join(body)}</div></details>'
-    )
-    frags[key] = html
-    return html
+    frags[key] = "".join(body)
+    return frags[key]
 
 
 def _pill(row: dict[str, Any]) -> str:

@@ -7,6 +7,7 @@ Pure reading and rendering; never imports execution. Links are relative to the r
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import secrets
@@ -21,6 +22,7 @@ from ductaflow.report.charts import results_view
 from ductaflow.report.collect import REPORT_LOCK, collect_report, light_totals, memory_of
 from ductaflow.report.html import fill, section_parts
 from ductaflow.report.links import FILE, href
+from ductaflow.report.paged import detail_chunks, details_dir, is_paged, paged_parts
 from ductaflow.report.status_cache import SummaryCache, summary_row
 from ductaflow.store.atomic import atomic_write_text
 from ductaflow.store.layout import REPORT_NAME, STATE_DIR, STATUS_SUFFIX
@@ -46,15 +48,19 @@ def _environment() -> Any:
     )
 
 
-def render_report(context: dict[str, Any]) -> str:
-    """Render the context to one self-contained HTML page (fresh CSP nonce per render)."""
+def render_report(context: dict[str, Any], details_href: str | None = None) -> str:
+    """Render the context to one HTML page (fresh CSP nonce per render). With ``details_href``
+    (where the details files sit, relative to the page), sections above ``PAGED_AT`` scenarios
+    are drawn from data (:mod:`ductaflow.report.paged`); without it the page is self-contained."""
     template = _environment().get_template("report.html.j2")
     marker = secrets.token_hex(8)  # slots for the big parts, which skip the template
     pieces: dict[str, list[str]] = {}
     slots = []
     for i, section in enumerate(context["sections"]):
         slot = {}
-        for name, part in section_parts(section).items():
+        section["paged"] = details_href is not None and is_paged(section)
+        parts = paged_parts(section, details_href) if section["paged"] and details_href else section_parts(section)
+        for name, part in parts.items():
             pieces[f"{i}:{name}"] = part
             slot[name] = Markup(f"<!--{marker}:{i}:{name}-->")
         slots.append(slot)
@@ -71,10 +77,36 @@ def write_report(runs_root: str | Path, sweep: str | None = None) -> Path:
     root = Path(runs_root)
     path = root / (REPORT_NAME if sweep is None else sweep_report_name(sweep))
     context = collect_report(root, sweep)
-    atomic_write_text(path, render_report(context))
+    folder = details_dir(path.name)
+    page = render_report(context, folder.as_posix())
+    with REPORT_LOCK:
+        _write_details(root / folder, [s for s in context["sections"] if s["paged"]])
+    atomic_write_text(path, page)
     if not context["live"]:
         _share_with_status(Path(context["runs_root"]))
     return path
+
+
+_WRITTEN: dict[Path, str] = {}  # details file -> digest of what this process last wrote there
+
+
+def _write_details(folder: Path, sections: list[dict[str, Any]]) -> None:
+    """The details files of the paged sections (only those whose content changed since this
+    process last wrote them), written before the page that loads them; files of sections or
+    chunks that are gone are removed."""
+    wanted: dict[Path, str] = {}
+    for section in sections:
+        wanted.update({folder / name: text for name, text in detail_chunks(section).items()})
+    for path, text in wanted.items():
+        digest = hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+        if _WRITTEN.get(path) != digest or not path.exists():
+            atomic_write_text(path, text)
+            _WRITTEN[path] = digest
+    if folder.is_dir():
+        for stale in folder.glob("*.js"):
+            if stale not in wanted:
+                stale.unlink(missing_ok=True)
+                _WRITTEN.pop(stale, None)
 
 
 def sweep_report_name(sweep: str) -> str:

@@ -1,0 +1,88 @@
+"""Benchmark: the report at 10,000 scenarios, as a user meets it.
+
+Builds a synthetic runs tree (``bench/synth.py``: N finished build instances, each with its
+build record and three flow records, and the conductor's state file), then measures:
+
+- ``write_report`` in a fresh process (first write) and again in that process (a rewrite);
+- the page's size and the size of the details files beside it;
+- in Debian's Chromium (Playwright): time to first contentful paint, to the first page of
+  rows, and to a filtered view (a search typed into the find box).
+
+Run by hand: ``python bench/report_page.py [--instances 10000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+_WRITE = """
+import json, sys, time
+t0 = time.perf_counter()
+from ductaflow.report.page import write_report
+t1 = time.perf_counter(); write_report(sys.argv[1]); t2 = time.perf_counter(); write_report(sys.argv[1])
+print(json.dumps({"import": t1 - t0, "first": t2 - t1, "rewrite": time.perf_counter() - t2}))
+"""
+
+
+def _browser(report: Path) -> dict[str, float]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        t0 = time.perf_counter()
+        page.goto(report.as_uri())
+        page.locator(".list details.scn").first.wait_for()
+        rows = time.perf_counter() - t0
+        paint = page.evaluate(
+            "performance.getEntriesByName('first-contentful-paint').map(e => e.startTime)[0] || null"
+        )
+        t1 = time.perf_counter()
+        page.fill("input.q", "_0123")
+        while "(of" not in page.locator(".pos").inner_text():
+            page.wait_for_timeout(5)
+        filtered = time.perf_counter() - t1
+        browser.close()
+    return {"paint": (paint or 0) / 1000, "rows": rows, "filtered": filtered}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--instances", type=int, default=10_000)
+    args = parser.parse_args()
+    sys.path.insert(0, str(HERE))
+    from synth import synthetic_runs
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = Path(tmp) / "runs"
+        (runs / ".ductaflow").mkdir(parents=True)
+        synthetic_runs(runs, args.instances)
+        out = subprocess.run([sys.executable, "-c", _WRITE, str(runs)], check=True, capture_output=True, text=True)
+        times = json.loads(out.stdout)
+        report = runs / "conductor_status_report.html"
+        details = sum(p.stat().st_size for p in (runs / ".ductaflow" / "report").rglob("*.js"))
+        size = report.stat().st_size
+        seen = _browser(report)
+    n = f"{args.instances:,}"
+    print("| measurement | value |\n|---|---:|")
+    print(f"| write_report, {n} scenarios, fresh process, first write | {times['first']:.2f} s |")
+    print(f"| write_report, same process, rewrite | {times['rewrite']:.2f} s |")
+    print(f"| page size | {size / 1e6:.2f} MB |")
+    print(f"| details files beside it | {details / 1e6:.1f} MB |")
+    print(f"| Chromium: first contentful paint | {seen['paint']:.2f} s |")
+    print(f"| Chromium: navigation to the first page of rows drawn | {seen['rows']:.2f} s |")
+    print(f"| Chromium: search typed to filtered view drawn | {seen['filtered']:.2f} s |")
+
+
+if __name__ == "__main__":
+    main()
