@@ -16,7 +16,7 @@ from browserkit import CHROMIUM, chromium
 from ductaflow.core.lights import Status
 from ductaflow.report.page import REPORT_NAME, STATE_DIR, write_report
 from ductaflow.report.paged import CHUNK, PAGE, PAGED_AT, details_dir
-from ductaflow.store.result import FlowResult
+from ductaflow.store.result import ErrorInfo, FlowResult
 
 N = 10_000
 T0 = "2026-01-05T22:00:00+00:00"
@@ -181,3 +181,49 @@ def test_baseline_charts_and_two_scenarios_side_by_side(page: Any) -> None:
     box.locator(".cmp-b").fill("s00005")
     length = box.locator('tbody tr:has(th:text-is("length")) td').all_inner_texts()
     assert length == ["12", "15", "+3"]
+
+
+PAYLOAD = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
+
+
+def test_hostile_text_in_a_paged_section_stays_text(browser: object, tmp_path: Path) -> None:
+    """Values, errors and warnings carrying markup, in rows drawn from data and in the details
+    files: shown as text, nothing runs, no policy violation."""
+    runs = tmp_path / "runs"
+    (runs / ".ductaflow").mkdir(parents=True)
+    rows = []
+    for k in range(PAGED_AT + 20):
+        name = f"s{k:04d}"
+        inst = runs / "model" / name
+        inst.mkdir(parents=True)
+        rec = FlowResult("model", Path("/p/builds/model.py"), inst, Status.RED, "finished", started=T0, finished=T0,
+                         instance=name, error=ErrorInfo("ValueError", PAYLOAD, f"Traceback\nValueError: {PAYLOAD}"),
+                         warnings=(f"Warning: {PAYLOAD}",))  # fmt: skip
+        (inst / "model_status.json").write_text(json.dumps(rec.to_record()))
+        rows.append({"instance": name, "dir": f"model/{name}", "values": {"label": PAYLOAD}, "state": "done",
+                     "status": "red", "error": f"model: ValueError: {PAYLOAD}", "metrics": {}})  # fmt: skip
+    (runs / STATE_DIR).mkdir(parents=True)
+    (runs / STATE_DIR / "model.json").write_text(json.dumps({
+        "schema": 1, "build": "model", "build_path": "/p/builds/model.py", "runs_root": str(runs), "state": "finished",
+        "started": T0, "updated": T0, "finished": T0, "columns": ["label"], "scenarios": rows,
+    }))  # fmt: skip
+    report = write_report(runs)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        page = context.new_page()
+        console: list[str] = []
+        page.on("console", lambda m: console.append(m.text))
+        page.on("pageerror", lambda e: console.append(str(e)))
+        page.goto(report.as_uri())
+        row = page.locator(".list.paged details.scn").first
+        assert PAYLOAD in row.locator("summary").inner_text()
+        row.locator("summary").click()
+        row.locator(".errbox").wait_for(timeout=10_000)
+        assert row.locator(".errbox").inner_text() == f"model: ValueError: {PAYLOAD}"
+        page.fill("input.q", "onerror")
+        page.wait_for_timeout(400)
+        assert page.evaluate("Object.keys(window).filter(k => k.startsWith('__pwned'))") == []
+        assert page.locator("img, iframe, object").count() == 0
+        assert [m for m in console if "Content Security Policy" in m or "Error" in m] == []
+    finally:
+        context.close()

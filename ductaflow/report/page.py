@@ -64,7 +64,8 @@ def render_report(context: dict[str, Any], details_href: str | None = None) -> s
             pieces[f"{i}:{name}"] = part
             slot[name] = Markup(f"<!--{marker}:{i}:{name}-->")
         slots.append(slot)
-    frame = template.render(**context, parts=slots, nonce=secrets.token_urlsafe(18))
+    paged = any(section["paged"] for section in context["sections"])  # its details load by script elements
+    frame = template.render(**context, parts=slots, nonce=secrets.token_urlsafe(18), paged=paged)
     return fill(frame, marker, pieces)
 
 

@@ -162,7 +162,10 @@ _COLLECT = """() => {
     rows, attrs,
     forbidden: Array.from(document.querySelectorAll(arguments[0] || 'iframe'), e => e.tagName),
     svgOutsideCharts: Array.from(document.querySelectorAll('svg')).filter(s => !s.closest('figure.chart')).length,
-    scripts: Array.from(document.scripts, s => s.nonce ? 'nonce' : 'NO NONCE'),
+    scripts: Array.from(document.scripts).filter(s => s.type !== 'application/json')
+      .map(s => s.nonce ? 'nonce' : 'NO NONCE'),
+    dataBlocks: Array.from(document.scripts).filter(s => s.type === 'application/json')
+      .map(s => JSON.parse(s.textContent) && 'json'),
     headers: text('.hdr .c'), results: text('table.results td'), captions: text('figure.chart figcaption'),
     builds: text('section.build h2'), notices: text('.notice li'),
     ago: (document.getElementById('ago') || {}).textContent,
@@ -212,7 +215,8 @@ def test_nothing_ran_on_either_page(pages: dict[str, dict[str, Any]], case) -> N
         assert page["attrs"] == [], (name, page["attrs"])
         assert page["forbidden"] == [], (name, page["forbidden"])
         assert page["svgOutsideCharts"] == 0, name
-        assert page["scripts"] == ["nonce"], (name, page["scripts"])
+        assert page["scripts"] == ["nonce"], (name, page["scripts"])  # data blocks (JSON, never run) aside
+        assert set(page["dataBlocks"]) <= {"json"}, (name, page["dataBlocks"])
         blocked = [m for m in page["console"] if "Content Security Policy" in m or "Error" in m]
         assert blocked == [], f"{name}: something tried to run: {blocked}"
         assert page["ago"] and page["ago"].endswith("ago)"), "the report's own script did not run"
