@@ -53,3 +53,12 @@ def ductaflow_cmd(*args: str, cwd: Path, timeout: float = 120) -> subprocess.Com
 def all_files(directory: Path) -> set[str]:
     """Every path below ``directory``, relative, as strings (for before/after comparisons)."""
     return {str(p.relative_to(directory)) for p in directory.rglob("*")}
+
+
+def git(repo: Path, *args: str) -> str:
+    """Run git in ``repo`` with a throwaway identity; its output, stripped (raises on failure)."""
+    out = subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
+        capture_output=True, text=True, check=True, timeout=30,
+    )  # fmt: skip
+    return out.stdout.strip()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from flowkit import git
 
 from ductaflow.cli import cli, main
 from ductaflow.core.lights import Status
@@ -31,30 +31,22 @@ from ductaflow.store.result import FlowResult
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 
 
-def _git(repo: Path, *args: str) -> str:
-    out = subprocess.run(
-        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
-        capture_output=True, text=True, check=True, timeout=30,
-    )  # fmt: skip
-    return out.stdout.strip()
-
-
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     """A git checkout with one commit of one tracked file, on branch ``main``."""
     root = tmp_path / "proj"
     root.mkdir()
-    _git(root, "init", "-q", "-b", "main")
+    git(root, "init", "-q", "-b", "main")
     (root / "model.py").write_text("rate = 1\n")
-    _git(root, "add", "model.py")
-    _git(root, "commit", "-q", "-m", "first")
+    git(root, "add", "model.py")
+    git(root, "commit", "-q", "-m", "first")
     return root
 
 
 @needs_git
 def test_a_clean_checkout_records_commit_and_branch(repo: Path) -> None:
     state, note = git_state(repo)
-    assert note is None and state == GitState(_git(repo, "rev-parse", "HEAD"), "main", False, None)
+    assert note is None and state == GitState(git(repo, "rev-parse", "HEAD"), "main", False, None)
     assert state.short == state.commit[:7]
 
 
@@ -66,10 +58,10 @@ def test_the_dirty_flag_flips_when_a_tracked_file_changes_and_back(repo: Path) -
     (repo / "model.py").write_text("rate = 3\n")
     second, _ = git_state(repo)
     assert second is not None and second.dirty and second.diff_hash != first.diff_hash  # another change, another hash
-    _git(repo, "add", "model.py")  # staged changes are uncommitted too
+    git(repo, "add", "model.py")  # staged changes are uncommitted too
     staged, _ = git_state(repo)
     assert staged is not None and staged.dirty and staged.diff_hash == second.diff_hash
-    _git(repo, "checkout", "-q", "HEAD", "--", "model.py")
+    git(repo, "checkout", "-q", "HEAD", "--", "model.py")
     clean, _ = git_state(repo)
     assert clean is not None and not clean.dirty and clean.diff_hash is None
 
@@ -83,12 +75,12 @@ def test_untracked_files_do_not_make_the_tree_dirty(repo: Path) -> None:
 
 @needs_git
 def test_detached_head_and_a_repository_without_commits(repo: Path, tmp_path: Path) -> None:
-    _git(repo, "checkout", "-q", "--detach")
+    git(repo, "checkout", "-q", "--detach")
     state, _ = git_state(repo)
     assert state is not None and state.branch is None and state.commit
     empty = tmp_path / "empty"
     empty.mkdir()
-    _git(empty, "init", "-q")
+    git(empty, "init", "-q")
     state, note = git_state(empty)
     assert note is None and state is not None and state.commit is None and state.short == "(no commit)"
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from flowkit import make_project, write_flow
+from flowkit import git, make_project, write_flow
 
 from ductaflow import run_notebook
 from ductaflow.core.provenance import environment
@@ -29,14 +28,6 @@ step("flows/model.py", "model", {"rate": 4})
 """
 
 
-def _git(repo: Path, *args: str) -> str:
-    out = subprocess.run(
-        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
-        capture_output=True, text=True, check=True, timeout=30,
-    )  # fmt: skip
-    return out.stdout.strip()
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """A committed project run four ways: clean, after a tracked edit (forced), as a build, as a script."""
@@ -48,10 +39,10 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     (root / "builds").mkdir()
     (root / "builds" / "pair.py").write_text(BUILD)
     (root / ".gitignore").write_text("runs/\n")
-    _git(root, "init", "-q", "-b", "main")
-    _git(root, "add", "-A")
-    _git(root, "commit", "-q", "-m", "model")
-    head = _git(root, "rev-parse", "HEAD")
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "model")
+    head = git(root, "rev-parse", "HEAD")
     clean = run_notebook(flow, {}, project_root=root, instance_name="clean")
     with (root / "pyproject.toml").open("a") as fh:  # a tracked file changes: dirty, same flow code
         fh.write("# edited\n")
