@@ -53,7 +53,7 @@ SEED_LIMIT = 2**32
 def check_run_seed(value: Any, where: str) -> None:
     """Refuse a ``_seed`` the kernel could not be seeded with exactly (a string, a float, a bool,
     a negative or too large number): it would otherwise be ignored while the config records it."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= value < SEED_LIMIT:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= int(value) < SEED_LIMIT:
         raise ConfigError(f"{where}: _seed must be an integer from 0 to {SEED_LIMIT - 1}, not {value!r}")
 
 
