@@ -74,6 +74,8 @@ def test_a_flow_runs_in_the_kernelspec_its_jupytext_header_declares(project: Pat
     assert (out / "alt_execution_output.txt").read_text().split() == ["kernel=altpy", f"cwd={out}"]
     assert nbformat.read(out / "alt.ipynb", as_version=4).metadata.kernelspec.name == "altpy"
     assert wait_for_no_kernels(str(out), timeout=10) == []
+    prov = json.loads((out / "alt_status.json").read_text())["provenance"]
+    assert prov["executable"] == "kernelspec altpy" and prov["env_hash"] is None  # not ductaflow's interpreter
 
 
 def test_a_missing_kernelspec_is_one_clear_error_and_kernel_overrides_it(project: Path) -> None:

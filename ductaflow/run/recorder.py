@@ -65,9 +65,11 @@ def standard_dispatcher() -> Dispatcher[RunEvent]:
 def running_record(result: FlowResult, mode: str, project_root: str | Path | None = None) -> FlowResult:
     """``result`` as the record written before the first cell: red until it ends, owned by this
     process, with the provenance of the code at ``project_root`` and of this environment."""
+    prov = collect(project_root)
+    if result.kernel is not None:  # another kernelspec: its interpreter and packages are not this process's
+        prov = replace(prov, env_hash=None, executable=f"kernelspec {result.kernel}")
     return replace(
-        result, status=Status.RED, state=RunState.RUNNING.value, mode=mode, provenance=collect(project_root),
-        **owner_facts(),
+        result, status=Status.RED, state=RunState.RUNNING.value, mode=mode, provenance=prov, **owner_facts()
     )
 
 
