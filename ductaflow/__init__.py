@@ -19,6 +19,7 @@ from ductaflow.core.config import deep_merge, load_config_file
 from ductaflow.core.deps import inputs
 from ductaflow.core.lights import Status
 from ductaflow.errors import (
+    AnalysisError,
     ConductorFailed,
     ConfigError,
     DuctaflowError,
@@ -90,6 +91,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "AnalysisError",
     "ConductorFailed",
     "ConfigError",
     "DuctaflowError",

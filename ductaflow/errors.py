@@ -10,6 +10,7 @@ carries an ``exit_code`` that the CLI uses verbatim:
   - ``InvalidName``: an instance or step name outside the safe set.
   - ``UnsafePath``: a directory inside a runs root that leads out of it through a symlink.
   - ``ScenarioError``: a scenario table that cannot become build instances.
+  - ``AnalysisError``: no results table to analyse, or an unknown metric, column or baseline.
   - ``MissingExtra``: an optional integration was asked for but is not installed.
   - ``SharedFilesystemError``: distributed workers cannot see the runs root at its path.
   - ``KernelNotFound``: the kernelspec a flow declares or ``--kernel`` names is not installed.
@@ -51,6 +52,10 @@ class UnsafePath(DuctaflowError):
 
 class ScenarioError(DuctaflowError):
     """A scenario table cannot be turned into build instances."""
+
+
+class AnalysisError(DuctaflowError):
+    """An analysis cannot be made: no results table, an unknown metric, column or baseline."""
 
 
 class MissingExtra(DuctaflowError):

@@ -11,7 +11,8 @@ import ductaflow
 import ductaflow.compat
 
 PUBLIC = [
-    "ConductorFailed", "ConfigError", "DuctaflowError", "ErrorInfo", "FlowFailed", "FlowFileError", "FlowResult",
+    "AnalysisError", "ConductorFailed", "ConfigError", "DuctaflowError", "ErrorInfo", "FlowFailed", "FlowFileError",
+    "FlowResult",
     "InvalidName", "MissingExtra", "MissingParametersCell", "ScenarioError", "SharedFilesystemError", "Status",
     "UnsafePath", "WouldOverwrite", "__version__", "analyze_execution_logs", "conduct", "debug_flow", "deep_merge",
     "display_config_summary", "expand_grid", "flow_config", "generate_status_report", "inputs", "is_notebook_execution",

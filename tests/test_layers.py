@@ -3,7 +3,8 @@
 Layers, highest first; a module may import its own layer and any layer below it, never above:
 
     cli | compat                          the command and the earlier tool's names (both façades)
-    debug | conductor | report | scaffold peers: none imports another, except conductor -> report
+    debug | conductor | report | scaffold | analysis
+                                          peers: none imports another, except conductor -> report
     inflow
     run
     kernels | lifecycle                   peers: neither imports the other
@@ -53,7 +54,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"kernels", "lifecycle"}),
     frozenset({"run"}),
     frozenset({"inflow"}),
-    frozenset({"debug", "conductor", "report", "scaffold"}),
+    frozenset({"debug", "conductor", "report", "scaffold", "analysis"}),
     frozenset({"cli", "compat"}),
 )
 #: Imports between peers of one layer that the contract allows (importer, imported).
