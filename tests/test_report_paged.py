@@ -227,3 +227,16 @@ def test_hostile_text_in_a_paged_section_stays_text(browser: object, tmp_path: P
         assert [m for m in console if "Content Security Policy" in m or "Error" in m] == []
     finally:
         context.close()
+
+
+def test_the_baseline_column_sorts_by_delta(page: Any) -> None:
+    """The named metrics and their deltas to the baseline are columns of the paged list too."""
+    header = page.locator('.hdr [data-key="d0"]')
+    assert header.inner_text().replace("\n", "") == "Δ LENGTH"
+    header.click()  # ascending: the shortest trips relative to s00002 (length 12) first
+    first = [k for k in range(N) if k % 13 == 0 and LIGHTS[k % len(LIGHTS)] != "red"][:3]
+    assert _names(page)[:3] == [f"s{k:05d}" for k in first]
+    cells = page.locator(".list.paged details.scn").first.locator("summary .c.num").all_inner_texts()
+    assert cells[:2] == ["10", "-2 (-16.7%)"]
+    delta = page.locator(".list.paged details.scn").first.locator(".c.delta").first
+    assert delta.get_attribute("class").endswith("better")  # length: lower is better

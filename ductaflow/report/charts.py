@@ -48,7 +48,7 @@ def baseline_values(rows: list[dict[str, Any]], name: str) -> dict[str, float] |
     return out
 
 
-def _delta(value: Any, base: float | None, sense: int) -> dict[str, str]:
+def delta(value: Any, base: float | None, sense: int) -> dict[str, str]:
     """``+1.2 (+3.4%)`` and whether that is better or worse (by the metric's direction)."""
     num = _number(value)
     if num is None or base is None:
@@ -73,7 +73,7 @@ def results_view(rows: list[dict[str, Any]], spec: ReportSpec | None = None) -> 
     table = [
         {"instance": r["instance"], "light": r["light"], "index": r["index"],
          "cells": [_fmt_metric(r["metrics"].get(c)) for c in columns],
-         "deltas": [_delta(r["metrics"].get(c), base.get(c) if base else None, spec.direction(c)) for c in compared]}
+         "deltas": [delta(r["metrics"].get(c), base.get(c) if base else None, spec.direction(c)) for c in compared]}
         for r in rows
     ]  # fmt: skip
     charts = [_chart(rows, m, spec, base) for m in _charted(rows, columns, spec)]
@@ -81,6 +81,8 @@ def results_view(rows: list[dict[str, Any]], spec: ReportSpec | None = None) -> 
         "columns": columns,
         "deltas": compared,
         "baseline": spec.baseline if base is not None else None,
+        "base_values": base or {},
+        "named": [m for m in spec.charted if m in columns],
         "rows": table,
         "charts": charts,
         "pareto": pareto_view(rows, spec),

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from ductaflow.report import svg
+from ductaflow.report.charts import delta
 from ductaflow.report.html import scenario_body
-from ductaflow.report.numbers import number
+from ductaflow.report.numbers import fmt_metric, number
 from ductaflow.store.layout import RUNS_MARKER
 
 #: Sections with more scenarios than this are drawn from data, a page at a time.
@@ -55,9 +56,23 @@ def rows_block(section: dict[str, Any], href: str, sweep_col: bool, code_col: bo
          1 if r.get("up_to_date") else 0]
         for r in section["rows"]
     ]  # fmt: skip
+    view = section["results"] or {}
+    named, base = view.get("named", []), view.get("base_values", {})
+    spec = section.get("spec")
+    if named:  # the metrics the project named, and their deltas to the baseline: sortable columns
+        for out, row in zip(rows, section["rows"], strict=True):
+            out.append([_metric_cell(row["metrics"].get(m), base.get(m), spec.direction(m) if spec else 0)
+                        for m in named])  # fmt: skip
     doc = {"sweep": sweep_col, "code": code_col, "chunk": CHUNK, "page": PAGE, "details": f"{href}/{sid}-",
-           "rows": rows}  # fmt: skip
+           "metrics": named, "deltas": bool(base), "rows": rows}  # fmt: skip
     return _json_block(f"{sid}-rows", doc)
+
+
+def _metric_cell(value: Any, base: float | None, sense: int) -> list[Any]:
+    """[value text, delta text, better/worse, value, delta] of one named metric of one row."""
+    num = number(value)
+    diff = delta(value, base, sense)
+    return [fmt_metric(value), diff["text"], diff["cls"], num, None if num is None or base is None else num - base]
 
 
 def compare_block(section: dict[str, Any]) -> str:
