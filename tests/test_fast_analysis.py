@@ -54,7 +54,8 @@ def runs(tmp_path: Path) -> Path:
                 rel = f"m/{inst}" if flow == "m" else f"m/{inst}/runs/{flow}"
                 ledger.append({"kind": "build" if flow == "m" else "flow", "event": "run", "flow": flow, "build": "m",
                                "instance": inst, "instance_dir": rel, "status": "green", "duration": dur,
-                               "peak_rss_mb": mem, "started": f"2026-01-01T00:00:{len(ledger):02d}"})  # fmt: skip
+                               "peak_rss_mb": mem, "started": f"2026-01-01T00:00:{len(ledger):02d}",
+                               "scenario": {"growth": g, "cost": c}})  # fmt: skip
     write_results(pd.DataFrame(rows), runs / "m", ["length", "trips"])
     append(runs, ledger)
     return runs
@@ -143,6 +144,13 @@ def test_resources_from_the_ledger(runs: Path) -> None:
     per_flow = analysis.resources(runs, "m", by="flow").set_index("flow")
     assert per_flow.loc["prep", "runs"] == 18 and per_flow.loc["prep", "duration"] == pytest.approx(6 * (1 + 2 + 3))
     assert per_flow.loc["prep", "peak_rss_mb"] == pytest.approx(90.0)
+    assert set(out["scenario"]) == {f"g{g}_c{c}" for g, c in GRID} and out["instance"].str.contains("__r").all()
+    per_growth = analysis.resources(runs, "m", by="growth").set_index("growth")
+    ledger = pd.DataFrame(out).assign(growth=[float(s.split("_")[0][1:]) for s in out["scenario"]])
+    assert per_growth["duration"].to_dict() == pytest.approx(ledger.groupby("growth")["duration"].sum().to_dict())
+    assert (per_growth["runs"] == 12).all()
+    with pytest.raises(AnalysisError, match=r"grouped by 'colour'; known: .*cost, growth"):
+        analysis.resources(runs, "m", by="colour")
 
 
 def test_bad_input_names_the_thing(runs: Path, table: Table, tmp_path: Path) -> None:
@@ -196,3 +204,37 @@ def test_html_output_escapes_values(runs: Path) -> None:
     write_results(pd.DataFrame(rows), runs / "evil", ["y"])
     res = CliRunner().invoke(cli, ["analyze", "stability", "--build", "evil", "--format", "html", str(runs)])
     assert res.exit_code == 0 and "&lt;b&gt;x&lt;/b&gt;" in res.output and "<b>x</b>" not in res.output
+
+
+def test_pareto_known_fronts_with_ties_and_duplicates(runs: Path) -> None:
+    """Maximize x, minimize y: fronts known by hand; equal points share a front, red rows are out."""
+    points = {"a": (3, 1), "b": (3, 1), "c": (1, 0), "d": (2, 2), "e": (1, 1), "f": (0, 3), "g": (5, 9)}
+    rows = [{"instance": n, "status": "green", "k": i, "x": x, "y": y} for i, (n, (x, y)) in enumerate(points.items())]
+    rows.append({"instance": "r", "status": "red", "k": 99, "x": 100, "y": -100})  # would dominate everything
+    write_results(pd.DataFrame(rows), runs / "front", ["x", "y"])
+    out = analysis.pareto(analysis.load(runs, "front"), maximize=["x"], minimize=["y"])
+    # a, b (duplicates), c and g: nothing beats them. d, e: only a/b do. f: only e (front 2) does.
+    assert dict(zip(out["scenario"], out["front"], strict=True)) == {
+        "a": 1, "b": 1, "c": 1, "g": 1, "d": 2, "e": 2, "f": 3}
+    assert list(out["front"]) == sorted(out["front"]) and "r" not in set(out["scenario"])
+
+
+def test_compare_percent_is_empty_at_a_zero_baseline(runs: Path) -> None:
+    rows = [{"instance": n, "status": "green", "k": i, "y": y, "z": z}
+            for i, (n, y, z) in enumerate([("base", 0.0, 4.0), ("up", 2.0, 5.0)])]  # fmt: skip
+    write_results(pd.DataFrame(rows), runs / "zero", ["y", "z"])
+    out = analysis.compare(analysis.load(runs, "zero"), "base").set_index("scenario")
+    assert out.loc["up", "y_delta"] == 2.0 and np.isnan(out.loc["up", "y_pct"])
+    assert out.loc["up", "z_pct"] == pytest.approx(25.0)
+
+
+def test_several_builds_and_unknown_columns_are_named(runs: Path, table: Table,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    write_results(pd.DataFrame([{"instance": "s", "status": "green", "y": 1.0}]), runs / "second", ["y"])
+    with pytest.raises(AnalysisError, match="several do: m, second|several do: second, m"):
+        analysis.load(runs)
+    with pytest.raises(AnalysisError, match=r"no column 'colour'; known: .*growth"):
+        analysis.stability(table, by="colour")
+    with pytest.raises(SystemExit) as stop:
+        main(["analyze", "stability", str(runs)])
+    assert stop.value.code == 2 and "--build NAME); several do: m, second" in capsys.readouterr().err

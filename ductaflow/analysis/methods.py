@@ -166,13 +166,14 @@ def _src(means: pd.DataFrame, params: list[str], metrics: list[str]) -> dict[str
     full = [p for p in params if means[p].notna().all()]  # a parameter some scenarios lack is not fitted
     for m in metrics:
         part = means[[*full, m]].dropna()
-        x, y = part[full].to_numpy(float), part[m].to_numpy(float)
+        fit = [p for p in full if part[p].nunique() > 1]  # constant here: no effect to fit (z would be 0/0)
+        x, y = part[fit].to_numpy(float), part[m].to_numpy(float)
         out[m] = dict.fromkeys(params, float("nan"))
-        if not full or len(part) <= len(full) or y.std() == 0:
+        if not fit or len(part) <= len(fit) or y.std() == 0:
             continue
         zx = (x - x.mean(axis=0)) / x.std(axis=0)
         coef, *_ = np.linalg.lstsq(zx, (y - y.mean()) / y.std(), rcond=None)
-        out[m].update({p: float(c) for p, c in zip(full, coef, strict=True)})
+        out[m].update({p: float(c) for p, c in zip(fit, coef, strict=True)})
     return out
 
 

@@ -34,7 +34,7 @@ class Table:
         missing = [n for n in names if n not in known]
         if missing:
             raise AnalysisError(
-                f"{self.path}: no {what} column {', '.join(map(repr, missing))}; "
+                f"{self.path}: no {'metric column' if what == 'metric' else what} {', '.join(map(repr, missing))}; "
                 f"known: {', '.join(known) or '(none)'}"
             )
         return list(names)

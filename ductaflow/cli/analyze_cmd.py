@@ -109,7 +109,7 @@ def sensitivity(runs_dir: Path, build: str | None, fmt: str, out: Path | None, m
 
 @_command
 @click.option("--sort", type=click.Choice(["duration", "memory"]), default="duration", show_default=True)
-@click.option("--by", type=click.Choice(["flow", "scenario"]), help="Totals per flow or per scenario.")
+@click.option("--by", metavar="COLUMN", help="Totals per flow, scenario, instance or scenario-table column.")
 def resources(runs_dir: Path, build: str | None, fmt: str, out: Path | None, sort: str, by: str | None) -> None:
     """Duration and peak memory of every flow of every scenario, the slowest (or hungriest) first."""
     from ductaflow.analysis import builds_with_results  # deferred with _emit's import
