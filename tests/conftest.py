@@ -53,6 +53,7 @@ KERNEL_MODULES = frozenset({
     "test_incremental.py",
     "test_kernel_choice.py",
     "test_report_paged.py",
+    "test_report_row_store.py",
     "test_kernels.py",
     "test_lights.py",
     "test_procs.py",

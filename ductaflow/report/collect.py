@@ -7,10 +7,8 @@ changed are not read again (:mod:`ductaflow.report.instances`), and their rows a
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
-import threading
 import time
 from collections.abc import Iterable
 from datetime import datetime
@@ -22,119 +20,20 @@ from ductaflow.core.liveness import gone
 from ductaflow.core.names import check_component
 from ductaflow.errors import ConfigError, InvalidName
 from ductaflow.report.charts import results_view
-from ductaflow.report.instances import RACY_NS, InstanceCache, Sig, Snapshot, signature
-from ductaflow.report.links import FILE, LINK, forget_folders, inside
+from ductaflow.report.links import FILE, LINK, forget_folders
+from ductaflow.report.memory import REPORT_LOCK, Memory, memory_of
 from ductaflow.report.provenance import section_fields
 from ductaflow.report.provenance import warnings as provenance_warnings
 from ductaflow.report.replicates import replicate_groups
-from ductaflow.report.rows import LIGHTS, elapsed, fmt_time, live, scenario_row
+from ductaflow.report.rows import LIGHTS, elapsed, fmt_time
 from ductaflow.report.rows import fmt_duration as _fmt_duration
 from ductaflow.report.spec import ReportSpec, project_spec
 from ductaflow.store.layout import STATE_DIR, STATUS_SUFFIX
 from ductaflow.store.records import subdirs
-from ductaflow.store.sweep_state import journal_path, read_state
 
 log = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 5
-_row_tokens = itertools.count(1)
-
-
-class _Memory:
-    """What the last report of one runs root read and built, reused where nothing changed."""
-
-    def __init__(self, root: str) -> None:
-        self.root = root
-        self.instances = InstanceCache()
-        # state file -> (signatures of its snapshot and journal, the document they make)
-        self.states: dict[str, tuple[tuple[Sig, Sig], Any]] = {}
-        self.rows: dict[tuple[str, int], tuple[dict[str, Any], tuple[str, ...], int | None, dict[str, Any]]] = {}
-        self.results: dict[str, tuple[tuple[int, ...], Any]] = {}  # section -> (its rows' tokens, view)
-        self.dirs: dict[str, str | None] = {}  # a state file's relative dir -> instance dir or None
-        self.used: set[Any] = set()
-        self.shared = -1  # instances.reads when the status cache was last written
-
-    def state(self, path: Path) -> Any:
-        """A state file's document (its journal replayed), read again only when the signature
-        of the snapshot or of its journal changed."""
-        key = str(path)
-        self.used.add(key)
-        sigs = (signature(key), signature(str(journal_path(path))))
-        hit = self.states.get(key)
-        if hit is not None and sigs[0] is not None and hit[0] == sigs:
-            return hit[1]
-        doc = read_state(path)
-        settled = time.time_ns() - RACY_NS
-        if sigs[0] is not None and all(s is None or max(s[2], s[3]) < settled for s in sigs):
-            self.states[key] = (sigs, doc)
-        return doc
-
-    def instance(self, rel: Any, build: str) -> Snapshot | None:
-        """The snapshot of the instance a state file names (None when the name would escape)."""
-        if not isinstance(rel, str):
-            return None
-        if rel not in self.dirs:
-            path = inside(Path(self.root), rel)
-            self.dirs[rel] = str(path) if path is not None else None
-        folder = self.dirs[rel]
-        return self.instances.read(folder, build) if folder is not None else None
-
-    def row(
-        self, skey: str, columns: list[str], entry: dict[str, Any], index: int, build: str, discovered: bool = False
-    ) -> tuple[dict[str, Any], Snapshot | None]:
-        """The row of one entry: the last report's when the entry and its instance are unchanged."""
-        snap = self.instance(entry.get("dir"), build)
-        token = snap.token if snap is not None else None
-        key = (skey, index)
-        self.used.add(key)
-        cols = tuple(columns)
-        hit = self.rows.get(key)
-        if hit is not None and hit[2] == token and hit[1] == cols and (hit[0] is entry or hit[0] == entry):
-            return hit[3], snap
-        row = scenario_row(Path(self.root), columns, entry, index, snap, discovered)
-        row["_token"] = next(_row_tokens)
-        if live(row):  # its running times grow by themselves: built anew each time
-            self.rows.pop(key, None)
-        else:
-            self.rows[key] = (entry, cols, token, row)
-        return row, snap
-
-    def section_results(self, skey: str, rows: list[dict[str, Any]], spec: ReportSpec) -> Any:
-        """The results table and charts of a section, built again only when one of its rows (or
-        the report settings) changed."""
-        tokens = (spec, *(r["_token"] for r in rows))
-        self.used.add(skey)
-        hit = self.results.get(skey)
-        if hit is not None and hit[0] == tokens:
-            return hit[1]
-        view = results_view(rows, spec)
-        self.results[skey] = (tokens, view)
-        return view
-
-    def sweep(self) -> None:
-        """Forget what this report did not use (deleted instances, rows, state files)."""
-        self.instances.sweep()
-        stores: tuple[dict[Any, Any], ...] = (self.rows, self.results, self.states)
-        for store in stores:
-            for key in [k for k in store if k not in self.used]:
-                del store[key]
-        if len(self.dirs) > 4 * max(len(self.rows), 1024):
-            self.dirs.clear()
-        self.used = set()
-
-
-REPORT_LOCK = threading.Lock()
-_MEMORY: list[_Memory] = []
-
-
-def memory_of(root: Path) -> _Memory:
-    """The memory of ``root``'s reports (only the last runs root reported on is remembered)."""
-    if not _MEMORY or _MEMORY[0].root != str(root):
-        _MEMORY[:] = [_Memory(str(root))]
-    return _MEMORY[0]
-
-
-# ---------------------------------------------------------------- sections
 def light_totals(rows: Iterable[dict[str, Any]]) -> dict[str, int]:
     counts = dict.fromkeys(LIGHTS, 0)
     total = 0
@@ -147,7 +46,7 @@ def light_totals(rows: Iterable[dict[str, Any]]) -> dict[str, int]:
 
 
 def _section(
-    mem: _Memory, skey: str, build: str, rows: list[dict[str, Any]], replicates: list[Any] | None = None,
+    mem: Memory, skey: str, build: str, rows: list[dict[str, Any]], replicates: list[Any] | None = None,
     spec: ReportSpec | None = None, **meta: Any,
 ) -> dict[str, Any]:
     spec = spec or ReportSpec()
@@ -168,6 +67,7 @@ def _section(
         "groups": replicate_groups(rows, replicates or [None] * len(rows)),
         "results": mem.section_results(skey, rows, spec),
         "spec": spec,
+        "skey": skey,
         **section_fields(rows),
         **meta,
     }
@@ -180,7 +80,7 @@ def _names_instances(column: str, entries: list[dict[str, Any]]) -> bool:
 
 
 def _rows(
-    mem: _Memory, skey: str, build: str, columns: list[str], entries: list[dict[str, Any]], notices: list[str],
+    mem: Memory, skey: str, build: str, columns: list[str], entries: list[dict[str, Any]], notices: list[str],
     discovered: bool = False,
 ) -> list[dict[str, Any]]:
     """The rows of one section; what their records' reading warned about goes to ``notices``."""
@@ -194,7 +94,7 @@ def _rows(
     return rows
 
 
-def _conductor_section(mem: _Memory, path: Path, doc: Any, index: int, notices: list[str]) -> dict[str, Any]:
+def _conductor_section(mem: Memory, path: Path, doc: Any, index: int, notices: list[str]) -> dict[str, Any]:
     """A section from one conductor state file (raises ValueError when it is not one)."""
     if not isinstance(doc, dict) or not isinstance(doc.get("scenarios"), list):
         raise ValueError("not a conductor state document (no 'scenarios' list)")
@@ -245,7 +145,7 @@ def _project_spec(where: Any, notices: list[str]) -> ReportSpec:
         return ReportSpec()
 
 
-def _unlisted(mem: _Memory, build: str, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _unlisted(mem: Memory, build: str, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Instances of ``build`` on disk with a build record that the state file does not name
     (conducted before sweeps were kept, or run by hand): every instance is shown."""
     listed = {e.get("dir") for e in entries}
@@ -269,7 +169,7 @@ def _abandoned(entry: dict[str, Any]) -> dict[str, Any]:
     return entry
 
 
-def _discovered_sections(mem: _Memory, runs_root: Path, notices: list[str]) -> list[dict[str, Any]]:
+def _discovered_sections(mem: Memory, runs_root: Path, notices: list[str]) -> list[dict[str, Any]]:
     """Without a conductor state file: every ``<name>/<instance>/<name>_status.json``."""
     sections: list[dict[str, Any]] = []
     for top in (n for n in subdirs(runs_root) if not n.startswith(".")):

@@ -187,6 +187,10 @@ class InstanceCache:
         self.reads += 1
         return entry.snapshot
 
+    def reading(self, instance_dir: str, build: str) -> Reading | None:
+        """The last reading of an instance, if it was read."""
+        return self._entries.get((instance_dir, build))
+
     def items(self) -> Iterable[tuple[tuple[str, str], Reading]]:
         """((instance dir, build), reading) of every instance kept."""
         return self._entries.items()

@@ -7,7 +7,7 @@ Pure reading and rendering; never imports execution. Links are relative to the r
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import json
 import logging
 import os
 import secrets
@@ -22,7 +22,7 @@ from ductaflow.report.charts import results_view
 from ductaflow.report.collect import REPORT_LOCK, collect_report, light_totals, memory_of
 from ductaflow.report.html import fill, section_parts
 from ductaflow.report.links import FILE, href
-from ductaflow.report.paged import detail_chunks, details_dir, is_paged, paged_parts
+from ductaflow.report.paged import chunk_text, detail_chunks, details_dir, is_paged, paged_parts
 from ductaflow.report.status_cache import SummaryCache, summary_row
 from ductaflow.store.atomic import atomic_write_text
 from ductaflow.store.layout import REPORT_NAME, STATE_DIR, STATUS_SUFFIX
@@ -85,29 +85,40 @@ def write_report(runs_root: str | Path, sweep: str | None = None) -> Path:
     atomic_write_text(path, page)
     if not context["live"]:
         _share_with_status(Path(context["runs_root"]))
+        with REPORT_LOCK:  # the next process starts from these rows (see ductaflow.report.row_store)
+            memory_of(Path(context["runs_root"])).keep_rows({s["skey"]: s["build"] for s in context["sections"]})
     return path
 
 
-_WRITTEN: dict[Path, str] = {}  # details file -> digest of what this process last wrote there
+MANIFEST = "manifest.json"  # details file -> the key of what it was made from
 
 
 def _write_details(folder: Path, sections: list[dict[str, Any]]) -> None:
-    """The details files of the paged sections (only those whose content changed since this
-    process last wrote them), written before the page that loads them; files of sections or
-    chunks that are gone are removed."""
-    wanted: dict[Path, str] = {}
+    """The details files of the paged sections, written before the page that loads them. One
+    whose rows are what its manifest entry says it was made from is left as it is (a rewrite,
+    or a fresh process over unchanged instances, renders and writes only what changed); files
+    of sections or chunks that are gone are removed."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        manifest = manifest if isinstance(manifest, dict) else {}
+    except (OSError, ValueError):
+        manifest = {}
+    kept: dict[str, str] = {}
+    wanted: set[str] = set()
     for section in sections:
-        wanted.update({folder / name: text for name, text in detail_chunks(section).items()})
-    for path, text in wanted.items():
-        digest = hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
-        if _WRITTEN.get(path) != digest or not path.exists():
-            atomic_write_text(path, text)
-            _WRITTEN[path] = digest
+        for name, (key, rows) in detail_chunks(section).items():
+            wanted.add(name)
+            path = folder / name
+            if key is None or manifest.get(name) != key or not path.is_file():
+                atomic_write_text(path, chunk_text(section, rows))
+            if key is not None:
+                kept[name] = key
     if folder.is_dir():
         for stale in folder.glob("*.js"):
-            if stale not in wanted:
+            if stale.name not in wanted:
                 stale.unlink(missing_ok=True)
-                _WRITTEN.pop(stale, None)
+    if kept != manifest and (kept or manifest):
+        atomic_write_text(folder / MANIFEST, json.dumps(kept))
 
 
 def sweep_report_name(sweep: str) -> str:

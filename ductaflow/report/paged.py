@@ -13,14 +13,14 @@ The chunk files hold HTML rendered and escaped here, like the page.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from ductaflow.report import svg
-from ductaflow.report.charts import delta
 from ductaflow.report.html import scenario_body
-from ductaflow.report.numbers import fmt_metric, number
+from ductaflow.report.numbers import number
 from ductaflow.store.layout import RUNS_MARKER
 
 #: Sections with more scenarios than this are drawn from data, a page at a time.
@@ -58,21 +58,23 @@ def rows_block(section: dict[str, Any], href: str, sweep_col: bool, code_col: bo
     ]  # fmt: skip
     view = section["results"] or {}
     named, base = view.get("named", []), view.get("base_values", {})
-    spec = section.get("spec")
     if named:  # the metrics the project named, and their deltas to the baseline: sortable columns
+        cols = {m: i for i, m in enumerate(view["columns"])}
+        deltas = {m: i for i, m in enumerate(view["deltas"])}
+        shown = {r["index"]: r for r in view["rows"]}  # the results view already formatted them
         for out, row in zip(rows, section["rows"], strict=True):
-            out.append([_metric_cell(row["metrics"].get(m), base.get(m), spec.direction(m) if spec else 0)
+            out.append([_metric_cell(row["metrics"].get(m), base.get(m), shown[row["index"]], cols[m], deltas.get(m))
                         for m in named])  # fmt: skip
     doc = {"sweep": sweep_col, "code": code_col, "chunk": CHUNK, "page": PAGE, "details": f"{href}/{sid}-",
            "metrics": named, "deltas": bool(base), "rows": rows}  # fmt: skip
     return _json_block(f"{sid}-rows", doc)
 
 
-def _metric_cell(value: Any, base: float | None, sense: int) -> list[Any]:
+def _metric_cell(value: Any, base: float | None, shown: dict[str, Any], col: int, at: int | None) -> list[Any]:
     """[value text, delta text, better/worse, value, delta] of one named metric of one row."""
     num = number(value)
-    diff = delta(value, base, sense)
-    return [fmt_metric(value), diff["text"], diff["cls"], num, None if num is None or base is None else num - base]
+    diff = shown["deltas"][at] if at is not None else {"text": "", "cls": ""}
+    return [shown["cells"][col], diff["text"], diff["cls"], num, None if num is None or base is None else num - base]
 
 
 def compare_block(section: dict[str, Any]) -> str:
@@ -87,17 +89,29 @@ def compare_block(section: dict[str, Any]) -> str:
     return _json_block(f"{sid}-data", doc) if (sid := section["id"]) else ""
 
 
-def detail_chunks(section: dict[str, Any]) -> dict[str, str]:
-    """The details files of a paged section: file name -> content."""
+def detail_chunks(section: dict[str, Any]) -> dict[str, tuple[str | None, list[dict[str, Any]]]]:
+    """The details files of a paged section: file name -> (a key of what it is made from, its rows).
+    The key is None when a row's source cannot vouch for itself (files too young, a running record):
+    that file is always written again."""
     sid, columns = section["id"], section["columns"]
-    chunks: dict[int, dict[str, str]] = {}
+    groups: dict[int, list[dict[str, Any]]] = {}
     for row in section["rows"]:
-        chunks.setdefault(row["index"] // CHUNK, {})[str(row["index"])] = scenario_body(row, columns)
+        groups.setdefault(row["index"] // CHUNK, []).append(row)
     out = {}
-    for k, bodies in chunks.items():
-        text = json.dumps({"sid": sid, "rows": bodies}, ensure_ascii=False, separators=(",", ":"))
-        out[f"{sid}-{k}.js"] = f"window.ductaflowDetails && window.ductaflowDetails({text});\n"
+    for k, rows in groups.items():
+        keys = [(r["index"], r.get("_ckey")) for r in rows]
+        key = None
+        if all(c is not None for _, c in keys):
+            key = hashlib.blake2b(json.dumps([sid, columns, keys]).encode(), digest_size=16).hexdigest()
+        out[f"{sid}-{k}.js"] = (key, rows)
     return out
+
+
+def chunk_text(section: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    """The content of one details file: a call handing the page each row's rendered details."""
+    bodies = {str(r["index"]): scenario_body(r, section["columns"]) for r in rows}
+    text = json.dumps({"sid": section["id"], "rows": bodies}, ensure_ascii=False, separators=(",", ":"))
+    return f"window.ductaflowDetails && window.ductaflowDetails({text});\n"
 
 
 def paged_parts(section: dict[str, Any], href: str) -> dict[str, list[str]]:

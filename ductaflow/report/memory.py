@@ -1,0 +1,182 @@
+"""What the last report of a runs root read and built, kept for the next one in this process.
+
+The conductor rewrites the report while it runs: instances whose files have not changed are not
+read again (:mod:`ductaflow.report.instances`), their rows are reused, and rows an earlier
+process kept (:mod:`ductaflow.report.row_store`) are taken while nothing they came from changed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ductaflow.report.charts import results_view
+from ductaflow.report.instances import RACY_NS, InstanceCache, Sig, Snapshot, digest, signature
+from ductaflow.report.links import inside
+from ductaflow.report.row_store import RowStore, entry_key
+from ductaflow.report.rows import live, scenario_row
+from ductaflow.report.spec import ReportSpec
+from ductaflow.store.sweep_state import journal_path, read_state
+
+_row_tokens = itertools.count(1)
+Check = int | tuple[tuple[str, ...], int] | None
+
+
+class Memory:
+    """What the last report of one runs root read and built, reused where nothing changed."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.instances = InstanceCache()
+        # state file -> (signatures of its snapshot and journal, the document they make)
+        self.states: dict[str, tuple[tuple[Sig, Sig], Any]] = {}
+        # (section, index) -> (entry, columns, what validates it, row); validated by the snapshot's
+        # token, or for a row kept by an earlier process by its files' (layout, digest)
+        self.rows: dict[tuple[str, int], tuple[dict[str, Any], tuple[str, ...], Check, dict[str, Any]]] = {}
+        self.results: dict[str, tuple[tuple[int, ...], Any]] = {}  # section -> (its rows' tokens, view)
+        self.dirs: dict[str, str | None] = {}  # a state file's relative dir -> instance dir or None
+        self.used: set[Any] = set()
+        self.shared = -1  # instances.reads when the status cache was last written
+        self.store: RowStore | None = None  # rows kept between processes, read when first needed
+
+    def state(self, path: Path) -> Any:
+        """A state file's document (its journal replayed), read again only when the signature
+        of the snapshot or of its journal changed."""
+        key = str(path)
+        self.used.add(key)
+        sigs = (signature(key), signature(str(journal_path(path))))
+        hit = self.states.get(key)
+        if hit is not None and sigs[0] is not None and hit[0] == sigs:
+            return hit[1]
+        doc = read_state(path)
+        settled = time.time_ns() - RACY_NS
+        if sigs[0] is not None and all(s is None or max(s[2], s[3]) < settled for s in sigs):
+            self.states[key] = (sigs, doc)
+        return doc
+
+    def instance(self, rel: Any, build: str) -> Snapshot | None:
+        """The snapshot of the instance a state file names (None when the name would escape)."""
+        folder = self._folder(rel)
+        return self.instances.read(folder, build) if folder is not None else None
+
+    def row(
+        self, skey: str, columns: list[str], entry: dict[str, Any], index: int, build: str, discovered: bool = False
+    ) -> tuple[dict[str, Any], Snapshot | None]:
+        """The row of one entry: the last report's when the entry and its instance are unchanged,
+        else one kept by an earlier process (:mod:`ductaflow.report.row_store`), else built anew."""
+        key = (skey, index)
+        self.used.add(key)
+        cols = tuple(columns)
+        hit = self.rows.get(key)
+        if hit is None:
+            kept = self._kept(skey, entry, index, build, cols, discovered)
+            if kept is not None:
+                return kept, None
+        elif hit[1] == cols and (hit[0] is entry or hit[0] == entry) and isinstance(hit[2], tuple):
+            folder = self._folder(entry.get("dir"))  # a kept row: valid while its files are unchanged
+            if folder is not None and digest(folder, hit[2][0]) == hit[2][1]:
+                return hit[3], None
+        snap = self.instance(entry.get("dir"), build)
+        token = snap.token if snap is not None else None
+        if hit is not None and hit[2] == token and hit[1] == cols and (hit[0] is entry or hit[0] == entry):
+            return hit[3], snap
+        row = scenario_row(Path(self.root), columns, entry, index, snap, discovered)
+        row["_token"] = next(_row_tokens)
+        folder = self._folder(entry.get("dir"))
+        reading = self.instances.reading(folder, build) if folder is not None else None
+        if reading is not None and not reading.racy and not live(row):  # what its details are made from
+            row["_ekey"] = entry_key(entry, cols, discovered)
+            row["_ckey"] = f"{reading.digest}:{row['_ekey']}"
+        if live(row):  # its running times grow by themselves: built anew each time
+            self.rows.pop(key, None)
+        else:
+            self.rows[key] = (entry, cols, token, row)
+        return row, snap
+
+    def _folder(self, rel: Any) -> str | None:
+        """The instance dir a state file names (None when the name would escape the runs root)."""
+        if not isinstance(rel, str):
+            return None
+        if rel not in self.dirs:
+            path = inside(Path(self.root), rel)
+            self.dirs[rel] = str(path) if path is not None else None
+        return self.dirs[rel]
+
+    def _kept(
+        self, skey: str, entry: dict[str, Any], index: int, build: str, cols: tuple[str, ...], discovered: bool
+    ) -> dict[str, Any] | None:
+        """The row an earlier process kept for this entry, when nothing it was built from changed."""
+        folder = self._folder(entry.get("dir"))
+        if folder is None:
+            return None
+        if self.store is None:
+            self.store = RowStore(self.root)
+        ekey = entry_key(entry, cols, discovered)
+        got = self.store.get(f"{skey.split(':', 1)[0]}:{build}:{entry.get('dir')}", folder, ekey)
+        if got is None:
+            return None
+        row, layout, dig = got
+        row["index"], row["_token"], row["_ekey"], row["_ckey"] = index, next(_row_tokens), ekey, f"{dig}:{ekey}"
+        self.rows[(skey, index)] = (entry, cols, (layout, dig), row)
+        return row
+
+    def keep_rows(self, build_of: dict[str, str]) -> None:
+        """Keep this report's settled rows for the next process (``build_of``: section key -> build)."""
+        if self.store is None:
+            self.store = RowStore(self.root)
+        out: dict[str, tuple[tuple[str, ...], int, str, dict[str, Any]]] = {}
+        for (skey, _), (entry, cols, check, row) in self.rows.items():
+            build = build_of.get(skey)
+            folder = self._folder(entry.get("dir"))
+            if build is None or folder is None:
+                continue
+            if isinstance(check, tuple):
+                layout, dig = check
+            else:
+                reading = self.instances.reading(folder, build)
+                if reading is None or reading.racy or reading.snapshot.warnings or reading.snapshot.token != check:
+                    continue
+                layout, dig = reading.layout, reading.digest
+            key = f"{skey.split(':', 1)[0]}:{build}:{entry.get('dir')}"
+            out[key] = (layout, dig, row.get("_ekey") or entry_key(entry, cols, skey.startswith("found:")), row)
+        self.store.save(out)
+
+    def section_results(self, skey: str, rows: list[dict[str, Any]], spec: ReportSpec) -> Any:
+        """The results table and charts of a section, built again only when one of its rows (or
+        the report settings) changed."""
+        tokens = (spec, *(r["_token"] for r in rows))
+        self.used.add(skey)
+        hit = self.results.get(skey)
+        if hit is not None and hit[0] == tokens:
+            return hit[1]
+        view = results_view(rows, spec)
+        self.results[skey] = (tokens, view)
+        return view
+
+    def sweep(self) -> None:
+        """Forget what this report did not use (deleted instances, rows, state files)."""
+        self.instances.sweep()
+        stores: tuple[dict[Any, Any], ...] = (self.rows, self.results, self.states)
+        for store in stores:
+            for key in [k for k in store if k not in self.used]:
+                del store[key]
+        if len(self.dirs) > 4 * max(len(self.rows), 1024):
+            self.dirs.clear()
+        self.used = set()
+
+
+REPORT_LOCK = threading.Lock()
+_MEMORY: list[Memory] = []
+
+
+def memory_of(root: Path) -> Memory:
+    """The memory of ``root``'s reports (only the last runs root reported on is remembered)."""
+    if not _MEMORY or _MEMORY[0].root != str(root):
+        _MEMORY[:] = [Memory(str(root))]
+    return _MEMORY[0]
+
+
+# ---------------------------------------------------------------- sections
