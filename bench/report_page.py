@@ -3,7 +3,8 @@
 Builds a synthetic runs tree (``bench/synth.py``: N finished build instances, each with its
 build record and three flow records, and the conductor's state file), then measures:
 
-- ``write_report`` in a fresh process (first write) and again in that process (a rewrite);
+- ``write_report`` in a fresh process (first write), again in that process (a rewrite), and
+  in another fresh process with nothing changed (``ductaflow report`` run again, a new conductor);
 - the page's size and the size of the details files beside it;
 - in Debian's Chromium (Playwright): time to first contentful paint, to the first page of
   rows, and to a filtered view (a search typed into the find box).
@@ -30,6 +31,12 @@ t0 = time.perf_counter()
 from ductaflow.report.page import write_report
 t1 = time.perf_counter(); write_report(sys.argv[1]); t2 = time.perf_counter(); write_report(sys.argv[1])
 print(json.dumps({"import": t1 - t0, "first": t2 - t1, "rewrite": time.perf_counter() - t2}))
+"""
+_AGAIN = """
+import json, sys, time
+from ductaflow.report.page import write_report
+t0 = time.perf_counter(); write_report(sys.argv[1])
+print(json.dumps({"again": time.perf_counter() - t0}))
 """
 
 
@@ -69,6 +76,8 @@ def main() -> None:
         synthetic_runs(runs, args.instances)
         out = subprocess.run([sys.executable, "-c", _WRITE, str(runs)], check=True, capture_output=True, text=True)
         times = json.loads(out.stdout)
+        again = subprocess.run([sys.executable, "-c", _AGAIN, str(runs)], check=True, capture_output=True, text=True)
+        times.update(json.loads(again.stdout))
         report = runs / "conductor_status_report.html"
         details = sum(p.stat().st_size for p in (runs / ".ductaflow" / "report").rglob("*.js"))
         size = report.stat().st_size
@@ -77,6 +86,7 @@ def main() -> None:
     print("| measurement | value |\n|---|---:|")
     print(f"| write_report, {n} scenarios, fresh process, first write | {times['first']:.2f} s |")
     print(f"| write_report, same process, rewrite | {times['rewrite']:.2f} s |")
+    print(f"| write_report, another fresh process, nothing changed | {times['again']:.2f} s |")
     print(f"| page size | {size / 1e6:.2f} MB |")
     print(f"| details files beside it | {details / 1e6:.1f} MB |")
     print(f"| Chromium: first contentful paint | {seen['paint']:.2f} s |")
