@@ -292,9 +292,7 @@ def section_parts(section: dict[str, Any]) -> dict[str, list[str]]:
         parts["matrix"] = [matrix_row(r, sid, section["flow_columns"]) for r in rows]
     if section["results"]:
         parts["results"] = [results_rows(section["results"], sid)]
-        parts["charts"] = [svg.pareto(section["results"].get("pareto"))] + [
-            svg.chart(ch) for ch in section["results"]["charts"]
-        ]
+        parts["charts"] = chart_parts(section["results"])
         parts["data"] = [compare_data(section)]
     return parts
 
@@ -323,9 +321,19 @@ def compare_data(section: dict[str, Any]) -> str:
         "baseline": view.get("baseline"),
         "rows": [_compare_row(r, rows.get(r["index"]), view["columns"]) for r in view["rows"]],
     }  # fmt: skip
-    text = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
-    view["_data"] = f'<script type="application/json" id="{section["id"]}-data">{text}</script>'
+    view["_data"] = json_block(f'{section["id"]}-data', doc)
     return view["_data"]
+
+
+def json_block(element_id: str, doc: Any) -> str:
+    """``doc`` in a data block (never run); ``<`` escaped so that no text can end the block."""
+    text = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
+    return f'<script type="application/json" id="{element_id}">{text}</script>'
+
+
+def chart_parts(results: dict[str, Any]) -> list[str]:
+    """A section's charts: the Pareto chart (when there is one), then one per metric."""
+    return [svg.pareto(results.get("pareto"))] + [svg.chart(ch) for ch in results["charts"]]
 
 
 def fill(frame: str, marker: str, parts: dict[str, list[str]]) -> str:

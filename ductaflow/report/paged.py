@@ -18,8 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ductaflow.report import svg
-from ductaflow.report.html import scenario_body
+from ductaflow.report.html import chart_parts, json_block, scenario_body
 from ductaflow.report.numbers import number
 from ductaflow.store.layout import RUNS_MARKER
 
@@ -39,12 +38,6 @@ def is_paged(section: dict[str, Any]) -> bool:
 def details_dir(report_name: str) -> Path:
     """The folder (relative to the runs root) of one report's details files."""
     return DETAILS_DIR / report_name.rsplit(".", 1)[0]
-
-
-def _json_block(element_id: str, doc: Any) -> str:
-    """``doc`` in a data block (never run); ``<`` escaped so that no text can end the block."""
-    text = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
-    return f'<script type="application/json" id="{element_id}">{text}</script>'
 
 
 def rows_block(section: dict[str, Any], href: str, sweep_col: bool, code_col: bool) -> str:
@@ -67,7 +60,7 @@ def rows_block(section: dict[str, Any], href: str, sweep_col: bool, code_col: bo
                         for m in named])  # fmt: skip
     doc = {"sweep": sweep_col, "code": code_col, "chunk": CHUNK, "page": PAGE, "details": f"{href}/{sid}-",
            "metrics": named, "deltas": bool(base), "rows": rows}  # fmt: skip
-    return _json_block(f"{sid}-rows", doc)
+    return json_block(f"{sid}-rows", doc)
 
 
 def _metric_cell(value: Any, base: float | None, shown: dict[str, Any], col: int, at: int | None) -> list[Any]:
@@ -86,7 +79,7 @@ def compare_block(section: dict[str, Any]) -> str:
             for r in view["rows"] if r["index"] in by_index]  # fmt: skip
     doc = {"params": section["columns"], "metrics": view["columns"], "baseline": view.get("baseline"),
            "paged": True, "rows": rows}  # fmt: skip
-    return _json_block(f"{sid}-data", doc) if (sid := section["id"]) else ""
+    return json_block(f"{section['id']}-data", doc)
 
 
 def detail_chunks(section: dict[str, Any]) -> dict[str, tuple[str | None, list[dict[str, Any]]]]:
@@ -120,8 +113,6 @@ def paged_parts(section: dict[str, Any], href: str) -> dict[str, list[str]]:
     parts: dict[str, list[str]] = {"list": [], "rows": [rows_block(section, href, sweep_col, code_col)]}
     if section["results"]:
         parts["results"] = []
-        parts["charts"] = [svg.pareto(section["results"].get("pareto"))] + [
-            svg.chart(ch) for ch in section["results"]["charts"]
-        ]
+        parts["charts"] = chart_parts(section["results"])
         parts["data"] = [compare_block(section)]
     return parts
