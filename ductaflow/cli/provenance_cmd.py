@@ -64,15 +64,8 @@ def describe(prov: Provenance | None, envs: dict[str, StoredEnvironment | None],
     """The lines that say what made a run (its provenance as recorded, the environment as stored)."""
     if prov is None:
         return ["no provenance recorded (a record written before status schema 6, or a run that never started)"]
-    git = prov.git
-    if git is None:
-        code = f"code      no git state: {prov.git_note or 'unknown'}"
-    else:
-        where = f"on {git.branch}" if git.branch else "detached HEAD"
-        change = f"uncommitted changes to tracked files (diff {git.diff_hash})" if git.dirty else "clean"
-        code = f"code      commit {git.commit or '(none yet)'} {where}, {change}"
     lines = [
-        code,
+        f"code      {prov.code_line}",
         f"python    {prov.python_version} {prov.python_implementation}  {prov.executable}",
         f"platform  {prov.platform}",
         f"ductaflow {prov.ductaflow_version}",

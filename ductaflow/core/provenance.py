@@ -93,6 +93,16 @@ class Provenance:
         return "no git" if self.git_note == NOT_A_CHECKOUT else "git unknown"
 
     @property
+    def code_line(self) -> str:
+        """One line: the full commit, branch and whether tracked files had uncommitted changes."""
+        git = self.git
+        if git is None:
+            return f"no git state: {self.git_note or 'unknown'}"
+        where = f"on {git.branch}" if git.branch else "detached HEAD"
+        change = f"uncommitted changes to tracked files (diff {git.diff_hash})" if git.dirty else "clean"
+        return f"commit {git.commit or '(none yet)'} {where}, {change}"
+
+    @property
     def code_state(self) -> tuple[Any, ...]:
         """Equal for two runs made from the same code (same commit, same uncommitted diff)."""
         git = self.git

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from ductaflow.core.provenance import Provenance
 from ductaflow.store.result import FlowResult
 
 #: Digits of an environment hash shown in the report (the full hash is in the title).
@@ -26,20 +25,10 @@ def row_fields(records: list[FlowResult | None]) -> dict[str, str]:
     return {
         "commit": prov.commit_text,
         "code_label": f"{prov.commit_text} (diff {git.diff_hash[:6]})" if git and git.diff_hash else prov.commit_text,
-        "commit_title": describe_code(prov),
+        "commit_title": prov.code_line,
         "code": repr(prov.code_state),
         "env": prov.env_hash or "",
     }
-
-
-def describe_code(prov: Provenance) -> str:
-    """One line: the full commit, branch and whether tracked files had uncommitted changes."""
-    git = prov.git
-    if git is None:
-        return f"no git state: {prov.git_note or 'unknown'}"
-    where = f"on {git.branch}" if git.branch else "detached HEAD"
-    change = f"uncommitted changes (diff {git.diff_hash})" if git.dirty else "clean"
-    return f"commit {git.commit or '(none yet)'} {where}, {change}"
 
 
 def section_fields(rows: list[dict[str, Any]]) -> dict[str, Any]:
