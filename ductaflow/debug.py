@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from ductaflow.core.config import find_project_root, normalise_config
-from ductaflow.core.flowfile import parameterise, read_flow
+from ductaflow.core.flowfile import parameterise, read_flow, resolve_flow_path
 from ductaflow.errors import DuctaflowError, FlowFileError, UnsafePath
-from ductaflow.run.execute import resolve_flow_path
 from ductaflow.store.atomic import atomic_write_json, atomic_write_text
 from ductaflow.store.layout import (
     CONFIG_SUFFIX,

@@ -22,15 +22,8 @@ from ductaflow.conductor.plan import SweepPlan, build_tasks, plan_sweep
 from ductaflow.conductor.progress import NullReporter
 from ductaflow.conductor.schedule import outcome_of, schedule
 from ductaflow.conductor.state import ConductorRun, state_row
-from ductaflow.conductor.worker import (
-    NOT_RUN,
-    WORKER_LOST,
-    BuildOutcome,
-    BuildTask,
-    claim_attempt,
-    close_earlier_attempt,
-    lost_outcome,
-)
+from ductaflow.conductor.tasks import NOT_RUN, WORKER_LOST, BuildOutcome, BuildTask, lost_outcome
+from ductaflow.conductor.worker import claim_attempt, close_earlier_attempt
 from ductaflow.core.lights import Status
 from ductaflow.core.seeds import derive_seed
 from ductaflow.errors import FlowFileError

@@ -18,7 +18,7 @@ import pytest
 
 from ductaflow.conductor.plan import plan_sweep
 from ductaflow.conductor.state import ConductorRun, remove_stale_attempts
-from ductaflow.conductor.worker import BuildOutcome
+from ductaflow.conductor.tasks import BuildOutcome
 from ductaflow.core.lights import Status
 from ductaflow.lifecycle.events import EventKind
 from ductaflow.report.collect import collect_report

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ductaflow.conductor.attempts import Attempt, read_attempt
-from ductaflow.conductor.worker import NOT_RUN, WORKER_LOST, BuildOutcome, BuildTask
+from ductaflow.conductor.tasks import NOT_RUN, WORKER_LOST, BuildOutcome, BuildTask
 from ductaflow.core.lights import Status
 from ductaflow.run.recorder import close_open_runs
 from ductaflow.store.records import summarize_instance

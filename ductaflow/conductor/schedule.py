@@ -30,7 +30,8 @@ from ductaflow.conductor.executors.base import Health
 from ductaflow.conductor.lost import close_lost, recover
 from ductaflow.conductor.progress import Reporter
 from ductaflow.conductor.state import ConductorRun
-from ductaflow.conductor.worker import NOT_RUN, SHARED_FILESYSTEM, BuildOutcome, BuildTask, lost_outcome, run_build
+from ductaflow.conductor.tasks import NOT_RUN, SHARED_FILESYSTEM, BuildOutcome, BuildTask, lost_outcome
+from ductaflow.conductor.worker import run_build
 from ductaflow.core.lights import Status
 from ductaflow.lifecycle.events import EventKind, ScenarioEvent
 from ductaflow.run.signals import sigterm_raises

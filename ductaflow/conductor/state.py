@@ -28,7 +28,7 @@ from typing import Any
 
 from ductaflow.conductor.plan import ScenarioPlan, SweepPlan
 from ductaflow.conductor.progress import Reporter
-from ductaflow.conductor.worker import BuildOutcome
+from ductaflow.conductor.tasks import BuildOutcome
 from ductaflow.core.clock import now_iso
 from ductaflow.core.context import RunContext
 from ductaflow.core.liveness import gone, identity

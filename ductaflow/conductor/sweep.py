@@ -17,22 +17,18 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from ductaflow.conductor.executors import Backend, make_backend
-from ductaflow.conductor.plan import SweepPlan, build_tasks, plan_sweep
+from ductaflow.conductor.plan import SweepPlan, plan_sweep
 from ductaflow.conductor.progress import Reporter, make_reporter
-from ductaflow.conductor.schedule import schedule
 from ductaflow.conductor.state import ConductorRun
 from ductaflow.conductor.tables import load_scenarios
-from ductaflow.conductor.worker import NOT_RUN, BuildTask
+from ductaflow.conductor.tasks import NOT_RUN
 from ductaflow.core.names import validate_name
 from ductaflow.errors import ConductorFailed
-from ductaflow.kernels import fork
 from ductaflow.report.spec import ReportSpec
 from ductaflow.run.notebook_html import check_policy
 from ductaflow.store.layout import REPORT_NAME
@@ -141,24 +137,16 @@ def conduct(
     if dry_run:
         return _dry_run(plan, out, reporter)
     run = ConductorRun(plan, sweep=sweep_id, report=spec)
-    backend = _open_backend(plan, executor, max_parallel, worker_wait)
-    try:
-        template = _kernel_template(backend, plan)
-        tasks = build_tasks(plan, attempts=run.attempts, conductor=run.owner, timeout=timeout,
-                            lost_retries=lost_retries, kernel_template=template, html=html)
-        tasks = [replace(t, context=t.context.child(sweep=sweep_id)) for t in tasks]
-        try:
-            _begin(run, tasks, backend, reporter)
-        except KeyboardInterrupt:  # before any build started: the rows say so, the state is final
-            run.interrupt()
-            interrupted = True
-        else:
-            interrupted = schedule(run, backend, tasks, fail_fast=fail_fast, reporter=reporter)
-    finally:
-        backend.shutdown()
-        reporter.close()
-        run.clean_up()
-        _remove_kernel_leftovers(plan)
+    if plan.to_run:
+        # deferred: pools, clusters and the kernel machinery load only when a build runs
+        from ductaflow.conductor.launch import run_builds
+
+        interrupted = run_builds(
+            run, reporter, executor=executor, max_parallel=max_parallel, worker_wait=worker_wait,
+            timeout=timeout, lost_retries=lost_retries, html=html, fail_fast=fail_fast,
+        )
+    else:
+        interrupted = _nothing_to_run(run, reporter)
     run.close(interrupted)
     return _results(out, run, interrupted, raise_on_failure)
 
@@ -193,54 +181,21 @@ def _dry_run(plan: SweepPlan, out: pd.DataFrame, reporter: Reporter) -> pd.DataF
     return out
 
 
-def _open_backend(
-    plan: SweepPlan, executor: str | Executor | Any | None, max_parallel: int | None, worker_wait: float | None
-) -> Backend:
-    """Where the builds run, once its workers are shown to see the runs root and the flows."""
-    # Nothing to run (all up to date): no pool, no cluster, no kernel template to start.
-    spec = executor if plan.to_run else "serial"
-    backend = make_backend(spec, max_parallel, project_root=plan.project_root, worker_wait=worker_wait)
-    try:
-        backend.check_shared(plan.runs_root, [plan.build.path, *plan.flows])
-    except BaseException:
-        backend.shutdown()
-        raise
-    return backend
-
-
-def _remove_kernel_leftovers(plan: SweepPlan) -> None:
-    """The connection files and sockets of the kernels of pool workers that are gone (they end
-    without exit handlers): nothing of a sweep is left in the runtime dir."""
-    if not plan.to_run:
-        return
-    # deferred: jupyter_client is heavy, and only a sweep that ran kernels leaves their files
-    from ductaflow.kernels.provisioner import remove_leftovers
-
-    removed = remove_leftovers()
-    log.debug("removed %d leftover kernel file(s)", removed)
-
-
-def _kernel_template(backend: Backend, plan: SweepPlan) -> str | None:
-    """Local workers fork their kernels from one template this process starts now, while the
-    pool starts; workers elsewhere (Dask) start their own on first use."""
-    if not (plan.to_run and plan.kernel.forks and backend.name == "local"):
-        return None
-    try:
-        return fork.template_for(plan.kernel.preload, wait=False).socket_path
-    except OSError as exc:
-        log.warning("cannot start the kernel template (%s); workers start their own", exc)
-        return None
-
-
-def _begin(run: ConductorRun, tasks: list[BuildTask], backend: Backend, reporter: Reporter) -> None:
-    """Before the first build: the ledger's leftovers, the up-to-date rows, the first state and report."""
-    run.ingest_leftovers()
-    run.mark_up_to_date(reporter)
-    name = run.plan.name
+def _nothing_to_run(run: ConductorRun, reporter: Reporter) -> bool:
+    """Every scenario is up to date: their rows from disk, one ledger item each; no pool, no
+    kernel. Returns True when a Ctrl-C came first (the rows then say so)."""
     report = run.plan.runs_root / REPORT_NAME
-    title = f"conducting {len(tasks)} scenario(s) of {name} on {backend.describe()}; live report: {report}"
-    reporter.start(len(tasks), title if tasks else f"nothing to run for {name}; report: {report}")
-    run.save()
+    try:
+        run.ingest_leftovers()
+        run.mark_up_to_date(reporter)
+        reporter.start(0, f"nothing to run for {run.plan.name}; report: {report}")
+    except KeyboardInterrupt:
+        run.interrupt()
+        return True
+    finally:
+        reporter.close()
+        run.clean_up()
+    return False
 
 
 def new_sweep_id() -> str:

@@ -1,10 +1,9 @@
 """The conductor's worker side: run one build instance and return what became of it.
 
-What crosses the process boundary is two frozen dataclasses of plain values: a
-:class:`BuildTask` (everything the conductor decided for one instance, its run-or-skip
-:class:`~ductaflow.run.decide.Decision` included) and the :class:`BuildOutcome` that comes
-back. Whatever executes :func:`run_build` (a local process, this process, a Dask worker on
-another machine), the wrapper stays thin: the build and its flows run in their own
+It takes a :class:`~ductaflow.conductor.tasks.BuildTask` and gives back a
+:class:`~ductaflow.conductor.tasks.BuildOutcome` (:mod:`ductaflow.conductor.tasks`). Whatever
+executes :func:`run_build` (a local process, this process, a Dask worker on another machine),
+the wrapper stays thin: the build and its flows run in their own
 kernels. It never raises and never spawns ``multiprocessing`` children (Dask workers are
 daemonic).
 
@@ -22,20 +21,17 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import psutil
 
 from ductaflow.conductor.attempts import claim_attempt
+from ductaflow.conductor.tasks import WORKER_LOST, BuildOutcome, BuildTask, lost_outcome
 from ductaflow.core import liveness
-from ductaflow.core.context import RunContext
 from ductaflow.core.lights import Status
 from ductaflow.errors import DuctaflowError
 from ductaflow.kernels import stopping
 from ductaflow.kernels.fork import TEMPLATE_ENV
-from ductaflow.run.decide import Decision
 from ductaflow.run.execute import make_plan, run_plan
 from ductaflow.run.notebook_html import render_instance
 from ductaflow.run.recorder import close_open_runs
@@ -44,12 +40,6 @@ from ductaflow.store.result import ErrorInfo
 
 log = logging.getLogger(__name__)
 
-#: The error text of a build whose worker died; the conductor's rows and records start with it.
-WORKER_LOST = "worker_lost"
-#: The error text of a build that ran where the conductor cannot read its files.
-SHARED_FILESYSTEM = "shared_filesystem"
-#: The error text of a scenario given up before it started (no worker left, the cluster lost).
-NOT_RUN = "not_run"
 #: How often a worker checks that the conductor that started it is still alive.
 _WATCH_INTERVAL_S = 1.0
 #: How long an orphaned worker waits for its interrupted builds to record themselves.
@@ -57,66 +47,6 @@ _ORPHAN_GRACE_S = 30.0
 _WATCH_LOCK = threading.Lock()
 _RUNNING: set[str] = set()  # instance dirs of the builds this process is running now
 _WATCHING: list[int] = []  # the conductor pid the watchdog of this process follows
-
-
-@dataclass(frozen=True)
-class BuildTask:
-    """One build instance to run, as the conductor decided it (pickled to the worker)."""
-
-    build_path: Path
-    config: Mapping[str, Any]
-    instance_dir: Path
-    project_root: Path
-    instance: str
-    #: build, scenario, runs root and ledger spool: what the build's records are labelled with
-    context: RunContext
-    #: the conductor's run-or-skip decision; trusted unless the run waits for the instance lock
-    decision: Decision | None = None
-    timeout: float | None = None
-    force: bool = False
-    #: counts the starts of this task: past ``1 + lost_retries`` the build is reported lost
-    attempt_file: Path | None = None
-    lost_retries: int = 0
-    #: the conductor's :func:`~ductaflow.core.liveness.identity`: workers it started stop with it
-    conductor: Mapping[str, Any] | None = None
-    preload: tuple[str, ...] = ()
-    #: the socket of the conductor's warm kernel template (local workers fork kernels from it)
-    kernel_template: str | None = None
-    #: which notebooks become pages once the build has ended: "failed" (red, orange), "all", "none"
-    html: str = "failed"
-
-
-@dataclass(frozen=True)
-class BuildOutcome:
-    """What became of one :class:`BuildTask` (pickled back to the conductor)."""
-
-    instance: str
-    status: Status
-    duration: float | None = None
-    error: str | None = None
-    worst_flow: str | None = None
-    interrupted: bool = False
-    skipped: bool = False  # up to date after all (another run got there first)
-    notes: tuple[str, ...] = ()
-    lost: bool = False  # the worker died: its records still say "running"
-    worker: str | None = None  # host:pid of the process that ran it (named when its files are not here)
-    started: str | None = None  # the build record's start time: which record the conductor must find
-    not_run: bool = False  # never started, and given up (the cluster went away): no light
-
-    def row_fields(self) -> dict[str, Any]:
-        """The fields of a conductor state row this outcome sets."""
-        return {
-            "state": "cancelled" if self.not_run else "skipped" if self.skipped else "done",
-            "status": None if self.not_run else self.status.value,
-            "duration": self.duration,
-            "error": self.error,
-            "worst_flow": self.worst_flow,
-        }
-
-
-def lost_outcome(instance: str, detail: str) -> BuildOutcome:
-    """The outcome of a build whose worker was lost."""
-    return BuildOutcome(instance, Status.RED, error=f"{WORKER_LOST}: {detail}", lost=True)
 
 
 def watch_conductor(conductor: Any) -> None:

@@ -135,6 +135,16 @@ class Flow:
         return {}
 
 
+def resolve_flow_path(notebook_file: str | Path, project_root: str | Path | None) -> Path:
+    """A flow path as given (relative to the cwd), else relative to the project root."""
+    p = Path(notebook_file)
+    if not p.is_absolute() and not p.exists() and project_root:
+        candidate = Path(project_root) / p
+        if candidate.exists():
+            return candidate
+    return p
+
+
 def read_flow(path: str | Path) -> Flow:
     """Parse ``path`` (Jupytext ``.py`` or ``.ipynb``); raise if it is not a usable flow."""
     check_path(path, "flow file", FlowFileError)

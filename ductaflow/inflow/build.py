@@ -13,9 +13,9 @@ from typing import Any
 
 from ductaflow.core.config import deep_merge, find_project_root, normalise_config
 from ductaflow.core.context import RunContext
-from ductaflow.core.flowfile import read_flow
+from ductaflow.core.flowfile import read_flow, resolve_flow_path
 from ductaflow.core.names import validate_name
-from ductaflow.run.execute import resolve_flow_path, run_notebook
+from ductaflow.run.execute import run_notebook
 from ductaflow.store.atomic import atomic_write_json
 from ductaflow.store.layout import FLOWS_SUBDIR, steps_path
 from ductaflow.store.records import current_steps

@@ -21,7 +21,7 @@ from ductaflow.core.clock import now_iso
 from ductaflow.core.config import check_path, find_project_root, normalise_config
 from ductaflow.core.context import RunContext
 from ductaflow.core.fingerprint import FRAMEWORK_KEYS, Fingerprint, fingerprint
-from ductaflow.core.flowfile import Flow, parameterise, read_flow, recorded_parameters
+from ductaflow.core.flowfile import Flow, parameterise, read_flow, recorded_parameters, resolve_flow_path
 from ductaflow.core.lights import Status
 from ductaflow.core.names import validate_name
 from ductaflow.core.seeds import check_run_seed, run_seed
@@ -45,16 +45,6 @@ from ductaflow.store.result import ErrorInfo, FlowResult, RunState
 log = logging.getLogger(__name__)
 #: Read for the project root when a nested run has no context (a user may set it too).
 PROJECT_ROOT_ENV = "DUCTAFLOW_PROJECT_ROOT"
-
-
-def resolve_flow_path(notebook_file: str | Path, project_root: str | Path | None) -> Path:
-    """A flow path as given (relative to the cwd), else relative to the project root."""
-    p = Path(notebook_file)
-    if not p.is_absolute() and not p.exists() and project_root:
-        candidate = Path(project_root) / p
-        if candidate.exists():
-            return candidate
-    return p
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from ductaflow.conductor.executors.dask_remote import (
     run_on_worker,
     stop_on_worker,
 )
-from ductaflow.conductor.worker import BuildOutcome
+from ductaflow.conductor.tasks import BuildOutcome
 from ductaflow.core.lights import Status
 from ductaflow.errors import DuctaflowError, MissingExtra, SharedFilesystemError
 from ductaflow.store.layout import PROBE_DIR

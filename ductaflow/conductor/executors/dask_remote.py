@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ductaflow._version import __version__
-from ductaflow.conductor.worker import SHARED_FILESYSTEM, BuildOutcome
+from ductaflow.conductor.tasks import SHARED_FILESYSTEM, BuildOutcome
 
 #: The token file the conductor writes in its probe folder for the sweep's duration.
 TOKEN_NAME = "coordinator"
