@@ -24,7 +24,7 @@ import pandas as pd
 from ductaflow.conductor.columns import checked_names
 from ductaflow.conductor.replicates import check_budget, check_options, with_seeds
 from ductaflow.conductor.scenario import ScenarioPlan
-from ductaflow.conductor.worker import BuildTask
+from ductaflow.conductor.tasks import BuildTask
 from ductaflow.core.config import (
     canonical_json,
     check_path,
@@ -35,14 +35,14 @@ from ductaflow.core.config import (
 )
 from ductaflow.core.context import RunContext
 from ductaflow.core.fingerprint import fingerprint, referenced_flows
-from ductaflow.core.flowfile import Flow, read_flow
+from ductaflow.core.flowfile import Flow, resolve_flow_path
 from ductaflow.core.names import validate_name
 from ductaflow.core.params import KnownNames
 from ductaflow.core.seeds import seed_counts
 from ductaflow.errors import ConfigError, FlowFileError, InvalidName, ScenarioError
 from ductaflow.kernels.options import KernelOptions, kernel_options
 from ductaflow.run.decide import Decision, decide
-from ductaflow.run.execute import resolve_flow_path
+from ductaflow.store.flow_cache import FlowCache
 from ductaflow.store.layout import SPOOL_DIR, contained_dir
 from ductaflow.store.records import subdirs
 
@@ -273,12 +273,15 @@ def plan_sweep(
     check_path(runs_root, "runs root")
     if project_root:
         check_path(project_root, "project root")
-    build_flow = read_flow(resolve_flow_path(build, project_root))
-    root = Path(project_root).resolve() if project_root else find_project_root(build_flow.path)
-    flows = _read_flows(build_flow, root)
-    hashes = {path.stem: flow.code_hash() for path, flow in flows.items()}  # shared by every scenario's fingerprint
+    build_path = _existing_flow(resolve_flow_path(build, project_root))
+    root = Path(project_root).resolve() if project_root else find_project_root(build_path)
     runs = Path(runs_root)
     runs = (runs if runs.is_absolute() else root / runs).resolve()
+    parsed = FlowCache(runs)
+    build_flow = parsed.read(build_path)
+    flows = _read_flows(build_flow, root, parsed)
+    parsed.save()
+    hashes = {path.stem: flow.code_hash() for path, flow in flows.items()}  # shared by every scenario's fingerprint
     build_dir = runs / build_flow.name
     base = _base_config(build_flow, root, base_config)
     cols, name_col = _check_columns(table, instance_column)  # the name column is not a parameter
@@ -307,13 +310,22 @@ def plan_sweep(
     return SweepPlan(build_flow, root, runs, tuple(flows), tuple(scenarios), decisions, kernel, columns, force)
 
 
-def _read_flows(build: Flow, root: Path) -> dict[Path, Flow]:
+def _existing_flow(path: Path) -> Path:
+    """``path``, resolved, once it is known to be a flow file that exists (the runs root and the
+    flow cache are found from it before it is parsed)."""
+    check_path(path, "flow file", FlowFileError)
+    if not path.is_file():
+        raise FlowFileError(f"flow file not found: {path}")
+    return path.resolve()
+
+
+def _read_flows(build: Flow, root: Path, parsed: FlowCache) -> dict[Path, Flow]:
     """Every flow the build names, read (and checked to exist) once."""
     flows: dict[Path, Flow] = {}
     for path in referenced_flows(build, root):
         if not path.is_file():
             raise FlowFileError(f"build {build.path.name} runs {path}, which does not exist")
-        flows[path] = read_flow(path)
+        flows[path] = parsed.read(path)
     return flows
 
 

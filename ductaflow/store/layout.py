@@ -50,6 +50,8 @@ SPOOL_DIR = Path(RUNS_MARKER) / "spool"
 LEDGER_DIR = Path(RUNS_MARKER) / "ledger"
 PROBE_DIR = Path(RUNS_MARKER) / "probe"
 STATUS_CACHE = Path(RUNS_MARKER) / "status_cache.json"
+#: Flows parsed by earlier processes, by file signature (see ``store.flow_cache``).
+FLOW_CACHE = Path(RUNS_MARKER) / "flows.json"
 #: One ``<env hash>.json`` per Python environment runs were made in (see ``store.envs``).
 ENVS_DIR = Path(RUNS_MARKER) / "envs"
 
