@@ -382,3 +382,33 @@ def test_conductor_scenarios_really_differ(conducted) -> None:
     config = load_config_file(project / "runs" / "demand_model" / "g0.04_c0.20" / "demand_model_config.json")
     assert (config["growth_rate"], config["cost_sensitivity"], config["_instance"]) == (0.04, 0.2, "g0.04_c0.20")
     assert "scenario_name" not in config
+
+
+# Runs last in this module: it re-runs the conductor in the shared project (nothing changes there).
+_MODULES_LOADED = (
+    "import runpy, sys; runpy.run_path('conductor.py', run_name='__main__'); "
+    "heavy = ('jupytext', 'jupyter_client', 'papermill', 'nbclient', 'zmq', 'multiprocessing.pool'); "
+    "print('LOADED', sorted(m for m in sys.modules if m in heavy))"
+)
+
+
+def test_a_no_op_re_run_loads_no_kernel_machinery_and_rewrites_no_results(conducted) -> None:
+    """Every scenario up to date: the rows come back from disk with the same lights and KPIs, and
+    the process starts no pool or kernel, parses no flow with Jupytext (the flows of the plan come
+    from the flow cache once they are older than its racy window) and, from the second no-op on,
+    leaves results.parquet as it was (the first turns each row's state from done to skipped)."""
+    project, first = conducted
+    results = project / "runs" / "demand_model" / "results.parquet"
+    runs, stamps = [], []
+    for _ in range(2):  # the first no-op may still parse flows copied moments before the first run
+        proc = subprocess.run([sys.executable, "-c", _MODULES_LOADED], cwd=project, env=_env(),
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+        assert "9 scenario(s) up to date" in proc.stderr
+        runs.append(proc)
+        stamps.append(results.stat().st_mtime_ns)
+    assert "LOADED []" in runs[1].stdout, runs[1].stdout
+    table = [line for line in runs[1].stdout.splitlines() if re.match(r"\s*g0\.", line)]
+    assert table == [line for line in first.stdout.splitlines() if re.match(r"\s*g0\.", line)]
+    assert stamps[1] == stamps[0]
+    assert set(pd.read_parquet(results)["state"]) == {"skipped"}

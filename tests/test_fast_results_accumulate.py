@@ -138,3 +138,21 @@ def test_report_groups_replicates_under_one_row_with_their_statistics(tmp_path: 
 def test_a_scenario_column_named_scenario_is_left_alone(caplog: pytest.LogCaptureFixture) -> None:
     table = _table(["a__r1"], "s1", scenario=["mine"])
     assert with_groups(table, [1]).equals(table) and "hide the replicate grouping" in caplog.text
+
+
+def test_an_unchanged_table_is_not_rewritten_and_any_changed_value_is(tmp_path: Path) -> None:
+    table = _table(["a", "b"], "s1", trips=[1.0, float("nan")], note=["x", None], n=[1, 2])
+    write_results(table, tmp_path, ["trips"])
+    files = [tmp_path / RESULTS_NAME, tmp_path / BY_SCENARIO_NAME]
+    stamps = [f.stat().st_mtime_ns for f in files]
+    write_results(table.copy(), tmp_path, ["trips"])  # what a no-op re-run hands over
+    assert [f.stat().st_mtime_ns for f in files] == stamps
+
+    for change in ({"trips": [1.0, 2.0]}, {"note": ["x", "y"]}, {"status": ["green", "red"]}):
+        changed = table.assign(**change)
+        write_results(changed, tmp_path, ["trips"])
+        back, _ = read_results(tmp_path / RESULTS_NAME)
+        column = next(iter(change))
+        assert back[column].tolist() == change[column]
+    write_results(table, tmp_path, ["trips", "n"])  # a new metric column: the metadata changes
+    assert json.loads(pq.read_schema(tmp_path / RESULTS_NAME).metadata[METRICS_KEY]) == ["trips", "n"]

@@ -37,10 +37,14 @@ log = logging.getLogger(__name__)
 @lru_cache(maxsize=1)
 def _environment() -> Any:
     # heavy: Jinja2, deferred until a report is rendered
-    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+    from jinja2 import Environment, FileSystemBytecodeCache, PackageLoader, StrictUndefined, select_autoescape
 
     return Environment(
         loader=PackageLoader("ductaflow.report", "templates"),
+        # Compiling the template took 0.09 s of every process that writes a report (a no-op
+        # re-run is ~1 s); Jinja2 keeps the compiled code in a private per-user temp folder,
+        # keyed by the template's source, so an edited template is compiled again.
+        bytecode_cache=FileSystemBytecodeCache(),
         autoescape=select_autoescape(default=True, default_for_string=True),
         undefined=StrictUndefined,
         trim_blocks=True,

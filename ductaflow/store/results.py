@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -141,6 +142,22 @@ def _write(table: pd.DataFrame, path: Path, metrics: list[str] | None = None) ->
         pq.write_table(arrow.replace_schema_metadata(meta), tmp)
 
 
+def _unchanged(previous: pd.DataFrame | None, known: list[str], merged: pd.DataFrame, names: list[str]) -> bool:
+    """Whether writing ``merged`` (metric columns ``names``) would store what the file read as
+    ``previous`` holds already: the same columns in the same order, and equal values row by row."""
+    if previous is None or known != names or len(previous) != len(merged):
+        return False
+    new = _plain(merged)
+    if list(new.columns) != list(previous.columns):
+        return False
+    return all(_values(new[c]) == _values(previous[c]) for c in new.columns)
+
+
+def _values(col: pd.Series) -> list[Any]:
+    """A column's values as Python objects, every kind of missing value as None."""
+    return col.astype(object).where(col.notna(), None).tolist()
+
+
 def write_results(current: pd.DataFrame, build_dir: Path, metrics: Iterable[str] = ()) -> pd.DataFrame | None:
     """Merge ``current`` (whose recorded metrics are the columns ``metrics``) into
     ``<build_dir>/results.parquet`` and rewrite ``results_by_scenario``; returns the merged table
@@ -150,8 +167,11 @@ def write_results(current: pd.DataFrame, build_dir: Path, metrics: Iterable[str]
         previous, known = read_results(path)
         merged = merge_results(previous, current)
         names = [m for m in dict.fromkeys([*known, *metrics]) if m in merged.columns]
+        by_scenario = build_dir / BY_SCENARIO_NAME
+        if _unchanged(previous, known, merged, names) and by_scenario.exists():
+            return merged  # a re-run with every scenario up to date: both files already say this
         _write(merged, path, names)
-        _write(replicate_stats(merged, names), build_dir / BY_SCENARIO_NAME)
+        _write(replicate_stats(merged, names), by_scenario)
     except Exception as exc:  # noqa: BLE001 - the table is also returned; a write failure is logged
         log.warning("could not write %s: %s", path, exc)
         return None
