@@ -43,6 +43,7 @@ KERNEL_MODULES = frozenset({
     "reliability/",
     "test_cli_run.py",
     "test_conductor.py",
+    "test_hooks.py",
     "test_config_limits_cli.py",
     "test_config_names.py",
     "test_dask.py",

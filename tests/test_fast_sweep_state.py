@@ -16,8 +16,9 @@ import pandas as pd
 import psutil
 import pytest
 
+from ductaflow.conductor.attempts import remove_stale_attempts
 from ductaflow.conductor.plan import plan_sweep
-from ductaflow.conductor.state import ConductorRun, remove_stale_attempts
+from ductaflow.conductor.state import ConductorRun
 from ductaflow.conductor.tasks import BuildOutcome
 from ductaflow.core.lights import Status
 from ductaflow.lifecycle.events import EventKind

@@ -7,7 +7,7 @@ Layers, highest first; a module may import its own layer and any layer below it,
                                           peers: none imports another, except conductor -> report
     inflow
     run
-    kernels | lifecycle                   peers: neither imports the other
+    kernels | lifecycle | trackers        peers: none imports another
     store                                 the one owner of ductaflow's files (and FlowResult, their schema)
     core
     errors, _version                      the leaves
@@ -51,7 +51,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"errors", "_version"}),
     frozenset({"core"}),
     frozenset({"store"}),
-    frozenset({"kernels", "lifecycle"}),
+    frozenset({"kernels", "lifecycle", "trackers"}),
     frozenset({"run"}),
     frozenset({"inflow"}),
     frozenset({"debug", "conductor", "report", "scaffold", "analysis"}),

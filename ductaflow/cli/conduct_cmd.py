@@ -77,6 +77,8 @@ def _where_builds_run(executor: str | None, scheduler: str | None, cluster: str 
               help="Study seed the runs' seeds are derived from (default 0).")
 @click.option("--max-runs", type=int, metavar="K",
               help="Refuse a plan that would run more than K builds (up-to-date ones not counted).")
+@click.option("--tracker", "trackers", multiple=True, metavar="NAME",
+              help="Also log every flow run to this experiment tracker (noop, mlflow, wandb); repeatable.")
 def conduct(
     scenarios: Path,
     build: Path,
@@ -102,6 +104,7 @@ def conduct(
     replicates: int | None,
     study_seed: int | None,
     max_runs: int | None,
+    trackers: tuple[str, ...],
 ) -> None:
     """Run BUILD once per row of SCENARIOS (CSV or Parquet) and keep the live report.
 
@@ -142,6 +145,7 @@ def conduct(
         replicates=replicates,
         seed=study_seed,
         max_runs=max_runs,
+        trackers=trackers,
     )
     if explain:
         for row in table.itertuples():

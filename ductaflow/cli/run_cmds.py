@@ -37,6 +37,8 @@ from ductaflow.core.config import deep_merge, find_project_root, normalise_confi
 @click.option("--force", is_flag=True, help="Run even when the instance is up to date.")
 @click.option("--preload", "preload", multiple=True, metavar="MODULES",
               help="Modules the kernel template imports once (comma-separated; default: pyproject.toml).")
+@click.option("--tracker", "trackers", multiple=True, metavar="NAME",
+              help="Also log the run to this experiment tracker (noop, mlflow, wandb); repeatable.")
 def run(
     flow: Path,
     config_file: Path | None,
@@ -51,6 +53,7 @@ def run(
     no_execute: bool,
     force: bool,
     preload: tuple[str, ...],
+    trackers: tuple[str, ...],
 ) -> None:
     """Run FLOW once and print its light, duration and instance directory.
 
@@ -101,6 +104,7 @@ def run(
         raise_on_failure=False,
         force=force,
         preload=modules,
+        trackers=trackers,
     )
     if no_execute:
         click.echo(f"prepared {result.flow} in {result.execution_dir} (not executed)")

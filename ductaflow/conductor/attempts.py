@@ -10,15 +10,28 @@ attempt's.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ductaflow.core.clock import now_iso
+from ductaflow.core.liveness import gone
 from ductaflow.store.atomic import atomic_write_json
+from ductaflow.store.layout import ATTEMPTS_DIR
+
+log = logging.getLogger(__name__)
 
 ATTEMPT_SCHEMA = 1
+#: In an attempts folder: the identity of the conductor that made it (instance names start alphanumeric).
+OWNER_FILE = ".conductor.json"
+#: A folder without an owner file is judged only once it is older than this (it may be being made).
+_OWNER_GRACE_S = 60.0
+#: psutil's process start times come from whole-second boot times: a margin before calling a pid reused.
+_START_SLACK_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -54,3 +67,61 @@ def claim_attempt(path: Path) -> int:
            "pid": os.getpid()}  # fmt: skip
     atomic_write_json(path, doc)
     return count
+
+
+def remove_stale_attempts(runs_root: Path, keep: Path | None = None) -> list[str]:
+    """Remove the attempts folders of conductors that are gone; returns their names.
+
+    A folder is ``<build>-<pid>-<time_ns>``, made by the conductor with that pid at that time.
+    Its owner file (the conductor's identity) decides when present: gone means gone on this
+    host (one on another host is never judged). Without one (an older ductaflow, or a
+    conductor killed while making it) it is stale once its pid runs no process on this host
+    or one that started after the folder was named; a folder younger than a minute is left
+    alone, as it may be being made.
+    """
+    folder = runs_root / ATTEMPTS_DIR
+    try:
+        entries = [e for e in folder.iterdir() if e.is_dir() and not e.name.startswith(".")]
+    except OSError:
+        return []
+    removed = []
+    for entry in entries:
+        if entry != keep and _attempts_stale(entry):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry.name)
+    if removed:
+        log.info("removed %d attempts folder(s) of conductors that are gone: %s", len(removed), ", ".join(removed))
+    return removed
+
+
+def _attempts_stale(entry: Path) -> bool:
+    """True when the conductor that made the attempts folder ``entry`` is known to be gone."""
+    try:
+        owner = json.loads((entry / OWNER_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        owner = None
+    except (OSError, ValueError):
+        return False  # there, but unreadable: not known to be gone
+    if owner is not None:
+        return gone(owner)
+    parts = entry.name.rsplit("-", 2)
+    try:
+        pid, named_ns = int(parts[-2]), int(parts[-1])
+    except (IndexError, ValueError):
+        return False  # not a name this conductor makes
+    if time.time_ns() - named_ns < _OWNER_GRACE_S * 1e9:
+        return False
+    return not _ran_since(pid, named_ns / 1e9)
+
+
+def _ran_since(pid: int, when: float) -> bool:
+    """True when ``pid`` is a live process on this host that had started by ``when`` (epoch seconds)."""
+    import psutil  # deferred: only a conductor that finds a folder without an owner needs it
+
+    try:
+        proc = psutil.Process(pid)
+        return proc.status() != psutil.STATUS_ZOMBIE and proc.create_time() <= when + _START_SLACK_S
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:  # it exists, we may just not look at it
+        return True

@@ -15,7 +15,7 @@ import keyword
 import os
 import re
 from collections.abc import Container, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +41,13 @@ from ductaflow.core.params import KnownNames
 from ductaflow.core.seeds import seed_counts
 from ductaflow.errors import ConfigError, FlowFileError, InvalidName, ScenarioError
 from ductaflow.kernels.options import KernelOptions, kernel_options
+from ductaflow.lifecycle.hooks import Hooks, check_policy
 from ductaflow.run.decide import Decision, decide
+from ductaflow.run.tracking import Tracking
 from ductaflow.store.flow_cache import FlowCache
 from ductaflow.store.layout import SPOOL_DIR, contained_dir
 from ductaflow.store.records import subdirs
+from ductaflow.trackers.registry import check_names, make_tracker
 
 NAME_COLUMNS = ("scenario_name", "instance")
 #: Columns the conductor adds to the returned table; a scenario column may not use them.
@@ -214,6 +217,9 @@ class SweepPlan:
     kernel: KernelOptions
     columns: tuple[str, ...]  # the scenario table's columns, as text
     force: bool = False
+    #: the sweep's hooks (the project's, the entry points', the caller's); their specs reach the builds
+    hooks: Hooks = field(default_factory=lambda: Hooks([]), compare=False)
+    trackers: tuple[str, ...] = ()  # tracker names the caller chose (the project's are read where builds run)
 
     @property
     def name(self) -> str:
@@ -242,6 +248,9 @@ class SweepPlan:
             force=self.force,
             seed=scenario.config.get("_seed"),
             pass_seed=seed_counts(scenario.config),
+            hooks=self.hooks.specs,
+            hooks_fail=self.hooks.policy,
+            trackers=self.trackers,
         )
 
 
@@ -260,6 +269,9 @@ def plan_sweep(
     replicates: int | None = None,
     seed: int | None = None,
     max_runs: int | None = None,
+    hooks: Sequence[object] = (),
+    hooks_fail: str | None = None,
+    trackers: Sequence[str] = (),
 ) -> SweepPlan:
     """Check the build, every flow it names and every row of ``table``, and decide for each
     instance whether it runs; raises before anything is written or started.
@@ -307,7 +319,12 @@ def plan_sweep(
     }
     check_budget(sum(d.run for d in decisions.values()), max_runs, len(scenarios))
     columns = tuple(str(c) for c in table.columns)
-    return SweepPlan(build_flow, root, runs, tuple(flows), tuple(scenarios), decisions, kernel, columns, force)
+    loaded = Hooks.load(root, hooks, check_policy(hooks_fail or "record"))
+    names = check_names(list(trackers), "trackers")
+    for name in Tracking(RunContext(project_root=str(root), trackers=names)).names:
+        make_tracker(name, runs)  # an unknown or uninstalled one refuses the sweep here (exit 2)
+    return SweepPlan(build_flow, root, runs, tuple(flows), tuple(scenarios), decisions, kernel, columns, force,
+                     loaded, names)
 
 
 def _existing_flow(path: Path) -> Path:

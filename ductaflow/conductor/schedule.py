@@ -115,10 +115,12 @@ class _Scheduler:
 
     def _finished(self, fut: Future[Any]) -> None:
         row = self._record(fut)
-        if row["status"] == "red" and self.fail_fast and not self.stopping:
+        hook_stop = self.run.hooks.stops and bool(row.get("hook_failures"))
+        if row["status"] == "red" and (self.fail_fast or hook_stop) and not self.stopping:
             self.stopping = True
             self.run.state = "stopped"
-            self.reporter.message(f"fail-fast: {row['instance']} is red; not starting {len(self.queue)} more")
+            why = "a hook raised on it (hooks_fail='stop')" if hook_stop else "fail-fast"
+            self.reporter.message(f"{why}: {row['instance']} is red; not starting {len(self.queue)} more")
             self.run.cancel(t.instance for t in self.queue)
             self.queue.clear()
 

@@ -16,7 +16,6 @@ trackers are added the same way.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -26,12 +25,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ductaflow.conductor.attempts import OWNER_FILE, remove_stale_attempts
+from ductaflow.conductor.hooks import SweepHooks, flow_failures, mark
 from ductaflow.conductor.plan import ScenarioPlan, SweepPlan
 from ductaflow.conductor.progress import Reporter
 from ductaflow.conductor.tasks import BuildOutcome
 from ductaflow.core.clock import now_iso
 from ductaflow.core.context import RunContext
-from ductaflow.core.liveness import gone, identity
+from ductaflow.core.liveness import identity
 from ductaflow.errors import DuctaflowError
 from ductaflow.lifecycle.dispatch import ConsumerFailure, Dispatcher
 from ductaflow.lifecycle.events import EventKind, ScenarioEvent
@@ -49,12 +50,6 @@ log = logging.getLogger(__name__)
 #: A live report that took t seconds to write is not rewritten for the next 19t seconds.
 _REPORT_COST_FACTOR = 19.0
 _LIGHTS = ("green", "orange", "red")
-#: In an attempts folder: the identity of the conductor that made it (instance names start alphanumeric).
-_OWNER_FILE = ".conductor.json"
-#: A folder without an owner file is judged only once it is older than this (it may be being made).
-_OWNER_GRACE_S = 60.0
-#: psutil's process start times come from whole-second boot times: a margin before calling a pid reused.
-_START_SLACK_S = 2.0
 
 
 def state_row(scenario: ScenarioPlan, build: str) -> dict[str, Any]:
@@ -104,6 +99,8 @@ class ConductorRun:
         self._claimed = False  # this call's attempts folder has its owner file
         self.events: Dispatcher[ScenarioEvent] = Dispatcher()
         self.events.add("state file", self._on_event, required=True)
+        self.hooks = SweepHooks(plan.hooks)
+        self.events.add("hooks", self._on_hooks)
         self.failures: list[ConsumerFailure] = []
 
     def emit(self, kind: EventKind, instance: str) -> None:
@@ -121,6 +118,19 @@ class ConductorRun:
             raise self._unwritable(exc) from None
         if event.kind is not EventKind.STARTED:
             self._maybe_report()
+
+    def _on_hooks(self, event: ScenarioEvent) -> None:
+        """Consumer: the scenario's hooks; one that raised is kept in its row (saved at once)."""
+        row = self.rows[event.instance]
+        if self.hooks.scenario(event, row):
+            self._count(event.instance)
+            if not self._bulk:
+                self.store.change(row, event.at, self.document)
+
+    def sweep_event(self, kind: str) -> None:
+        """``on_sweep_start`` / ``on_sweep_end``; failures are kept in the state file (saved at the end)."""
+        if self.hooks.sweep(kind, self) and kind == "end":
+            self.save()
 
     def _count(self, instance: str) -> None:
         """Keep the light counts in step with the row's status (O(1); idempotent)."""
@@ -157,6 +167,7 @@ class ConductorRun:
             "conductor": self.owner,
             "sweep": self.sweep,
             "scenarios": [*self.rows.values(), *self.earlier],
+            **({"hook_failures": self.hooks.sweep_failures} if self.hooks.sweep_failures else {}),
             **({"report": self.report.to_record()} if self.report is not None else {}),
         }
 
@@ -217,6 +228,9 @@ class ConductorRun:
             build = self.summary(outcome.instance).build
             row["duration"] = build.duration if build else None
         row["metrics"] = collect_metrics(self.plan.instance_dir(outcome.instance))
+        if self.hooks.hooks and ran:  # hooks that raised in the worker are in the records
+            summary = self.summary(outcome.instance)
+            mark(row, flow_failures([summary.build, *summary.flows]), self.hooks.hooks.policy)
         self._count(outcome.instance)
         return row
 
@@ -318,7 +332,7 @@ class ConductorRun:
             return
         self._claimed = True
         try:
-            atomic_write_json(self.attempts / _OWNER_FILE, self.owner)
+            atomic_write_json(self.attempts / OWNER_FILE, self.owner)
         except OSError as exc:
             raise self._unwritable(exc, "conductor's attempts folder", self.attempts) from None
 
@@ -333,61 +347,3 @@ class ConductorRun:
                 folder.rmdir()
             except OSError:
                 pass
-
-
-def remove_stale_attempts(runs_root: Path, keep: Path | None = None) -> list[str]:
-    """Remove the attempts folders of conductors that are gone; returns their names.
-
-    A folder is ``<build>-<pid>-<time_ns>``, made by the conductor with that pid at that time.
-    Its owner file (the conductor's identity) decides when present: gone means gone on this
-    host (one on another host is never judged). Without one (an older ductaflow, or a
-    conductor killed while making it) it is stale once its pid runs no process on this host
-    or one that started after the folder was named; a folder younger than a minute is left
-    alone, as it may be being made.
-    """
-    folder = runs_root / ATTEMPTS_DIR
-    try:
-        entries = [e for e in folder.iterdir() if e.is_dir() and not e.name.startswith(".")]
-    except OSError:
-        return []
-    removed = []
-    for entry in entries:
-        if entry != keep and _attempts_stale(entry):
-            shutil.rmtree(entry, ignore_errors=True)
-            removed.append(entry.name)
-    if removed:
-        log.info("removed %d attempts folder(s) of conductors that are gone: %s", len(removed), ", ".join(removed))
-    return removed
-
-
-def _attempts_stale(entry: Path) -> bool:
-    """True when the conductor that made the attempts folder ``entry`` is known to be gone."""
-    try:
-        owner = json.loads((entry / _OWNER_FILE).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        owner = None
-    except (OSError, ValueError):
-        return False  # there, but unreadable: not known to be gone
-    if owner is not None:
-        return gone(owner)
-    parts = entry.name.rsplit("-", 2)
-    try:
-        pid, named_ns = int(parts[-2]), int(parts[-1])
-    except (IndexError, ValueError):
-        return False  # not a name this conductor makes
-    if time.time_ns() - named_ns < _OWNER_GRACE_S * 1e9:
-        return False
-    return not _ran_since(pid, named_ns / 1e9)
-
-
-def _ran_since(pid: int, when: float) -> bool:
-    """True when ``pid`` is a live process on this host that had started by ``when`` (epoch seconds)."""
-    import psutil  # deferred: only a conductor that finds a folder without an owner needs it
-
-    try:
-        proc = psutil.Process(pid)
-        return proc.status() != psutil.STATUS_ZOMBIE and proc.create_time() <= when + _START_SLACK_S
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.Error:  # it exists, we may just not look at it
-        return True

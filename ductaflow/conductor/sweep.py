@@ -65,6 +65,9 @@ def conduct(
     seed: int | None = None,
     max_runs: int | None = None,
     report: Mapping[str, Any] | ReportSpec | None = None,
+    hooks: Sequence[object] = (),
+    hooks_fail: str | None = None,
+    trackers: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Run ``build`` once per scenario row into ``<runs_root>/<build>/<instance>/``.
 
@@ -120,6 +123,17 @@ def conduct(
     ``report`` says what the report compares (keys ``metrics``, ``minimize``, ``maximize``,
     ``baseline``; see :mod:`ductaflow.report.spec`); default: ``[tool.ductaflow.report]`` of
     the project's pyproject.toml. It is kept in the conductor's state file.
+
+    ``hooks`` (``package.module:Name`` strings, classes or objects), after the project's
+    ``[tool.ductaflow] hooks`` and the ``ductaflow.hooks`` entry points, are called at the sweep's,
+    each scenario's (here) and each flow's (where it runs) start and end; see
+    :mod:`ductaflow.lifecycle.hooks`. A hook that raises is recorded with the run and never
+    changes its light unless ``hooks_fail`` is ``"red"`` (or ``"stop"``: red, and no further
+    scenario starts).
+
+    ``trackers`` names experiment trackers (``noop``, ``mlflow``, ``wandb``) every flow of the
+    builds is logged to, besides the project's ``[tool.ductaflow] trackers``; the report links
+    each flow to its tracker run (:mod:`ductaflow.trackers`).
     """
     check_policy(html)
     spec = ReportSpec.from_mapping(report, "conduct(report=...)") if report is not None else None
@@ -128,7 +142,8 @@ def conduct(
     plan = plan_sweep(
         table, build, base_config=base_config, runs_root=runs_root, instance_column=instance_column,
         project_root=project_root, preload=preload, force=force, only_failed=only_failed,
-        allow_unknown=allow_unknown, replicates=replicates, seed=seed, max_runs=max_runs,
+        allow_unknown=allow_unknown, replicates=replicates, seed=seed, max_runs=max_runs, hooks=hooks,
+        hooks_fail=hooks_fail, trackers=trackers,
     )
     out = _scenario_table(table, plan)
     reporter = make_reporter(progress)
@@ -137,6 +152,7 @@ def conduct(
     if dry_run:
         return _dry_run(plan, out, reporter)
     run = ConductorRun(plan, sweep=sweep_id, report=spec)
+    run.sweep_event("start")
     if plan.to_run:
         # deferred: pools, clusters and the kernel machinery load only when a build runs
         from ductaflow.conductor.launch import run_builds
@@ -148,6 +164,7 @@ def conduct(
     else:
         interrupted = _nothing_to_run(run, reporter)
     run.close(interrupted)
+    run.sweep_event("end")
     return _results(out, run, interrupted, raise_on_failure)
 
 

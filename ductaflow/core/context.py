@@ -35,6 +35,12 @@ class RunContext:
     sweep: str | None = None  # the conduct call this run is part of (its id)
     seed: int | None = None  # this run's seed (core/seeds.py); ductaflow.seed() in its kernel returns it
     pass_seed: bool = False  # nested runs get ``seed`` as their ``_seed`` (a study seed or replicates asked for)
+    #: hooks the caller named (``package.module:Name``), besides the project's and entry points'
+    hooks: tuple[str, ...] = ()
+    hooks_fail: str = "record"  # what a raising hook does to a run: record, red or stop
+    trackers: tuple[str, ...] = ()  # tracker names the caller chose, besides the project's
+    #: ``backend:run id`` of the tracker runs of the build this run is a step of (nested under them)
+    tracker_parents: tuple[str, ...] = ()
 
     def to_json(self) -> str:
         """The context as JSON (the scenario's values are JSON already)."""
@@ -50,6 +56,10 @@ class RunContext:
         values = {k: v for k, v in doc.items() if k in known}
         values["force"] = bool(values.get("force"))
         values["pass_seed"] = bool(values.get("pass_seed"))
+        values["hooks"] = tuple(str(h) for h in values.get("hooks") or ())
+        values["hooks_fail"] = str(values.get("hooks_fail") or "record")
+        values["trackers"] = tuple(str(t) for t in values.get("trackers") or ())
+        values["tracker_parents"] = tuple(str(t) for t in values.get("tracker_parents") or ())
         return cls(**values)
 
     @classmethod

@@ -31,6 +31,7 @@ from ductaflow.kernels.options import KernelOptions, kernel_options
 from ductaflow.kernels.provisioner import remove_leftovers
 from ductaflow.run.decide import Decision, decide, still_current
 from ductaflow.run.hints import config_notes, missing_default_hint
+from ductaflow.run.hooked import refused, with_hooks
 from ductaflow.run.notebook import Execution, Outcome, execute
 from ductaflow.run.notebook_html import export_page, require_nbconvert
 from ductaflow.run.recorder import Lifecycle, running_record
@@ -81,6 +82,9 @@ def run_notebook(
     upstream: Sequence[str] = (),
     context: Mapping[str, Any] | RunContext | None = None,
     preload: Sequence[str] | None = None,
+    hooks: Sequence[object] = (),
+    hooks_fail: str | None = None,
+    trackers: Sequence[str] = (),
 ) -> FlowResult:
     """Execute a flow with papermill in its own instance directory and return the result.
 
@@ -99,11 +103,23 @@ def run_notebook(
     when the input is bad, :class:`~ductaflow.errors.FlowFailed` when the flow ends red
     (unless ``raise_on_failure=False``), and re-raises ``KeyboardInterrupt`` (``Terminated``
     for SIGTERM) after the kernel is killed and the red record is written.
+
+    ``hooks`` (strings ``package.module:Name``, classes or objects) run at the flow's start and
+    end, after the project's (:mod:`ductaflow.lifecycle.hooks`), and in the runs nested in it;
+    ``hooks_fail`` (``record``, ``red``, ``stop``) says what a hook that raises does to the run.
+    A flow refused before it starts (a bad config, a missing file) still reaches ``on_flow_error``.
+    ``trackers`` names experiment trackers (``noop``, ``mlflow``, ``wandb``) to log the run to,
+    besides the project's ``[tool.ductaflow] trackers`` (:mod:`ductaflow.trackers`).
     """
-    plan = make_plan(
-        notebook_file, config, execution_dir, project_root, instance_name=instance_name, timeout=timeout,
-        export_html=export_html, kernel_name=kernel_name, force=force, context=context, preload=preload,
-    )
+    try:
+        plan = make_plan(
+            notebook_file, config, execution_dir, project_root, instance_name=instance_name, timeout=timeout,
+            export_html=export_html, kernel_name=kernel_name, force=force, context=context, preload=preload,
+            hooks=hooks, hooks_fail=hooks_fail, trackers=trackers,
+        )
+    except DuctaflowError as exc:
+        refused(notebook_file, execution_dir, project_root, context, hooks, hooks_fail, exc)
+        raise
     if no_execute:
         return _prepare_only(plan)
     result = run_plan(plan, upstream)
@@ -129,6 +145,9 @@ def make_plan(
     force: bool | None = None,
     context: Mapping[str, Any] | RunContext | None = None,
     preload: Sequence[str] | None = None,
+    hooks: Sequence[object] = (),
+    hooks_fail: str | None = None,
+    trackers: Sequence[str] = (),
 ) -> Plan:
     """Check the input and decide every setting of a run; raises before anything is written."""
     inherited = RunContext.inherited()
@@ -147,7 +166,7 @@ def make_plan(
         _require_nbconvert()
     if execution_dir is None:
         execution_dir = root / "runs" / flow.name / (instance_name or "default")
-    ctx = _context(context, inherited, root, force)
+    ctx = with_hooks(_context(context, inherited, root, force), hooks, hooks_fail, trackers)
     exec_dir = contained_dir(execution_dir, (ctx.runs_root, root / "runs"))  # no symlink out of a runs root
     if config is None:  # no config given: the flow's default config file, as in a notebook
         cfg = flow.default_config(root)
@@ -311,7 +330,8 @@ def _run_locked(plan: Plan, fp: Fingerprint, decision: Decision) -> FlowResult:
     running = running_record(base, mode="papermill", project_root=plan.root)
     lifecycle.started(running)
     child = plan.context.child(
-        build=plan.context.build or (flow.name if fp.flows else None), flow=flow.name, execution_dir=str(exec_dir)
+        build=plan.context.build or (flow.name if fp.flows else None), flow=flow.name, execution_dir=str(exec_dir),
+        tracker_parents=lifecycle.tracking.parents() if lifecycle.tracking else (),
     )
     outcome = _execute_safely(Execution(
         flow, nb, exec_dir, paths, plan.kernel_name, plan.timeout, child.env(), plan.kernel,
@@ -329,7 +349,7 @@ def _run_locked(plan: Plan, fp: Fingerprint, decision: Decision) -> FlowResult:
         result = replace(result, error=missing_default_hint(flow, plan.cfg, plan.root, outcome.error))
     runs_root = Path(plan.context.runs_root) if plan.context.runs_root else plan.root / "runs"
     result = with_usage(result, root=plan.root, runs_root=runs_root, start=inputs, report=outcome.report)
-    lifecycle.ended(result)
+    result = lifecycle.ended(result)
     log.info("%s %s in %.1fs -> %s", result.status.emoji, flow.name, result.duration or 0, exec_dir)
     return result
 

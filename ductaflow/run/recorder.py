@@ -3,7 +3,9 @@
 Whichever way a flow runs, it calls :meth:`Lifecycle.started` once its ``running`` record
 should exist and :meth:`Lifecycle.ended` exactly once with its final result (or
 :meth:`Lifecycle.skipped` when it was up to date). The status record is the first, required
-consumer; the ledger follows; callers may add their own (progress, report, later hooks).
+consumer; then the run's hooks (:mod:`ductaflow.lifecycle.hooks`): a hook that raised on the
+final event is added to the record, which is written again; the ledger row comes last, from
+the record as it finally stands.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from ductaflow.core.lights import Status
 from ductaflow.core.provenance import collect, environment
 from ductaflow.lifecycle.dispatch import ConsumerFailure, Dispatcher
 from ductaflow.lifecycle.events import EventKind, RunEvent, ending
+from ductaflow.lifecycle.hooks import Hooks, hooks_for
+from ductaflow.run.tracking import Tracking
 from ductaflow.store.envs import write_environment
 from ductaflow.store.layout import artifact_path, runs_root_of
 from ductaflow.store.ledger import append_run
 from ductaflow.store.records import close_unfinished, owner_facts, status_files, write_status
-from ductaflow.store.result import ErrorInfo, FlowResult, RunState
+from ductaflow.store.result import ErrorInfo, FlowResult, HookFailure, RunState
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +60,27 @@ def environment_file(event: RunEvent) -> None:
 
 
 def standard_dispatcher() -> Dispatcher[RunEvent]:
-    """The consumers every run has: its status record (required), its environment's file, the ledger."""
+    """The consumers every run has before its hooks: its status record (required), its environment's file."""
     dispatcher: Dispatcher[RunEvent] = Dispatcher()
-    dispatcher.add("status record", status_record, required=True).add("environment file", environment_file)
+    return dispatcher.add("status record", status_record, required=True).add("environment file", environment_file)
+
+
+def ledger_dispatcher() -> Dispatcher[RunEvent]:
+    """The consumers every run has after its hooks: the ledger."""
+    dispatcher: Dispatcher[RunEvent] = Dispatcher()
     return dispatcher.add("ledger", ledger_row)
+
+
+def with_hook_failures(result: FlowResult, failures: tuple[HookFailure, ...], policy: str) -> FlowResult:
+    """``result`` with hooks that raised on it recorded; red when the policy says so (``red``, ``stop``)."""
+    if not failures:
+        return result
+    result = replace(result, hook_failures=(*result.hook_failures, *failures))
+    if policy != "record" and result.status is not Status.RED:
+        first = failures[0]
+        error = ErrorInfo("HookFailed", f"{first.hook}.{first.method} raised {first.error}", first.traceback)
+        result = replace(result, status=Status.RED, error=error)
+    return result
 
 
 def running_record(result: FlowResult, mode: str, project_root: str | Path | None = None) -> FlowResult:
@@ -75,24 +96,31 @@ def running_record(result: FlowResult, mode: str, project_root: str | Path | Non
 
 @dataclass
 class Lifecycle:
-    """The events of one run, handed to its dispatcher's consumers."""
+    """The events of one run, handed to its dispatcher's consumers, its hooks, then the ledger."""
 
     context: RunContext
     dispatcher: Dispatcher[RunEvent] = field(default_factory=standard_dispatcher)
     failures: list[ConsumerFailure] = field(default_factory=list)
+    #: the run's hooks; None: the project's, the entry points' and the context's, made on first use
+    hooks: Hooks | None = None
+    after: Dispatcher[RunEvent] = field(default_factory=ledger_dispatcher)
     _ended: bool = False
+    _hook_failures: tuple[HookFailure, ...] = ()  # raised before the end (on_flow_start)
+    last: FlowResult | None = None  # the record as the last event left it
+    tracking: Tracking | None = None  # the run's tracker runs; None: made from the context on start
 
     def started(self, running: FlowResult) -> None:
         self._emit(EventKind.STARTED, running)
 
     def ended(self, result: FlowResult) -> FlowResult:
-        """Emit the one final event of this run (a second call is a bug, and ignored with a log line)."""
+        """Emit the one final event of this run (a second call is a bug, and ignored with a log line);
+        returns the final record, with any hook that raised on it."""
         if self._ended:
             log.error("run of %s in %s ended twice; keeping the first record", result.flow, result.execution_dir)
             return result
         self._ended = True
         self._emit(ending(result), result)
-        return result
+        return self.last or result
 
     def skipped(self, result: FlowResult) -> None:
         self._emit(EventKind.SKIPPED, result)
@@ -101,7 +129,33 @@ class Lifecycle:
         self._emit(EventKind.LOST, result)
 
     def _emit(self, kind: EventKind, result: FlowResult) -> None:
-        self.failures.extend(self.dispatcher.emit(RunEvent.now(kind, result, self.context)))
+        hooks = self._hooks()
+        final = kind in _FINAL
+        if kind is EventKind.STARTED:
+            self.tracking = self.tracking or Tracking(self.context)
+            result = self.tracking.start(result)  # its bindings go into the running record
+        if final and self.tracking is not None:
+            result = replace(result, trackers=self.tracking.bindings)
+            self.tracking.end(result)  # before the final record: a failure is recorded in it
+            self._hook_failures += tuple(self.tracking.failures)
+        if final:  # hooks that raised at the start are in the final record the first time it is written
+            result = with_hook_failures(result, self._hook_failures, hooks.policy)
+        event = RunEvent.now(kind, result, self.context)
+        self.failures.extend(self.dispatcher.emit(event))
+        failed = hooks.flow(event) if hooks else ()
+        if failed and final:
+            event = RunEvent(kind, with_hook_failures(result, failed, hooks.policy), self.context, event.at)
+            write_status(event.result)
+        elif failed:
+            self._hook_failures += failed
+        self.failures.extend(self.after.emit(event))
+        self.last = event.result
+
+    def _hooks(self) -> Hooks:
+        if self.hooks is None:
+            ctx = self.context
+            self.hooks = hooks_for(ctx.project_root, ctx.hooks, ctx.hooks_fail)
+        return self.hooks
 
 
 def close_open_runs(

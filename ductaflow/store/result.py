@@ -9,7 +9,10 @@ read, never written); 3 -- adds ``deps`` (what the run used: flows, project modu
 files; see :mod:`ductaflow.core.deps`) and ``outputs`` (a digest of the files the run left in
 its instance directory). Records of schemas 1 and 2 read as before, with no ``deps``;
 4 -- adds ``kernel``; 5 -- adds ``sweep``; 6 -- adds ``provenance`` (the code and environment
-the run was made with, see :mod:`ductaflow.core.provenance`; None in older records).
+the run was made with, see :mod:`ductaflow.core.provenance`; None in older records);
+7 -- adds ``hook_failures`` (the hooks that raised on this run, see
+:mod:`ductaflow.lifecycle.hooks`; empty in older records) and ``trackers`` (the experiment-tracker
+runs this run is logged as, see :mod:`ductaflow.trackers`).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from ductaflow.core.lights import Status
 from ductaflow.core.provenance import Provenance
 from ductaflow.store.layout import artifact_path
 
-STATUS_SCHEMA = 6
+STATUS_SCHEMA = 7
 
 
 class RunState(str, Enum):
@@ -58,6 +61,49 @@ class ErrorInfo:
     @property
     def summary(self) -> str:
         return f"{self.type}: {self.message}" if self.message else self.type
+
+
+@dataclass(frozen=True)
+class HookFailure:
+    """A hook that raised on an event of a run: which hook and method, what it raised, and when."""
+
+    hook: str  # its import spec, ``package.module:Name``
+    method: str  # ``on_flow_end`` ...
+    error: str  # ``TypeError: message``
+    traceback: str = ""
+    at: str | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(HookFailure)}
+
+    @classmethod
+    def from_record(cls, rec: Any) -> HookFailure | None:
+        if not isinstance(rec, dict) or "hook" not in rec:
+            return None
+        at = rec.get("at")
+        return cls(str(rec["hook"]), str(rec.get("method") or ""), str(rec.get("error") or ""),
+                   str(rec.get("traceback") or ""), None if at is None else str(at))
+
+
+@dataclass(frozen=True)
+class TrackerBinding:
+    """The experiment-tracker run a flow run is logged as: the way from one to the other."""
+
+    backend: str  # the tracker's name: noop, mlflow, wandb, ...
+    run_id: str
+    project: str | None = None
+    group: str | None = None
+    url: str | None = None  # where to see it (a web page, or a local file)
+
+    def to_record(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(TrackerBinding)}
+
+    @classmethod
+    def from_record(cls, rec: Any) -> TrackerBinding | None:
+        if not isinstance(rec, dict) or not rec.get("backend") or not rec.get("run_id"):
+            return None
+        opt = {k: (None if rec.get(k) is None else str(rec[k])) for k in ("project", "group", "url")}
+        return cls(str(rec["backend"]), str(rec["run_id"]), **opt)
 
 
 @dataclass(frozen=True)
@@ -96,6 +142,8 @@ class FlowResult:
     kernel: str | None = None  # the kernelspec it ran in; None: ductaflow's own Python kernel (schema 4)
     sweep: str | None = None  # the id of the conduct call it ran in (schema 5)
     provenance: Provenance | None = field(default=None, compare=False)  # what made it (schema 6)
+    hook_failures: tuple[HookFailure, ...] = ()  # hooks that raised on this run (schema 7)
+    trackers: tuple[TrackerBinding, ...] = ()  # experiment-tracker runs it is logged as (schema 7)
 
     @property
     def ok(self) -> bool:
@@ -149,6 +197,8 @@ class FlowResult:
         rec["reasons"] = list(self.reasons)
         rec["deps"] = None if self.deps is None else to_records(self.deps)
         rec["provenance"] = None if self.provenance is None else self.provenance.to_record()
+        rec["hook_failures"] = [f.to_record() for f in self.hook_failures]
+        rec["trackers"] = [t.to_record() for t in self.trackers]
         rec["error"] = None if self.error is None else {f.name: getattr(self.error, f.name) for f in fields(ErrorInfo)}
         return rec
 
@@ -189,4 +239,6 @@ class FlowResult:
             kernel=rec.get("kernel"),
             sweep=rec.get("sweep"),
             provenance=Provenance.from_record(rec.get("provenance")),
+            hook_failures=tuple(f for f in map(HookFailure.from_record, rec.get("hook_failures") or ()) if f),
+            trackers=tuple(t for t in map(TrackerBinding.from_record, rec.get("trackers") or ()) if t),
         )
