@@ -21,6 +21,7 @@ from report_fixtures import make_demo, make_instance, write_record
 
 from ductaflow.cli import cli
 from ductaflow.report.instances import RACY_NS, read_instance
+from ductaflow.report.memory import memory_of
 from ductaflow.report.page import collect_report, write_report
 from ductaflow.report.query import status_rows, status_table
 from ductaflow.store.layout import STATUS_CACHE
@@ -58,6 +59,52 @@ def test_unchanged_rows_are_reused_and_a_record_edited_in_place_shows(runs: Path
     assert changed["flows"]["model"]["light"] == "red" and changed["flows"]["model"]["error_type"] == "KeyError"
     page = write_report(runs).read_text()
     assert "KeyError" in page and "&#39;zone&#39;" in page
+
+
+def test_a_rewrite_reads_again_only_the_instance_that_changed(runs: Path) -> None:
+    """Between reports only what validates each row is kept (no records): an unchanged instance
+    is not read again, a changed one is, and the rewritten page shows the change."""
+    write_report(runs)
+    mem = memory_of(runs.absolute())
+    assert all(r.snapshot.summary is None for _, r in mem.instances.items()), "records kept between reports"
+    reads = mem.instances.reads
+    write_report(runs)
+    live = mem.instances.reads - reads  # the running instance: read every time
+    assert live == 1
+    record = runs / "demand_model" / "g0.02_c1.0" / "runs" / "model" / "model_status.json"
+    rec = json.loads(record.read_text())
+    error = {"type": "KeyError", "message": "'zone'", "traceback": "", "cell_index": 1}
+    record.write_text(json.dumps({**rec, "status": "red", "warnings": [], "error": error}))
+    reads = mem.instances.reads
+    page = write_report(runs).read_text()
+    assert mem.instances.reads - reads == live + 1, "an unchanged instance was read again"
+    assert "KeyError" in page and "low memory" not in page
+    assert _rows(collect_report(runs))["g0.02_c1.0"]["flows"]["model"]["light"] == "red"
+
+
+def test_a_record_that_cannot_be_read_is_noticed_on_every_rewrite(runs: Path) -> None:
+    (runs / "demand_model" / "g0.01_c1.0" / "runs" / "model" / "model_status.json").write_text("{not json")
+    _age()
+    first = collect_report(runs)
+    second = collect_report(runs)
+    assert any("model_status.json" in n for n in first["notices"])
+    assert second["notices"] == first["notices"]
+    assert _rows(second)["g0.01_c1.0"] is _rows(first)["g0.01_c1.0"]
+
+
+def test_discovered_instances_are_not_read_again_when_unchanged(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    for name in ("a", "b"):
+        make_instance(runs, "m", name, [{"flow": "f", "status": "green"}])
+    _age()
+    first = _rows(collect_report(runs))
+    mem = memory_of(runs.absolute())
+    reads = mem.instances.reads
+    second = _rows(collect_report(runs))
+    assert mem.instances.reads == reads and second["a"] is first["a"]
+    write_record(runs / "m" / "b" / "runs" / "f", "f", "red")
+    _age()  # else its reading is too young to trust, and read once more for its row
+    assert _rows(collect_report(runs))["b"]["light"] == "red" and mem.instances.reads == reads + 1
 
 
 def test_a_running_row_is_never_frozen(runs: Path) -> None:
@@ -173,6 +220,22 @@ def test_the_status_cache_serves_the_next_process(runs: Path) -> None:
     written = cache.stat().st_mtime_ns
     subprocess.run([sys.executable, "-c", code, str(runs)], check=True)
     assert cache.stat().st_mtime_ns == written, "the second process read instances again and rewrote the cache"
+
+
+def test_a_report_that_read_only_some_instances_keeps_the_others_status_rows(runs: Path) -> None:
+    """A process that starts from kept report rows reads only what changed; the status cache it
+    writes still holds every instance (each row is checked when used)."""
+    _age()
+    code = "import sys; from ductaflow.report.page import write_report; write_report(sys.argv[1])"
+    subprocess.run([sys.executable, "-c", code, str(runs)], check=True)
+    cache = runs / STATUS_CACHE
+    before = set(json.loads(cache.read_text())["rows"])
+    assert len(before) == 4
+    write_record(runs / "demand_model" / "g0.01_c1.0", "demand_model", status="orange")
+    _age()
+    subprocess.run([sys.executable, "-c", code, str(runs)], check=True)
+    assert set(json.loads(cache.read_text())["rows"]) == before
+    assert {r["dir"]: r["status"] for r in status_rows(runs)}["demand_model/g0.01_c1.0"] == "orange"
 
 
 def test_status_keeps_no_cache_where_there_is_no_ductaflow_folder(tmp_path: Path) -> None:

@@ -154,8 +154,8 @@ def _unlisted(mem: Memory, build: str, entries: list[dict[str, Any]]) -> list[di
         rel = f"{build}/{name}"
         if rel in listed or name.startswith("."):
             continue
-        snap = mem.instance(rel, build)
-        if snap is not None and snap.summary is not None and snap.summary.build is not None:
+        snap = mem.instance(rel, build, brief=True)
+        if snap is not None and snap.has_build:
             found.append({"instance": name, "dir": rel, "state": "done"})
     return found
 
@@ -176,7 +176,7 @@ def _discovered_sections(mem: Memory, runs_root: Path, notices: list[str]) -> li
         entries = []
         for name in subdirs(runs_root / top):
             rel = f"{top}/{name}"
-            snap = mem.instance(rel, top)
+            snap = mem.instance(rel, top, brief=True)  # the build record's kind is all it needs
             record = f"{top}{STATUS_SUFFIX}"
             if snap is None:
                 continue

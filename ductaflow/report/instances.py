@@ -7,6 +7,13 @@ atomic rewrite, an edit in place, a new or deleted file and a swapped symlink al
 and the next read starts again from the files. A signature younger than ``RACY_NS`` is not
 trusted (file times are coarse: a change in the same tick would not show), so such an
 instance is read again next time.
+
+Once a report has built its rows, what it read is settled (:meth:`InstanceCache.sweep`): a
+reading keeps its layout and digest, which validate the row built from it, and a brief
+snapshot (the roll-up ``ductaflow status`` shows and the kind of the build record) instead of
+the parsed records and folder listings, 20 objects an instance that the garbage collector
+would otherwise walk on every full collection. A settled snapshot is never used to build a
+row: :meth:`InstanceCache.read` reads such an instance again.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ductaflow.report.links import DIR, FILE, LINK
 from ductaflow.store.layout import FLOWS_SUBDIR, STATUS_SUFFIX, STEPS_FILE
@@ -80,6 +88,34 @@ class Snapshot:
     summary: InstanceSummary | None  # None when the instance dir cannot be listed
     files: dict[str, dict[str, str]] = field(default_factory=dict)  # folder -> listing()
     warnings: tuple[str, ...] = ()  # records that could not be read, as logged
+    #: A settled snapshot's :meth:`rollup` (its summary is None and its files hold only the
+    #: build record's entry: see :meth:`Reading.settle`); None for a snapshot as read.
+    brief: tuple[Any, ...] | None = None
+
+    def rollup(self) -> tuple[Any, ...]:
+        """(status, state, duration, finished, worst flow, error, sweep) of the instance as
+        ``ductaflow status`` shows it, and whether it has a build record."""
+        if self.brief is not None:
+            return self.brief
+        summary = self.summary
+        rec = summary.build if summary is not None else None
+        return (
+            summary.status.value if summary is not None and summary.status else None,
+            rec.state if rec else "unknown",
+            rec.duration if rec else None,
+            rec.finished if rec else None,
+            summary.worst_flow if summary is not None else None,
+            summary.error if summary is not None else None,
+            rec.sweep if rec else None,
+            rec is not None,
+        )
+
+    @property
+    def has_build(self) -> bool:
+        """True when the instance has a build record."""
+        if self.brief is not None:
+            return bool(self.brief[-1])
+        return self.summary is not None and self.summary.build is not None
 
 
 class _Sink(logging.Handler):
@@ -126,20 +162,26 @@ def digest(instance_dir: str, layout: tuple[str, ...]) -> int:
             pass
         else:
             try:
-                return _hash(_fd_signature(fd, p) for p in layout)
+                return _hash(_fd_signatures(fd, layout))
             finally:
                 os.close(fd)
     sep = os.sep
     return _hash(signature(f"{instance_dir}{sep}{p}" if p else instance_dir) for p in layout)
 
 
-def _fd_signature(fd: int, rel: str) -> Sig:
-    """:func:`signature` of ``rel`` below the folder open as ``fd`` (the folder itself for "")."""
-    try:
-        st = os.stat(rel, dir_fd=fd) if rel else os.fstat(fd)
-    except (OSError, ValueError):
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+def _fd_signatures(fd: int, layout: tuple[str, ...]) -> list[Sig]:
+    """:func:`signature` of each of ``layout``'s paths below the folder open as ``fd`` (the
+    folder itself for ""), in one loop: it runs for every path of every instance of a report."""
+    out: list[Sig] = []
+    stat, fstat = os.stat, os.fstat
+    for rel in layout:
+        try:
+            st = stat(rel, dir_fd=fd) if rel else fstat(fd)
+        except (OSError, ValueError):
+            out.append(None)
+            continue
+        out.append((st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    return out
 
 
 _ABSENT = (-1, -1, -1, -1)
@@ -151,20 +193,50 @@ def _hash(sigs: Iterable[Sig]) -> int:
     return hash(tuple(_ABSENT if s is None else s for s in sigs))
 
 
-@dataclass
 class Reading:
     """A snapshot and what it was read from: the paths checked (``layout``, relative to the
     instance dir, in reading order) and one hash of their signatures then. ``racy`` when one
-    of them was too young to be trusted next time."""
+    of them was too young to be trusted next time.
 
-    layout: tuple[str, ...]
-    digest: int
-    snapshot: Snapshot
-    racy: bool
+    Settled (:meth:`settle`), it keeps of its snapshot only the roll-up and the build record's
+    kind, as one tuple of plain values (nothing for the garbage collector to walk), and makes
+    that brief snapshot (:attr:`Snapshot.brief`) when asked for it.
+    """
+
+    __slots__ = ("layout", "digest", "racy", "_full", "_brief")
+
+    def __init__(self, layout: tuple[str, ...], digest: int, snapshot: Snapshot, racy: bool) -> None:
+        self.layout, self.digest, self.racy = layout, digest, racy
+        self._full: Snapshot | None = snapshot
+        self._brief: tuple[Any, ...] = ()  # token, instance dir, roll-up, build record's name and kind
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The snapshot as read, or once settled a brief one (no records, no listings)."""
+        if self._full is not None:
+            return self._full
+        token, instance_dir, rollup, record, kind = self._brief
+        files = {instance_dir: {record: kind}} if kind is not None else {}
+        return Snapshot(token, instance_dir, None, files, (), rollup)
+
+    @property
+    def settled(self) -> bool:
+        return self._full is None
+
+    def settle(self, record: str) -> None:
+        """Drop the records and listings (``record``: the build record's name, whose kind is kept);
+        not when some could not be read: the next report shows those warnings again."""
+        snap = self._full
+        if snap is None or snap.warnings:
+            return
+        kind = snap.files.get(snap.instance_dir, {}).get(record)
+        self._brief = (snap.token, snap.instance_dir, snap.rollup(), record, kind)
+        self._full = None
 
     def current(self) -> bool:
         """True when every path still has the signature it had when read (and none was racy)."""
-        return not self.racy and digest(self.snapshot.instance_dir, self.layout) == self.digest
+        instance_dir = self._full.instance_dir if self._full is not None else self._brief[1]
+        return not self.racy and digest(instance_dir, self.layout) == self.digest
 
 
 class InstanceCache:
@@ -176,16 +248,33 @@ class InstanceCache:
         self.reads = 0  # how many times an instance was read from its files
 
     def read(self, instance_dir: str, build: str) -> Snapshot:
-        """The instance at ``instance_dir`` (records named after ``build``), from memory when unchanged."""
+        """The instance at ``instance_dir`` (records named after ``build``), from memory when
+        unchanged and not settled (a settled snapshot has no records to build a row from)."""
         key = (instance_dir, build)
         self._seen.add(key)
         entry = self._entries.get(key)
-        if entry is not None and entry.current():
+        if entry is not None and not entry.settled and entry.current():
             return entry.snapshot
         entry = read_instance(instance_dir, build)
         self._entries[key] = entry
         self.reads += 1
         return entry.snapshot
+
+    def peek(self, instance_dir: str, build: str) -> Snapshot:
+        """The instance from memory when unchanged, perhaps settled (only its :meth:`Snapshot.rollup`
+        and its build record's kind), else read again."""
+        entry = self._entries.get((instance_dir, build))
+        if entry is not None and entry.current():
+            self._seen.add((instance_dir, build))
+            return entry.snapshot
+        return self.read(instance_dir, build)
+
+    def keep(self, instance_dir: str, build: str, digest: int) -> None:
+        """Keep an instance's reading through the next sweep without reading it: a row built
+        from it was just found valid by ``digest``."""
+        entry = self._entries.get((instance_dir, build))
+        if entry is not None and entry.digest == digest:
+            self._seen.add((instance_dir, build))
 
     def reading(self, instance_dir: str, build: str) -> Reading | None:
         """The last reading of an instance, if it was read."""
@@ -196,9 +285,12 @@ class InstanceCache:
         return self._entries.items()
 
     def sweep(self) -> None:
-        """Forget the instances not read since the last sweep (deleted, or no longer shown)."""
+        """Forget the instances not read since the last sweep (deleted, or no longer shown), and
+        settle the rest: their rows are built (see :meth:`Reading.settle`)."""
         for key in self._entries.keys() - self._seen:
             del self._entries[key]
+        for (_, build), entry in self._entries.items():
+            entry.settle(f"{build}{STATUS_SUFFIX}")
         self._seen = set()
 
     def __len__(self) -> int:

@@ -3,6 +3,10 @@
 The conductor rewrites the report while it runs: instances whose files have not changed are not
 read again (:mod:`ductaflow.report.instances`), their rows are reused, and rows an earlier
 process kept (:mod:`ductaflow.report.row_store`) are taken while nothing they came from changed.
+
+Between reports it keeps the rows and what validates them (their files' layout and digest),
+not the records they were built from: every object kept is walked by each full collection
+of Python's garbage collector, which at 10,000 scenarios took as long as the rest of a rewrite.
 """
 
 from __future__ import annotations
@@ -33,14 +37,16 @@ class Memory:
         self.instances = InstanceCache()
         # state file -> (signatures of its snapshot and journal, the document they make)
         self.states: dict[str, tuple[tuple[Sig, Sig], Any]] = {}
-        # (section, index) -> (entry, columns, what validates it, row); validated by the snapshot's
-        # token, or for a row kept by an earlier process by its files' (layout, digest)
+        # (section, index) -> (entry, columns, what validates it, row): its files' (layout, digest);
+        # the snapshot's token when its records warned; None without an instance dir
         self.rows: dict[tuple[str, int], tuple[dict[str, Any], tuple[str, ...], Check, dict[str, Any]]] = {}
         self.results: dict[str, tuple[tuple[int, ...], Any]] = {}  # section -> (its rows' tokens, view)
         self.dirs: dict[str, str | None] = {}  # a state file's relative dir -> instance dir or None
         self.used: set[Any] = set()
         self.shared = -1  # instances.reads when the status cache was last written
         self.store: RowStore | None = None  # rows kept between processes, read when first needed
+        self.changed = True  # rows built, taken or forgotten since they were last kept
+        self.kept_for: dict[str, str] | None = None  # the sections they were last kept for
 
     def state(self, path: Path) -> Any:
         """A state file's document (its journal replayed), read again only when the signature
@@ -57,44 +63,63 @@ class Memory:
             self.states[key] = (sigs, doc)
         return doc
 
-    def instance(self, rel: Any, build: str) -> Snapshot | None:
-        """The snapshot of the instance a state file names (None when the name would escape)."""
+    def instance(self, rel: Any, build: str, brief: bool = False) -> Snapshot | None:
+        """The snapshot of the instance a state file names (None when the name would escape);
+        with ``brief``, perhaps a settled one (:meth:`InstanceCache.peek`)."""
         folder = self._folder(rel)
-        return self.instances.read(folder, build) if folder is not None else None
+        if folder is None:
+            return None
+        return self.instances.peek(folder, build) if brief else self.instances.read(folder, build)
 
     def row(
         self, skey: str, columns: list[str], entry: dict[str, Any], index: int, build: str, discovered: bool = False
     ) -> tuple[dict[str, Any], Snapshot | None]:
         """The row of one entry: the last report's when the entry and its instance are unchanged,
-        else one kept by an earlier process (:mod:`ductaflow.report.row_store`), else built anew."""
+        else one kept by an earlier process (:mod:`ductaflow.report.row_store`), else built anew
+        (with the snapshot it was built from, or whose warnings it shows)."""
         key = (skey, index)
         self.used.add(key)
         cols = tuple(columns)
+        folder = self._folder(entry.get("dir"))
         hit = self.rows.get(key)
         if hit is None:
-            kept = self._kept(skey, entry, index, build, cols, discovered)
+            kept = self._kept(skey, entry, index, build, cols, discovered, folder)
             if kept is not None:
                 return kept, None
-        elif hit[1] == cols and (hit[0] is entry or hit[0] == entry) and isinstance(hit[2], tuple):
-            folder = self._folder(entry.get("dir"))  # a kept row: valid while its files are unchanged
-            if folder is not None and digest(folder, hit[2][0]) == hit[2][1]:
+        same = hit is not None and hit[1] == cols and (hit[0] is entry or hit[0] == entry)
+        if same and hit is not None and isinstance(hit[2], tuple) and folder is not None:
+            layout, dig = hit[2]  # valid while the files it was built from are unchanged
+            if digest(folder, layout) == dig:
+                self.instances.keep(folder, build, dig)
                 return hit[3], None
-        snap = self.instance(entry.get("dir"), build)
-        token = snap.token if snap is not None else None
-        if hit is not None and hit[2] == token and hit[1] == cols and (hit[0] is entry or hit[0] == entry):
-            return hit[3], snap
-        row = scenario_row(Path(self.root), columns, entry, index, snap, discovered)
+        snap = self.instances.read(folder, build) if folder is not None else None
+        if same and hit is not None and hit[2] == (snap.token if snap is not None else None):
+            return hit[3], snap  # no instance, or one whose records warned: checked by its snapshot
+        return self._build(key, columns, entry, snap, folder, build, discovered), snap
+
+    def _build(
+        self, key: tuple[str, int], columns: list[str], entry: dict[str, Any], snap: Snapshot | None,
+        folder: str | None, build: str, discovered: bool,
+    ) -> dict[str, Any]:
+        """A row built anew from ``snap``, kept for the next report unless it may go stale without
+        a file changing (a running record, files too young to trust)."""
+        row = scenario_row(Path(self.root), columns, entry, key[1], snap, discovered)
         row["_token"] = next(_row_tokens)
-        folder = self._folder(entry.get("dir"))
+        cols = tuple(columns)
         reading = self.instances.reading(folder, build) if folder is not None else None
-        if reading is not None and not reading.racy and not live(row):  # what its details are made from
+        self.changed = True
+        if live(row) or (reading is not None and reading.racy):  # built anew each time
+            self.rows.pop(key, None)
+            return row
+        check: Check = None
+        if reading is not None and snap is not None:  # what its details are made from
             row["_ekey"] = entry_key(entry, cols, discovered)
             row["_ckey"] = f"{reading.digest}:{row['_ekey']}"
-        if live(row):  # its running times grow by themselves: built anew each time
-            self.rows.pop(key, None)
-        else:
-            self.rows[key] = (entry, cols, token, row)
-        return row, snap
+            # checked by its files' signatures; one whose records warned by its snapshot, which
+            # is kept whole to show the warnings again
+            check = snap.token if snap.warnings else (reading.layout, reading.digest)
+        self.rows[key] = (entry, cols, check, row)
+        return row
 
     def _folder(self, rel: Any) -> str | None:
         """The instance dir a state file names (None when the name would escape the runs root)."""
@@ -106,10 +131,10 @@ class Memory:
         return self.dirs[rel]
 
     def _kept(
-        self, skey: str, entry: dict[str, Any], index: int, build: str, cols: tuple[str, ...], discovered: bool
+        self, skey: str, entry: dict[str, Any], index: int, build: str, cols: tuple[str, ...], discovered: bool,
+        folder: str | None,
     ) -> dict[str, Any] | None:
         """The row an earlier process kept for this entry, when nothing it was built from changed."""
-        folder = self._folder(entry.get("dir"))
         if folder is None:
             return None
         if self.store is None:
@@ -121,28 +146,25 @@ class Memory:
         row, layout, dig = got
         row["index"], row["_token"], row["_ekey"], row["_ckey"] = index, next(_row_tokens), ekey, f"{dig}:{ekey}"
         self.rows[(skey, index)] = (entry, cols, (layout, dig), row)
+        self.changed = True
         return row
 
     def keep_rows(self, build_of: dict[str, str]) -> None:
-        """Keep this report's settled rows for the next process (``build_of``: section key -> build)."""
+        """Keep this report's settled rows for the next process (``build_of``: section key -> build),
+        unless they are the rows kept last time."""
+        if not self.changed and build_of == self.kept_for:
+            return
         if self.store is None:
             self.store = RowStore(self.root)
         out: dict[str, tuple[tuple[str, ...], int, str, dict[str, Any]]] = {}
         for (skey, _), (entry, cols, check, row) in self.rows.items():
             build = build_of.get(skey)
-            folder = self._folder(entry.get("dir"))
-            if build is None or folder is None:
+            if build is None or not isinstance(check, tuple):  # no instance, or records that warned
                 continue
-            if isinstance(check, tuple):
-                layout, dig = check
-            else:
-                reading = self.instances.reading(folder, build)
-                if reading is None or reading.racy or reading.snapshot.warnings or reading.snapshot.token != check:
-                    continue
-                layout, dig = reading.layout, reading.digest
             key = f"{skey.split(':', 1)[0]}:{build}:{entry.get('dir')}"
-            out[key] = (layout, dig, row.get("_ekey") or entry_key(entry, cols, skey.startswith("found:")), row)
+            out[key] = (check[0], check[1], row.get("_ekey") or entry_key(entry, cols, skey.startswith("found:")), row)
         self.store.save(out)
+        self.changed, self.kept_for = False, dict(build_of)
 
     def section_results(self, skey: str, rows: list[dict[str, Any]], spec: ReportSpec) -> Any:
         """The results table and charts of a section, built again only when one of its rows (or
@@ -163,6 +185,7 @@ class Memory:
         for store in stores:
             for key in [k for k in store if k not in self.used]:
                 del store[key]
+                self.changed = self.changed or store is self.rows
         if len(self.dirs) > 4 * max(len(self.rows), 1024):
             self.dirs.clear()
         self.used = set()

@@ -139,7 +139,7 @@ def _share_with_status(root: Path) -> None:
         if mem.instances.reads == mem.shared:
             return
         mem.shared = mem.instances.reads
-        cache = SummaryCache(root, load=False)
+        cache = SummaryCache(root)  # rows of instances this process did not read are kept
         prefix = mem.root + os.sep
         for (inst, build), reading in mem.instances.items():
             top, _, name = inst[len(prefix) :].partition(os.sep)
@@ -149,7 +149,7 @@ def _share_with_status(root: Path) -> None:
             kind = reading.snapshot.files.get(inst, {}).get(f"{build}{STATUS_SUFFIX}")
             if kind == FILE or (kind is not None and os.path.exists(record)):
                 cache.put(f"{top}/{name}", inst, reading, summary_row(reading.snapshot))
-        cache.save()
+        cache.save(keep_unseen=True)
 
 
 def _instance_dirs(results: Any) -> list[Path] | None:

@@ -16,11 +16,13 @@ import hashlib
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ductaflow._version import __version__
 from ductaflow.report.instances import digest
+from ductaflow.report.rows import EMPTY
 from ductaflow.store.atomic import atomic_write_text
 from ductaflow.store.layout import RUNS_MARKER
 
@@ -38,13 +40,24 @@ def entry_key(entry: dict[str, Any], columns: tuple[str, ...], discovered: bool)
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
+_LISTS = ("warnings", "notes", "links", "outputs")  # a record's lists
+
+
 def _plain(row: dict[str, Any]) -> dict[str, Any]:
     """The row as kept: no rendered fragments, tokens or derived lookups."""
     return {k: v for k, v in row.items() if not k.startswith("_") and k != "flows"}
 
 
 def _revive(row: dict[str, Any]) -> dict[str, Any]:
-    """A kept row as the report uses it (its flows looked up by instance again)."""
+    """A kept row as the report uses it: its flows looked up by instance again, its empty lists
+    the one all rows share (:data:`ductaflow.report.rows.EMPTY`)."""
+    for rec in row["records"]:
+        for k in _LISTS:
+            if rec.get(k) == []:
+                rec[k] = EMPTY
+    for k in ("cells", "records"):
+        if row.get(k) == []:
+            row[k] = EMPTY
     row["flows"] = {r["instance"]: r for r in row["records"] if r["role"] == "flow"}
     return row
 
@@ -55,7 +68,7 @@ class RowStore:
     def __init__(self, runs_root: str | Path) -> None:
         self.path = Path(runs_root) / ROW_STORE
         self.layouts: list[tuple[str, ...]] = []
-        self.old: dict[str, list[Any]] = {}
+        self.old: dict[str, Sequence[Any]] = {}  # key -> [layout, digest, entry key(, row until handed over)]
         self.changed = False
         try:
             doc = json.loads(self.path.read_text(encoding="utf-8"))
@@ -69,36 +82,42 @@ class RowStore:
             self.layouts, self.old = [], {}
 
     def get(self, key: str, instance_dir: str, ekey: str) -> tuple[dict[str, Any], tuple[str, ...], int] | None:
-        """The kept row of ``key`` with its layout and digest, when neither its files nor its entry changed."""
+        """The kept row of ``key`` with its layout and digest, when neither its files nor its entry changed.
+        The row is handed over: the store keeps only what validates it (the report holds the row)."""
         hit = self.old.get(key)
         try:
-            if hit is None or hit[2] != ekey:
+            if hit is None or hit[2] != ekey or len(hit) < 4:
                 return None
             layout = self.layouts[hit[0]]
             if digest(instance_dir, layout) != hit[1]:
                 return None
-        except (IndexError, TypeError):
+            row = _revive(dict(hit[3]))
+        except (IndexError, TypeError, ValueError, KeyError):
             return None
-        return _revive(dict(hit[3])), layout, hit[1]
+        self.old[key] = (hit[0], hit[1], hit[2])  # atomic: untracked by the garbage collector
+        return row, layout, hit[1]
 
     def save(self, rows: dict[str, tuple[tuple[str, ...], int, str, dict[str, Any]]]) -> None:
         """Keep ``rows`` (key -> layout, digest, entry key, row): the rows of the report just written,
-        if the runs root has ``.ductaflow`` and anything differs from what is kept."""
+        if the runs root has ``.ductaflow`` and anything differs from what is kept. Only what
+        validates each row stays in memory: the report holds the rows."""
         layouts: dict[tuple[str, ...], int] = {}
-        kept = {}
-        for key, (layout, dig, ekey, row) in rows.items():
+        kept: dict[str, Sequence[Any]] = {}
+        for key, (layout, dig, ekey, _) in rows.items():
             old = self.old.get(key)
             try:
                 same = old is not None and old[1] == dig and old[2] == ekey and self.layouts[old[0]] == layout
             except (IndexError, TypeError):
                 same = False
-            kept[key] = [layouts.setdefault(layout, len(layouts)), dig, ekey, old[3] if same and old else _plain(row)]
+            kept[key] = (layouts.setdefault(layout, len(layouts)), dig, ekey)
             self.changed = self.changed or not same
         if not self.changed and kept.keys() == self.old.keys():
+            self.layouts, self.old = list(layouts), kept
             return
         if not self.path.parent.is_dir():
             return
-        doc = {"schema": _SCHEMA, "layouts": list(layouts), "rows": kept}
+        out = {key: [*k, _plain(rows[key][3])] for key, k in kept.items()}
+        doc = {"schema": _SCHEMA, "layouts": list(layouts), "rows": out}
         try:
             atomic_write_text(self.path, json.dumps(doc, separators=(",", ":"), ensure_ascii=False))
         except (OSError, TypeError, ValueError) as exc:  # a read-only runs root, a value JSON cannot hold

@@ -55,6 +55,32 @@ _ROW_STATES = {"pending", "running", "done", "cancelled", "skipped"}
 STATUSES = {"green", "orange", "red"}
 
 
+class _Empty(list[Any]):
+    """The empty list of every row that has no warnings, notes, outputs, links, cells or records.
+
+    A report over 10,000 scenarios keeps their rows between writes, and most of their lists are
+    empty: one shared list instead of a dozen per row is a dozen fewer objects per row for the
+    garbage collector to walk. Rows are read-only (the next report hands out the same ones);
+    this list refuses to change, so a caller that tried would not change every row at once.
+    """
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("report rows are read-only")
+
+
+for _name in ("append", "extend", "insert", "remove", "pop", "clear", "sort", "reverse", "__setitem__",
+              "__delitem__", "__iadd__", "__imul__"):  # fmt: skip
+    setattr(_Empty, _name, _Empty._refuse)
+
+#: The one empty list of rows (see :class:`_Empty`).
+EMPTY: list[Any] = _Empty()
+
+
+def shared(items: list[Any]) -> list[Any]:
+    """``items``, or :data:`EMPTY` when there are none."""
+    return items if items else EMPTY
+
+
 # ---------------------------------------------------------------- small formatting helpers
 def fmt_duration(seconds: float | None) -> str:
     """``12.3 s``, ``4 m 05 s``, ``2 h 03 m``; empty when unknown."""
@@ -164,7 +190,7 @@ def _outputs(folder: Folder, flow: str) -> tuple[list[dict[str, str]], int]:
             shown.append({"name": n + "/", "href": url or "", "size": ""})
         else:
             shown.append({"name": n, "href": folder.href(n) or "", "size": fmt_size(folder.size(n))})
-    return shown, max(0, len(names) - MAX_OUTPUTS)
+    return shared(shown), max(0, len(names) - MAX_OUTPUTS)
 
 
 # ---------------------------------------------------------------- records -> context
@@ -192,13 +218,13 @@ def record_context(rec: FlowResult, folder: Folder, role: str = "flow") -> dict[
         "duration": duration,
         "duration_text": fmt_duration(duration),
         "started": fmt_time(rec.started),
-        "warnings": list(rec.warnings[:MAX_WARNINGS]),
+        "warnings": shared(list(rec.warnings[:MAX_WARNINGS])),
         "more_warnings": max(0, len(rec.warnings) - MAX_WARNINGS),
         "error_type": err.type if err else "",
         "error_message": err.message if err else "",
         "traceback": _tail(err.traceback) if err else "",
-        "notes": list(rec.notes),
-        "links": _links(folder, rec.flow, light == "red"),
+        "notes": shared(list(rec.notes)),
+        "links": shared(_links(folder, rec.flow, light == "red")),
         "folder": folder.url() or "",
         "outputs": outputs,
         "more_outputs": more_outputs,
@@ -295,13 +321,13 @@ def scenario_row(
         "metrics": entry.get("metrics") if isinstance(entry.get("metrics"), dict) else {},
         "duration": duration,
         "duration_text": fmt_duration(duration),
-        "cells": [_fmt_value(values.get(c)) for c in columns],
+        "cells": shared([_fmt_value(values.get(c)) for c in columns]),
         "error": error if light == "red" else "",
         "worst_flow": worst,
         # the conduct call that last ran it: the conductor's word, else its build record's
         "sweep": str(entry.get("sweep") or (build_rec.sweep if build_rec is not None else None) or ""),
         "note": note,
-        "records": records,
+        "records": shared(records),
         "flows": {r["instance"]: r for r in records if r["role"] == "flow"},
         **row_fields([build_rec, *(summary.flows if summary else ())]),
     }

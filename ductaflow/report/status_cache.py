@@ -29,19 +29,14 @@ log = logging.getLogger(__name__)
 _SCHEMA = [2, sys.version_info[:2]]  # 2: rows carry the build record's sweep
 
 
+#: The columns of :func:`summary_row`, in the order of :meth:`Snapshot.rollup`.
+STATUS_FIELDS = ("status", "state", "duration", "finished", "worst_flow", "error", "sweep")
+
+
 def summary_row(snap: Snapshot) -> dict[str, Any]:
-    """The roll-up of one instance as the columns ``status`` shows (before the lock check)."""
-    summary = snap.summary
-    rec = summary.build if summary is not None else None
-    return {
-        "status": summary.status.value if summary is not None and summary.status else None,
-        "state": rec.state if rec else "unknown",
-        "duration": rec.duration if rec else None,
-        "finished": rec.finished if rec else None,
-        "worst_flow": summary.worst_flow if summary is not None else None,
-        "error": summary.error if summary is not None else None,
-        "sweep": rec.sweep if rec else None,
-    }
+    """The roll-up of one instance as the columns ``status`` shows (before the lock check); the
+    same from a settled snapshot (see :mod:`ductaflow.report.instances`) as from one just read."""
+    return dict(zip(STATUS_FIELDS, snap.rollup(), strict=False))
 
 
 class SummaryCache:
@@ -86,18 +81,22 @@ class SummaryCache:
             self._layouts.append(layout)
         self._new[rel] = [self._index[layout], reading.digest, row]
 
-    def save(self) -> None:
-        """Write the rows of this listing, when anything changed and the runs root has ``.ductaflow``."""
-        if not self._changed and self._new.keys() == self._old.keys():
+    def save(self, keep_unseen: bool = False) -> None:
+        """Write the rows of this listing, when anything changed and the runs root has ``.ductaflow``.
+
+        ``keep_unseen``: rows of the file that this listing did not look at stay (a report that
+        read only some instances); they are checked when next used, like every row."""
+        rows = {**self._old, **self._new} if keep_unseen else self._new
+        if not self._changed and rows.keys() == self._old.keys():
             return
         if not self.path.parent.is_dir():
             return
-        used = sorted({v[0] for v in self._new.values()})
+        used = sorted({v[0] for v in rows.values()})
         renumber = {old: new for new, old in enumerate(used)}
         doc = {
             "schema": _SCHEMA,
             "layouts": [self._layouts[i] for i in used],
-            "rows": {k: [renumber[v[0]], v[1], v[2]] for k, v in self._new.items()},
+            "rows": {k: [renumber[v[0]], v[1], v[2]] for k, v in rows.items()},
         }
         try:
             atomic_write_text(self.path, json.dumps(doc, separators=(",", ":")))
