@@ -65,6 +65,11 @@ def record_row(rec: dict[str, Any]) -> str:
     if rec["traceback"]:
         detail.append(f'<details class="tb"><summary>traceback</summary><pre>{_e(rec["traceback"])}</pre></details>')
     links = "".join(f'<a href="{_e(ln["href"])}">{_e(ln["label"])}</a>' for ln in rec["links"])
+    links += "".join(
+        f'<a href="{_e(t["url"])}" title="{_e(t["backend"])} run {_e(t["run_id"])}">{_e(t["backend"])}</a>'
+        if t.get("url") else f'<span class="muted" title="run {_e(t["run_id"])}">{_e(t["backend"])}</span>'
+        for t in rec.get("trackers") or ()
+    )
     if rec.get("folder"):
         links += f'<a href="{_e(rec["folder"])}" title="the instance folder">folder</a>'
     links += _outputs(rec)
@@ -145,6 +150,8 @@ def scenario_body(row: dict[str, Any], columns: list[str]) -> str:
     body = [f'<div class="where">{where}</div>']
     if row["error"]:
         body.append(f'<div class="errbox">{_e(row["error"])}</div>')
+    if row.get("hooks"):
+        body.append(_hook_failures(row["hooks"]))
     if row["records"]:
         body.append(_FLOWS_HEAD)
         body.extend(record_row(r) for r in row["records"])
@@ -153,6 +160,18 @@ def scenario_body(row: dict[str, Any], columns: list[str]) -> str:
         body.append(f'<p class="muted">No records on disk yet{_WHY_EMPTY.get(row["state"], "")}.</p>')
     frags[key] = "".join(body)
     return frags[key]
+
+
+def _hook_failures(failures: list[dict[str, Any]]) -> str:
+    """The hooks and trackers that raised on this scenario or its flows, each with its traceback."""
+    items = []
+    for f in failures:
+        where = f' on <span class="mono">{_e(f["flow"])}</span>' if f.get("flow") else ""
+        tb = f'<details class="tb"><summary>traceback</summary><pre>{_e(f["traceback"])}</pre></details>' \
+            if f.get("traceback") else ""
+        items.append(f'<li><span class="mono">{_e(f["hook"])}.{_e(f["method"])}</span>{where}: '
+                     f'{_e(f["error"])}{tb}</li>')
+    return f'<div class="hooks"><strong>hooks that raised</strong><ul>{"".join(items)}</ul></div>'
 
 
 def _pill(row: dict[str, Any]) -> str:

@@ -95,6 +95,11 @@ class Folder:
                 self._real = _real(folder)
         self._inside = self._real is not None and _within(self._real, _real(root))
 
+    @property
+    def root(self) -> Path:
+        """The runs root the report sits in."""
+        return Path(self._root)
+
     def child(self, name: str, files: Mapping[str, str]) -> Folder:
         """The subfolder ``name`` (listed here as a folder or a symlink) with its listing ``files``."""
         kind = self._files.get(name)

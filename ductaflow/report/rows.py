@@ -14,9 +14,10 @@ import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from ductaflow.report.instances import Snapshot
-from ductaflow.report.links import DIR, Folder
+from ductaflow.report.links import DIR, Folder, href
 from ductaflow.report.provenance import row_fields
 from ductaflow.store.layout import (
     ARTIFACT_SUFFIXES,
@@ -28,7 +29,7 @@ from ductaflow.store.layout import (
     artifact_name,
     flow_of_artifact,
 )
-from ductaflow.store.result import FlowResult, RunState
+from ductaflow.store.result import FlowResult, RunState, TrackerBinding
 
 MAX_WARNINGS = 20
 MAX_TRACEBACK_LINES = 60
@@ -228,7 +229,29 @@ def record_context(rec: FlowResult, folder: Folder, role: str = "flow") -> dict[
         "folder": folder.url() or "",
         "outputs": outputs,
         "more_outputs": more_outputs,
+        "trackers": shared([_tracker_link(t, folder) for t in rec.trackers]),
     }
+
+
+def _tracker_link(binding: TrackerBinding, folder: Folder) -> dict[str, str]:
+    """A flow's tracker run as a link: its web page, or a file of it under the runs root (relative,
+    so the report stays portable); none when it is neither."""
+    url = binding.url or ""
+    if url.startswith("file://"):
+        url = href(folder.root, Path(unquote(url[len("file://"):]))) or ""
+    elif not url.startswith(("http://", "https://")):
+        url = ""
+    return {"backend": binding.backend, "run_id": binding.run_id, "url": url}
+
+
+def _hook_failures(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """The hooks that raised on the scenario and its flows, as the conductor kept them in its row."""
+    kept = entry.get("hook_failures")
+    if not isinstance(kept, list):
+        return EMPTY
+    return shared([{"hook": str(f.get("hook", "")), "method": str(f.get("method", "")), "flow": f.get("flow"),
+                    "error": str(f.get("error", "")), "traceback": _tail(str(f.get("traceback") or ""))}
+                   for f in kept if isinstance(f, dict)])  # fmt: skip
 
 
 def _row_light(entry_state: str, status: Any, snap: Snapshot | None) -> str:
@@ -328,6 +351,7 @@ def scenario_row(
         "sweep": str(entry.get("sweep") or (build_rec.sweep if build_rec is not None else None) or ""),
         "note": note,
         "records": shared(records),
+        "hooks": _hook_failures(entry),
         "flows": {r["instance"]: r for r in records if r["role"] == "flow"},
         **row_fields([build_rec, *(summary.flows if summary else ())]),
     }
