@@ -19,7 +19,7 @@ from typing import Any
 
 from ductaflow.report.charts import results_view
 from ductaflow.report.instances import RACY_NS, InstanceCache, Sig, Snapshot, digest, signature
-from ductaflow.report.links import inside
+from ductaflow.report.links import inside_text
 from ductaflow.report.row_store import RowStore, entry_key
 from ductaflow.report.rows import live, scenario_row
 from ductaflow.report.spec import ReportSpec
@@ -126,8 +126,7 @@ class Memory:
         if not isinstance(rel, str):
             return None
         if rel not in self.dirs:
-            path = inside(Path(self.root), rel)
-            self.dirs[rel] = str(path) if path is not None else None
+            self.dirs[rel] = inside_text(self.root, rel)
         return self.dirs[rel]
 
     def _kept(
