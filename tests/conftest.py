@@ -44,6 +44,7 @@ KERNEL_MODULES = frozenset({
     "test_cli_run.py",
     "test_conductor.py",
     "test_hooks.py",
+    "test_tracing.py",
     "test_config_limits_cli.py",
     "test_config_names.py",
     "test_dask.py",

@@ -220,6 +220,8 @@ class SweepPlan:
     #: the sweep's hooks (the project's, the entry points', the caller's); their specs reach the builds
     hooks: Hooks = field(default_factory=lambda: Hooks([]), compare=False)
     trackers: tuple[str, ...] = ()  # tracker names the caller chose (the project's are read where builds run)
+    #: the flows as parsed, kept for the next plan once this sweep has run (a dry run writes nothing)
+    parsed: FlowCache | None = field(default=None, compare=False)
 
     @property
     def name(self) -> str:
@@ -292,7 +294,6 @@ def plan_sweep(
     parsed = FlowCache(runs)
     build_flow = parsed.read(build_path)
     flows = _read_flows(build_flow, root, parsed)
-    parsed.save()
     hashes = {path.stem: flow.code_hash() for path, flow in flows.items()}  # shared by every scenario's fingerprint
     build_dir = runs / build_flow.name
     base = _base_config(build_flow, root, base_config)
@@ -324,7 +325,7 @@ def plan_sweep(
     for name in Tracking(RunContext(project_root=str(root), trackers=names)).names:
         make_tracker(name, runs)  # an unknown or uninstalled one refuses the sweep here (exit 2)
     return SweepPlan(build_flow, root, runs, tuple(flows), tuple(scenarios), decisions, kernel, columns, force,
-                     loaded, names)
+                     loaded, names, parsed)
 
 
 def _existing_flow(path: Path) -> Path:

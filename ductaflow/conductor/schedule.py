@@ -109,6 +109,9 @@ class _Scheduler:
         while self.queue and free > 0:
             task = self.queue.popleft()
             self.run.start(task.instance)
+            parent = self.run.spans.start_scenario(task.instance, self.run.plan.name, self.run.sweep)
+            if parent is not None:  # the build's flow span goes under its scenario's, in the worker
+                task = replace(task, context=task.context.child(trace_parent=parent))
             self.run.emit(EventKind.STARTED, task.instance)
             self.running[self.backend.submit(run_build, task)] = task
             free -= 1
@@ -140,6 +143,7 @@ class _Scheduler:
             outcome = confirmed(task, outcome)
         _ingest(task)
         row = self.run.finish(outcome)
+        self.run.spans.end_scenario(row)
         for note in outcome.notes:
             self.reporter.message(f"{task.instance}: {note}")
         self.run.emit(ending(outcome), task.instance)

@@ -29,6 +29,7 @@ from ductaflow.conductor.attempts import OWNER_FILE, remove_stale_attempts
 from ductaflow.conductor.hooks import SweepHooks, flow_failures, mark
 from ductaflow.conductor.plan import ScenarioPlan, SweepPlan
 from ductaflow.conductor.progress import Reporter
+from ductaflow.conductor.spans import SweepSpans
 from ductaflow.conductor.tasks import BuildOutcome
 from ductaflow.core.clock import now_iso
 from ductaflow.core.context import RunContext
@@ -100,6 +101,7 @@ class ConductorRun:
         self.events: Dispatcher[ScenarioEvent] = Dispatcher()
         self.events.add("state file", self._on_event, required=True)
         self.hooks = SweepHooks(plan.hooks)
+        self.spans = SweepSpans()
         self.events.add("hooks", self._on_hooks)
         self.failures: list[ConsumerFailure] = []
 
@@ -128,9 +130,15 @@ class ConductorRun:
                 self.store.change(row, event.at, self.document)
 
     def sweep_event(self, kind: str) -> None:
-        """``on_sweep_start`` / ``on_sweep_end``; failures are kept in the state file (saved at the end)."""
-        if self.hooks.sweep(kind, self) and kind == "end":
-            self.save()
+        """The sweep's span, and ``on_sweep_start`` / ``on_sweep_end``; failures are kept in the
+        state file (saved at the end)."""
+        if kind == "start":
+            self.spans.start_sweep(self.plan.name, self.sweep, len(self.plan.scenarios), len(self.plan.to_run))
+        failed = self.hooks.sweep(kind, self)
+        if kind == "end":
+            self.spans.end_sweep(self.state, self.counts())
+            if failed:
+                self.save()
 
     def _count(self, instance: str) -> None:
         """Keep the light counts in step with the row's status (O(1); idempotent)."""

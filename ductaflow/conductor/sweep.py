@@ -164,6 +164,8 @@ def conduct(
     else:
         interrupted = _nothing_to_run(run, reporter)
     run.close(interrupted)
+    if plan.parsed is not None:
+        plan.parsed.save()  # after the state file: its commit stays the conductor's first rename
     run.sweep_event("end")
     return _results(out, run, interrupted, raise_on_failure)
 

@@ -41,6 +41,7 @@ class RunContext:
     trackers: tuple[str, ...] = ()  # tracker names the caller chose, besides the project's
     #: ``backend:run id`` of the tracker runs of the build this run is a step of (nested under them)
     tracker_parents: tuple[str, ...] = ()
+    trace_parent: str | None = None  # W3C traceparent of the span this run's span goes under (tracing)
 
     def to_json(self) -> str:
         """The context as JSON (the scenario's values are JSON already)."""

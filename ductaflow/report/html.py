@@ -50,6 +50,9 @@ def record_row(rec: dict[str, Any]) -> str:
             name += f'<span class="muted small">{_e(rec["flow"])}</span>'
     if rec["started"]:
         name += f'<div class="st">started {_e(rec["started"])}</div>'
+    if rec.get("trace_id"):
+        trace = f'trace <span class="mono">{_e(rec["trace_id"])}</span>'
+        name += f'<div class="st" title="OpenTelemetry trace id">{trace}</div>'
     detail = []
     if rec["error_type"] or rec["error_message"]:
         msg = f": {_e(rec['error_message'])}" if rec["error_message"] else ""

@@ -230,6 +230,7 @@ def record_context(rec: FlowResult, folder: Folder, role: str = "flow") -> dict[
         "outputs": outputs,
         "more_outputs": more_outputs,
         "trackers": shared([_tracker_link(t, folder) for t in rec.trackers]),
+        "trace_id": rec.trace_id or "",
     }
 
 

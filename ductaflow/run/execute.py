@@ -29,6 +29,7 @@ from ductaflow.errors import ConfigError, DuctaflowError, FlowFailed, WouldOverw
 from ductaflow.kernels.kernelspecs import choose_kernel
 from ductaflow.kernels.options import KernelOptions, kernel_options
 from ductaflow.kernels.provisioner import remove_leftovers
+from ductaflow.lifecycle import tracing
 from ductaflow.run.decide import Decision, decide, still_current
 from ductaflow.run.hints import config_notes, missing_default_hint
 from ductaflow.run.hooked import refused, with_hooks
@@ -332,12 +333,17 @@ def _run_locked(plan: Plan, fp: Fingerprint, decision: Decision) -> FlowResult:
     child = plan.context.child(
         build=plan.context.build or (flow.name if fp.flows else None), flow=flow.name, execution_dir=str(exec_dir),
         tracker_parents=lifecycle.tracking.parents() if lifecycle.tracking else (),
+        trace_parent=tracing.traceparent(lifecycle.span) or plan.context.trace_parent,
     )
+    cells = tracing.CellSpans(lifecycle.span) if lifecycle.span is not None else None
     outcome = _execute_safely(Execution(
         flow, nb, exec_dir, paths, plan.kernel_name, plan.timeout, child.env(), plan.kernel,
         sys_path=(str(flow.path.parent.resolve()), str(plan.root)), report_root=plan.root,
         parameters=recorded_parameters(plan.cfg, paths["config"].name), seed=plan.context.seed,
+        cell_hooks=cells.hooks() if cells else {},
     ))
+    if cells:
+        cells.close()
     html_ok = plan.export_html and paths["notebook"].exists() and _export_html(paths["notebook"], paths["html"])
     result = replace(
         running, status=outcome.status, state=RunState.FINISHED.value, finished=now_iso(),

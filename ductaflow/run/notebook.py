@@ -66,6 +66,8 @@ class Execution:
     parameters: Mapping[str, Any] = field(default_factory=dict)
     #: Seeds the kernel's ``random`` and numpy legacy global state before the first cell (core/seeds.py).
     seed: int | None = None
+    #: nbclient's cell hooks (``on_cell_start``, ``on_cell_complete``): the cell spans of tracing.
+    cell_hooks: Mapping[str, Any] = field(default_factory=dict)
 
 
 def execute(ex: Execution) -> Outcome:
@@ -114,6 +116,7 @@ def execute(ex: Execution) -> Outcome:
                 source_path=str(ex.flow.path),
                 recorded_parameters=dict(ex.parameters),
                 seed=ex.seed,
+                **ex.cell_hooks,
             )
     except PapermillExecutionError as exc:
         facts.update(_raised(ex.notebook, exc))

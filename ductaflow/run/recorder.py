@@ -13,10 +13,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from ductaflow.core.context import RunContext
 from ductaflow.core.lights import Status
 from ductaflow.core.provenance import collect, environment
+from ductaflow.lifecycle import tracing
 from ductaflow.lifecycle.dispatch import ConsumerFailure, Dispatcher
 from ductaflow.lifecycle.events import EventKind, RunEvent, ending
 from ductaflow.lifecycle.hooks import Hooks, hooks_for
@@ -108,6 +110,7 @@ class Lifecycle:
     _hook_failures: tuple[HookFailure, ...] = ()  # raised before the end (on_flow_start)
     last: FlowResult | None = None  # the record as the last event left it
     tracking: Tracking | None = None  # the run's tracker runs; None: made from the context on start
+    span: Any = None  # the run's OpenTelemetry span while it runs (None: tracing is off)
 
     def started(self, running: FlowResult) -> None:
         self._emit(EventKind.STARTED, running)
@@ -134,8 +137,13 @@ class Lifecycle:
         if kind is EventKind.STARTED:
             self.tracking = self.tracking or Tracking(self.context)
             result = self.tracking.start(result)  # its bindings go into the running record
+            self.span = tracing.start(f"flow {result.flow}", self.context.trace_parent, {
+                "ductaflow.flow": result.flow, "ductaflow.instance": result.instance,
+                "ductaflow.sweep": self.context.sweep, "ductaflow.build": self.context.build})  # fmt: skip
+            result = replace(result, trace_id=tracing.trace_id(self.span, self.context.trace_parent))
         if final and self.tracking is not None:
-            result = replace(result, trackers=self.tracking.bindings)
+            trace = tracing.trace_id(self.span, self.context.trace_parent)
+            result = replace(result, trackers=self.tracking.bindings, trace_id=trace)
             self.tracking.end(result)  # before the final record: a failure is recorded in it
             self._hook_failures += tuple(self.tracking.failures)
         if final:  # hooks that raised at the start are in the final record the first time it is written
@@ -150,6 +158,12 @@ class Lifecycle:
             self._hook_failures += failed
         self.failures.extend(self.after.emit(event))
         self.last = event.result
+        if final:
+            last = event.result
+            tracing.end(self.span, {"ductaflow.light": last.status.value, "ductaflow.duration_s": last.duration,
+                                    "ductaflow.peak_rss_mb": last.peak_rss_mb},
+                        last.error.summary if last.status is Status.RED and last.error else None)  # fmt: skip
+            self.span = None
 
     def _hooks(self) -> Hooks:
         if self.hooks is None:

@@ -12,7 +12,8 @@ its instance directory). Records of schemas 1 and 2 read as before, with no ``de
 the run was made with, see :mod:`ductaflow.core.provenance`; None in older records);
 7 -- adds ``hook_failures`` (the hooks that raised on this run, see
 :mod:`ductaflow.lifecycle.hooks`; empty in older records) and ``trackers`` (the experiment-tracker
-runs this run is logged as, see :mod:`ductaflow.trackers`).
+runs this run is logged as, see :mod:`ductaflow.trackers`) and ``trace_id`` (its OpenTelemetry
+trace, see :mod:`ductaflow.lifecycle.tracing`).
 """
 
 from __future__ import annotations
@@ -144,6 +145,7 @@ class FlowResult:
     provenance: Provenance | None = field(default=None, compare=False)  # what made it (schema 6)
     hook_failures: tuple[HookFailure, ...] = ()  # hooks that raised on this run (schema 7)
     trackers: tuple[TrackerBinding, ...] = ()  # experiment-tracker runs it is logged as (schema 7)
+    trace_id: str | None = None  # the OpenTelemetry trace its span is in (schema 7)
 
     @property
     def ok(self) -> bool:
@@ -241,4 +243,5 @@ class FlowResult:
             provenance=Provenance.from_record(rec.get("provenance")),
             hook_failures=tuple(f for f in map(HookFailure.from_record, rec.get("hook_failures") or ()) if f),
             trackers=tuple(t for t in map(TrackerBinding.from_record, rec.get("trackers") or ()) if t),
+            trace_id=rec.get("trace_id"),
         )
