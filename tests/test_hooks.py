@@ -281,3 +281,27 @@ def test_mlflow_reads_back_params_metrics_artifacts_and_nesting_of_a_sweep(tmp_p
     experiment = client.get_experiment_by_name("b")
     assert experiment is not None
     assert len(client.search_runs([experiment.experiment_id])) == 4  # two builds, two steps
+
+
+def test_wandb_offline_runs_land_in_their_instance_dirs_and_sync_offline_lists_them(tmp_path: Path) -> None:
+    pytest.importorskip("wandb")
+    from flowkit import ductaflow_cmd
+
+    root = _project(tmp_path)
+    (root / "pyproject.toml").write_text("[tool.ductaflow]\ntracker_offline = true\n")
+    home = {f"WANDB_{k}_DIR": str(tmp_path / f"wandb-{k.lower()}") for k in ("CONFIG", "CACHE", "DATA")}
+    rows = _conduct(root, env=home, trackers=["wandb"])
+    assert [r["status"] for r in rows] == ["green", "green"]  # W&B's own chatter never reaches a flow's log
+    folders = []
+    for name in ("one", "two"):
+        for where, flow in ((root / "runs" / "b" / name, "b"), (root / "runs" / "b" / name / "runs" / "calc", "calc")):
+            [binding] = read_json(where / f"{flow}_status.json")["trackers"]
+            assert binding["backend"] == "wandb" and binding["group"] == "b"
+            [folder] = (where / "wandb").glob("offline-run-*")
+            assert folder.name.endswith(f"-{binding['run_id']}") and binding["url"] == folder.as_uri()
+            assert (folder / f"run-{binding['run_id']}.wandb").is_file()
+            folders.append(folder)
+    proc = ductaflow_cmd("sync-offline", "runs", "--dry-run", cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    listed = [line for line in proc.stdout.splitlines() if "offline-run-" in line]
+    assert sorted(listed) == sorted(str(f.relative_to(root)) for f in folders) and "4 offline run(s)" in proc.stdout
