@@ -124,3 +124,19 @@ def test_the_noop_tracker_writes_every_event_with_a_utc_time(tmp_path: Path) -> 
     assert all(e["at"].endswith("+00:00") for e in events) and events[-1]["exit_code"] == 1
     assert [r.id for r in tracker.list_runs(project="p", group_prefix="g")] == [handle.id]
     assert tracker.list_runs(project="p", group_prefix="other") == []
+
+
+def test_an_installed_package_declares_hooks_through_the_entry_point_group(tmp_path: Path) -> None:
+    from ductaflow.lifecycle import hooks
+
+    dist = tmp_path / "site" / "notify_hooks-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: notify-hooks\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(f"[ductaflow.hooks]\nnotify = {__name__}:Quiet\n")
+    sys.path.insert(0, str(tmp_path / "site"))
+    hooks._entry_points.cache_clear()
+    try:
+        assert Hooks.load(tmp_path).specs == (f"{__name__}:Quiet",)
+    finally:
+        sys.path.remove(str(tmp_path / "site"))
+        hooks._entry_points.cache_clear()
