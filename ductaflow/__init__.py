@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ductaflow._version import __version__
 from ductaflow.core.config import deep_merge, load_config_file
-from ductaflow.core.deps import inputs
+from ductaflow.core.deps import artifacts, inputs
 from ductaflow.core.lights import Status
 from ductaflow.errors import (
     AnalysisError,
@@ -49,9 +49,10 @@ if TYPE_CHECKING:
     from ductaflow.core.seeds import reproducible_seed, seed
     from ductaflow.debug import debug_flow, prepare_debug_notebook
     from ductaflow.inflow.build import step
+    from ductaflow.inflow.recording import record
     from ductaflow.report.page import generate_status_report, write_report
     from ductaflow.run.execute import run_notebook, run_step_flow
-    from ductaflow.store.metrics import record, record_table
+    from ductaflow.store.metrics import record_table
 
 #: Entry points imported on first use: name -> the module that defines it.
 _ON_USE = {
@@ -60,7 +61,7 @@ _ON_USE = {
     "expand_grid": "ductaflow.conductor.tables",
     "generate_status_report": "ductaflow.report.page",
     "prepare_debug_notebook": "ductaflow.debug",
-    "record": "ductaflow.store.metrics",
+    "record": "ductaflow.inflow.recording",
     "record_table": "ductaflow.store.metrics",
     "reproducible_seed": "ductaflow.core.seeds",
     "run_notebook": "ductaflow.run.execute",
@@ -109,6 +110,7 @@ __all__ = [
     "WouldOverwrite",
     "__version__",
     "analyze_execution_logs",
+    "artifacts",
     "conduct",
     "debug_flow",
     "deep_merge",

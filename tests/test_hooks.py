@@ -71,7 +71,8 @@ def _project(tmp_path: Path, hooks: str = "") -> Path:
     root = make_project(tmp_path)
     (root / "pyproject.toml").write_text(f"[tool.ductaflow]\nhooks = [{hooks}]\n" if hooks else "")
     (root / "hooks.py").write_text(HOOKS)
-    body = '# %%\nfrom ductaflow import record\nrecord(y=config["x"] * 10)\nprint("x is", config["x"])'
+    body = ('# %%\nfrom pathlib import Path\nfrom ductaflow import artifacts, record\nrecord(y=config["x"] * 10)\n'
+            'Path("out.txt").write_text("x" * config["x"])\nartifacts("out.txt")\nprint("x is", config["x"])')
     write_flow(root, "calc", body, params='config = {"x": 0}')
     (root / "builds").mkdir()
     (root / "builds" / "b.py").write_text(
@@ -224,15 +225,18 @@ def test_the_noop_tracker_logs_every_flow_of_a_sweep_and_the_report_links_it(tmp
     events_file = calc_dir / "tracker" / binding["run_id"] / "events.jsonl"
     assert binding["url"] == events_file.as_uri()
     events = read_events(events_file)
-    assert [e["event"] for e in events] == ["init_run", "log", "log_artifact", "log_artifact", "set_tags", "finish"]
+    assert [e["event"] for e in events] == ["init_run", "log", "log", "log_artifact", "log_artifact", "log_artifact",
+                                            "set_tags", "finish"]  # fmt: skip
     assert all(e["at"].endswith("+00:00") for e in events)
     init = events[0]
     assert init["config"] == {"x": 2} and init["run_name"] == "b/two/runs/calc"
     assert init["tags"]["scenario.x"] == "2" and init["tags"]["sweep"] == calc["sweep"]
-    assert events[1]["metrics"] == {"y": 20}
+    assert (events[1]["metrics"], events[1]["step"]) == ({"y": 20}, 0)  # live, from the flow's kernel
+    assert (events[2]["metrics"], events[2]["step"]) == ({"y": 20}, None)  # and all of them at the end
+    assert events[0]["at"] <= events[1]["at"] <= events[2]["at"]
     sizes = {e["name"]: e["size_bytes"] for e in events if e["event"] == "log_artifact"}
     assert sizes == {"notebook": (calc_dir / "calc.ipynb").stat().st_size,
-                     "log": (calc_dir / "calc_execution_output.txt").stat().st_size}  # fmt: skip
+                     "log": (calc_dir / "calc_execution_output.txt").stat().st_size, "out.txt": 2}  # fmt: skip
     assert events[-2]["tags"] == {"light": "green"} and events[-1]["exit_code"] == 0
     build = read_json(root / "runs" / "b" / "two" / "b_status.json")
     assert [t["backend"] for t in build["trackers"]] == ["noop"]
@@ -277,7 +281,9 @@ def test_mlflow_reads_back_params_metrics_artifacts_and_nesting_of_a_sweep(tmp_p
     assert run.data.tags["light"] == "green" and run.data.tags["scenario.x"] == "1"
     assert run.info.status == "FINISHED" and run.info.run_name == "b/one/runs/calc"
     assert sorted(a.path for a in client.list_artifacts(calc_run["run_id"])) == [
-        "calc.ipynb", "calc_execution_output.txt"]  # fmt: skip
+        "calc.ipynb", "calc_execution_output.txt", "out.txt"]  # fmt: skip
+    history = client.get_metric_history(calc_run["run_id"], "y")
+    assert [m.value for m in history] == [10.0, 10.0]  # logged live from the kernel, then at the end
     experiment = client.get_experiment_by_name("b")
     assert experiment is not None
     assert len(client.search_runs([experiment.experiment_id])) == 4  # two builds, two steps

@@ -299,6 +299,19 @@ def inputs(*paths: str | os.PathLike[str]) -> tuple[Path, ...]:
     return tuple(resolved)
 
 
+_ARTIFACTS: list[str] = []
+
+
+def artifacts(*paths: str | os.PathLike[str]) -> tuple[Path, ...]:
+    """Mark files this flow made as worth keeping with its experiment-tracker runs
+    (:mod:`ductaflow.trackers`): each tracker logs them as artifacts when the flow ends, beside
+    the executed notebook and log. Relative paths are from the working directory (the instance
+    directory under ductaflow). Returns the resolved paths; without a tracker it does nothing else."""
+    resolved = tuple(Path(os.path.abspath(os.fspath(p))) for p in paths)
+    _ARTIFACTS.extend(str(p) for p in resolved if str(p) not in _ARTIFACTS)
+    return resolved
+
+
 def report(root: str) -> str:
     """JSON this process hands back when the flow ends: the module files under ``root`` it
     imported and the inputs it declared (:mod:`ductaflow.core.usage_report`)."""

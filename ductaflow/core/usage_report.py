@@ -24,5 +24,7 @@ def _ductaflow_report(root):  # type: ignore[no-untyped-def]  # noqa: ANN001, AN
             continue
         if isinstance(f, str) and os.path.abspath(f).startswith(prefix):
             files.add(os.path.abspath(f))
-    declared = getattr(dict(sys.modules).get("ductaflow.core.deps"), "_DECLARED", None) or []
-    return json.dumps({"modules": sorted(files), "inputs": list(declared)})
+    deps = dict(sys.modules).get("ductaflow.core.deps")
+    declared = getattr(deps, "_DECLARED", None) or []
+    marked = getattr(deps, "_ARTIFACTS", None) or []
+    return json.dumps({"modules": sorted(files), "inputs": list(declared), "artifacts": list(marked)})

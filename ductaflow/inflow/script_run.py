@@ -171,6 +171,7 @@ class ScriptRun:
         )  # fmt: skip
         try:
             result = with_usage(result, root=self.root, runs_root=self.root / "runs", start=self.start, report=report)
+            self.lifecycle.marked = tuple(str(p) for p in (report or {}).get("artifacts") or ())
         except Exception:  # a bug of ours must still end in a final record
             log.exception("could not record what %s used", self.name)
         try:

@@ -355,6 +355,7 @@ def _run_locked(plan: Plan, fp: Fingerprint, decision: Decision) -> FlowResult:
         result = replace(result, error=missing_default_hint(flow, plan.cfg, plan.root, outcome.error))
     runs_root = Path(plan.context.runs_root) if plan.context.runs_root else plan.root / "runs"
     result = with_usage(result, root=plan.root, runs_root=runs_root, start=inputs, report=outcome.report)
+    lifecycle.marked = tuple(str(p) for p in (outcome.report or {}).get("artifacts") or ())
     result = lifecycle.ended(result)
     log.info("%s %s in %.1fs -> %s", result.status.emoji, flow.name, result.duration or 0, exec_dir)
     return result

@@ -111,6 +111,7 @@ class Lifecycle:
     last: FlowResult | None = None  # the record as the last event left it
     tracking: Tracking | None = None  # the run's tracker runs; None: made from the context on start
     span: Any = None  # the run's OpenTelemetry span while it runs (None: tracing is off)
+    marked: tuple[str, ...] = ()  # files the flow marked with ductaflow.artifacts (its trackers log them)
 
     def started(self, running: FlowResult) -> None:
         self._emit(EventKind.STARTED, running)
@@ -144,7 +145,7 @@ class Lifecycle:
         if final and self.tracking is not None:
             trace = tracing.trace_id(self.span, self.context.trace_parent)
             result = replace(result, trackers=self.tracking.bindings, trace_id=trace)
-            self.tracking.end(result)  # before the final record: a failure is recorded in it
+            self.tracking.end(result, self.marked)  # before the final record: a failure is recorded in it
             self._hook_failures += tuple(self.tracking.failures)
         if final:  # hooks that raised at the start are in the final record the first time it is written
             result = with_hook_failures(result, self._hook_failures, hooks.policy)

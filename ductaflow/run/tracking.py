@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -119,12 +119,14 @@ class Tracking:
                 self.handles.append((adapter, handle))
         return replace(result, trackers=self.bindings)
 
-    def end(self, result: FlowResult) -> None:
-        """Log what the run left and finish every tracker run."""
+    def end(self, result: FlowResult, marked: Sequence[str | Path] = ()) -> None:
+        """Log what the run left (its metrics; its notebook, log and the files it ``marked`` with
+        :func:`ductaflow.artifacts`) and finish every tracker run."""
         if not self.handles:
             return
         metrics = _recorded_metrics(result.execution_dir)
         files = [("notebook", result.notebook_path), ("log", result.log_path)]
+        files += [(Path(p).name, Path(p)) for p in marked]
         code = 0 if result.status is not Status.RED else 1
         for adapter, handle in self.handles:
             name = adapter.name
@@ -163,3 +165,29 @@ def _recorded_metrics(instance_dir: Path) -> dict[str, Any]:
     for values in read_metrics(instance_dir).values():
         out.update(values)
     return out
+
+
+_STEPS: dict[str, int] = {}  # tracker run id -> the next step of live metrics from this process
+
+
+def log_live(metrics: Mapping[str, Any]) -> None:
+    """Metrics a flow records, logged to its tracker runs at once (``record()`` in a kernel
+    ductaflow started): each call is the next step. Trackers that cannot log from another process
+    (W&B holds its run open in the parent) get them when the flow ends; a failure is only logged."""
+    ctx = RunContext.inherited()
+    if ctx is None or not ctx.tracker_parents or not metrics:
+        return
+    where = Path(ctx.execution_dir) if ctx.execution_dir else Path.cwd()
+    for entry in ctx.tracker_parents:
+        name, _, run_id = entry.partition(":")
+        try:
+            with quiet(f"tracker {name}"):
+                adapter = _MADE.get((name, ctx.runs_root)) or make_tracker(name, ctx.runs_root)
+                _MADE[(name, ctx.runs_root)] = adapter
+                handle = adapter.resume(TrackerBinding(name, run_id), where)
+                if handle is not None:
+                    step = _STEPS.get(run_id, 0)
+                    adapter.log(handle, metrics, step=step)
+                    _STEPS[run_id] = step + 1
+        except Exception as exc:  # noqa: BLE001 - live metrics are a courtesy: the end logs them too
+            log.warning("tracker %s could not log metrics live: %s: %s", name, type(exc).__name__, exc)

@@ -60,6 +60,11 @@ class TrackerAdapter(ABC):
     def log_artifact(self, handle: RunHandle, name: str, path: Path) -> None:
         """Keep a file with the run."""
 
+    def resume(self, binding: TrackerBinding, where: Path) -> RunHandle | None:
+        """A handle on a run another process started for the flow run in ``where`` (to log its
+        metrics live from its kernel); None when this backend cannot log to it from here."""
+        return None
+
     def set_tags(self, handle: RunHandle, tags: Mapping[str, str]) -> None:  # noqa: B027 - optional
         """Tags known only at the end (the light); an adapter without tags may ignore them."""
 

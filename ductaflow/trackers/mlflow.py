@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ductaflow.store.layout import RUNS_MARKER
+from ductaflow.store.result import TrackerBinding
 from ductaflow.trackers.base import RunHandle, TrackerAdapter
 
 #: Where the default local store lives under the runs root.
@@ -72,6 +73,10 @@ class MlflowTracker(TrackerAdapter):
         if self.uri.startswith(("http://", "https://")):
             url = f"{self.uri.rstrip('/')}/#/experiments/{experiment}/runs/{run_id}"
         return RunHandle(run_id, project, group, url, {"experiment_id": experiment})
+
+    def resume(self, binding: TrackerBinding, where: Path) -> RunHandle | None:
+        """MLflow runs are written through the store by id: a flow's kernel logs to its run too."""
+        return RunHandle(binding.run_id, binding.project, binding.group, binding.url)
 
     def log(self, handle: RunHandle, metrics: Mapping[str, Any], step: int | None = None) -> None:
         for key, value in metrics.items():

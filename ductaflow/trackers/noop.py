@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ductaflow.core.clock import now_iso
+from ductaflow.store.result import TrackerBinding
 from ductaflow.trackers.base import RunHandle, TrackerAdapter
 
 EVENTS_FILE = "events.jsonl"
@@ -45,6 +46,12 @@ class NoopTracker(TrackerAdapter):
         self._write(handle, "init_run", run_id=run_id, run_name=run_name, project=project, group=group,
                     tags=dict(tags), config=dict(config), notes=notes, offline=offline)  # fmt: skip
         return handle
+
+    def resume(self, binding: TrackerBinding, where: Path) -> RunHandle | None:
+        """Any process may append to the run's events file, beside the run."""
+        events = where / TRACKER_DIR / binding.run_id / EVENTS_FILE
+        return RunHandle(binding.run_id, binding.project, binding.group, events.as_uri(), {"events": str(events)}) \
+            if events.is_file() else None
 
     def log(self, handle: RunHandle, metrics: Mapping[str, Any], step: int | None = None) -> None:
         self._write(handle, "log", metrics=dict(metrics), step=step)
