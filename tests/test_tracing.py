@@ -57,6 +57,7 @@ def test_a_sweep_is_one_trace_of_sweep_scenario_flow_and_cell_spans(tmp_path: Pa
     for name, light in (("ok", "green"), ("bad", "red")):
         scenario = by_name[f"scenario {name}"]
         assert scenario["parent"] == sweep["id"] and scenario["attrs"]["ductaflow.light"] == light
+        assert scenario["attrs"]["ductaflow.attempt"] == 1
         assert scenario["error"] is (light == "red")
         [flow] = [s for s in spans if s["name"] == "flow b" and s["parent"] == scenario["id"]]
         assert flow["attrs"]["ductaflow.instance"] == name and flow["attrs"]["ductaflow.light"] == light

@@ -143,7 +143,9 @@ class _Scheduler:
             outcome = confirmed(task, outcome)
         _ingest(task)
         row = self.run.finish(outcome)
-        self.run.spans.end_scenario(row)
+        if self.run.spans.scenarios:
+            attempt = read_attempt(task.attempt_file)
+            self.run.spans.end_scenario(row, attempt.count if attempt else None)
         for note in outcome.notes:
             self.reporter.message(f"{task.instance}: {note}")
         self.run.emit(ending(outcome), task.instance)

@@ -30,11 +30,13 @@ class SweepSpans:
         self.scenarios[instance] = span
         return tracing.traceparent(span)
 
-    def end_scenario(self, row: Mapping[str, Any]) -> None:
+    def end_scenario(self, row: Mapping[str, Any], attempt: int | None = None) -> None:
+        """End the scenario's span with its light, duration, worst flow and attempt (1 unless a
+        lost worker's build was run again)."""
         span = self.scenarios.pop(str(row["instance"]), None)
         light = row.get("status")
         tracing.end(span, {"ductaflow.light": light, "ductaflow.duration_s": row.get("duration"),
-                           "ductaflow.worst_flow": row.get("worst_flow")},
+                           "ductaflow.worst_flow": row.get("worst_flow"), "ductaflow.attempt": attempt},
                     str(row.get("error") or "red") if light == "red" else None)  # fmt: skip
 
     def end_sweep(self, state: str, counts: Mapping[str, int]) -> None:
