@@ -50,6 +50,8 @@ SPOOL_DIR = Path(RUNS_MARKER) / "spool"
 LEDGER_DIR = Path(RUNS_MARKER) / "ledger"
 PROBE_DIR = Path(RUNS_MARKER) / "probe"
 STATUS_CACHE = Path(RUNS_MARKER) / "status_cache.json"
+#: The report template's compiled code, kept by Jinja2 between processes.
+TEMPLATE_CACHE = Path(RUNS_MARKER) / "cache" / "jinja"
 #: Flows parsed by earlier processes, by file signature (see ``store.flow_cache``).
 FLOW_CACHE = Path(RUNS_MARKER) / "flows.json"
 #: One ``<env hash>.json`` per Python environment runs were made in (see ``store.envs``).
