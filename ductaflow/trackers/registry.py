@@ -42,6 +42,8 @@ def names() -> list[str]:
 
 def check_names(given: list[str] | tuple[str, ...], where: str) -> tuple[str, ...]:
     """``given`` when every name is known, else a :class:`ConfigError` with the nearest names."""
+    if all(name in BUILT_IN for name in given):  # (no scan of the installed packages for these)
+        return tuple(dict.fromkeys(given))
     known = names()
     for name in given:
         if name not in known:
