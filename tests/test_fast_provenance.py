@@ -250,3 +250,29 @@ def test_provenance_command_says_what_changed_since(tmp_path: Path, capsys: pyte
     with pytest.raises(SystemExit) as stop:
         main(["provenance", str(tmp_path / "nowhere")])
     assert stop.value.code == 2 and "instance directory not found" in capsys.readouterr().err
+
+
+def test_the_distribution_list_is_kept_for_the_next_process_and_a_changed_path_lists_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ductaflow.core import provenance
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(provenance, "_env_cache", None)  # as a new process starts
+    first = environment()
+    assert first is not None
+    [kept] = (tmp_path / "cache" / "ductaflow" / "environments").glob("*.json")
+    assert json.loads(kept.read_text()) == list(first.distributions)
+
+    kept.write_text(json.dumps(["only-this==1.0"]))  # what the next process finds is what it uses
+    monkeypatch.setattr(provenance, "_env_cache", None)
+    again = environment()
+    assert again is not None and again.distributions == ("only-this==1.0",) and again.hash != first.hash
+
+    extra = tmp_path / "site"
+    extra.mkdir()
+    monkeypatch.syspath_prepend(str(extra))  # another sys.path: another key, listed afresh
+    monkeypatch.setattr(provenance, "_env_cache", None)
+    fresh = environment()
+    assert fresh is not None and fresh.distributions == first.distributions
+    assert len(list((tmp_path / "cache" / "ductaflow" / "environments").glob("*.json"))) == 2

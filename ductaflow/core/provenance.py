@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import getpass
 import hashlib
+import json
 import logging
 import os
 import platform
@@ -176,15 +177,55 @@ def environment() -> Environment | None:
     with _env_lock:
         if _env_cache is not None and _env_cache[0] == signature:
             return _env_cache[1]
-        try:
-            found = _distributions()
-        except Exception:  # noqa: BLE001 - a broken dist-info must not stop a run
-            log.warning("cannot list the installed distributions", exc_info=True)
-            return None
+        kept = _cache_file(signature)
+        found = _read_kept(kept)
+        if found is None:
+            try:
+                found = _distributions()
+            except Exception:  # noqa: BLE001 - a broken dist-info must not stop a run
+                log.warning("cannot list the installed distributions", exc_info=True)
+                return None
+            _keep(kept, found)
         digest = hashlib.sha256("\n".join(found).encode()).hexdigest()[:HASH_LENGTH]
         env = Environment(digest, found, platform.python_version(), sys.executable)
         _env_cache = (signature, env)
         return env
+
+
+def _cache_file(signature: tuple[tuple[str, float], ...]) -> Path | None:
+    """Where the list of this interpreter with this ``sys.path`` (folders and mtimes) is kept for the
+    next process: listing 128 distributions took ~0.07 s of every ``ductaflow run``. A per-user
+    cache (``$XDG_CACHE_HOME`` or ``~/.cache``); a changed folder is another file."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    if not os.path.isabs(base):
+        return None
+    key = hashlib.sha256(repr((sys.executable, signature)).encode()).hexdigest()[:32]
+    return Path(base) / "ductaflow" / "environments" / f"{key}.json"
+
+
+def _read_kept(path: Path | None) -> tuple[str, ...] | None:
+    if path is None:
+        return None
+    try:
+        listed = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(listed, list) or not all(isinstance(d, str) and "==" in d for d in listed):
+        return None
+    return tuple(listed)
+
+
+def _keep(path: Path | None, found: tuple[str, ...]) -> None:
+    """Write the list atomically; a cache that cannot be written costs only the next listing."""
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(list(found)), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.debug("could not keep the distribution list in %s: %s", path, exc)
 
 
 def _distributions() -> tuple[str, ...]:
