@@ -41,6 +41,13 @@ class Recorder:
         _log("on_flow_error", e.result.flow, error=e.result.error.type if e.result.error else None)
 
 
+class KillsItsWorker:
+    def on_flow_start(self, e):
+        if e.result.flow == "b" and e.result.instance == "one":
+            import signal
+            os.kill(os.getpid(), signal.SIGKILL)  # the worker running this build dies mid-build
+
+
 class Raising:
     def on_flow_end(self, e):
         if e.result.flow == "calc":
@@ -311,3 +318,17 @@ def test_wandb_offline_runs_land_in_their_instance_dirs_and_sync_offline_lists_t
     assert proc.returncode == 0, proc.stderr
     listed = [line for line in proc.stdout.splitlines() if "offline-run-" in line]
     assert sorted(listed) == sorted(str(f.relative_to(root)) for f in folders) and "4 offline run(s)" in proc.stdout
+
+
+def test_a_lost_worker_reaches_on_flow_error_and_on_scenario_error_in_the_conductor(tmp_path: Path) -> None:
+    root = _project(tmp_path, hooks='"hooks:Recorder", "hooks:KillsItsWorker"')
+    rows = _conduct(root, max_parallel=1)
+    by_name = {r["instance"]: r for r in rows}
+    assert by_name["one"]["status"] == "red" and by_name["one"]["error"].startswith("worker_lost")
+    assert by_name["two"]["status"] == "green"
+    events = _events(root)
+    conductor = events[0]["pid"]
+    [scenario_error] = [e for e in events if e["method"] == "on_scenario_error"]
+    assert scenario_error["subject"] == "one" and scenario_error["pid"] == conductor
+    lost = [e for e in events if e["method"] == "on_flow_error" and e["subject"] == "b"]
+    assert [e["pid"] for e in lost] == [conductor] and lost[0]["error"] == "WorkerLost"
