@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
@@ -47,6 +48,8 @@ def _otlp_provider() -> bool:
 
 def tracer() -> Any | None:
     """ductaflow's tracer, or None when tracing is off in this process."""
+    if not os.environ.get(OTLP_ENV) and "opentelemetry.trace" not in sys.modules:
+        return None  # nobody here set a tracer provider (that imports it): no need to import it either
     try:
         from opentelemetry import trace  # deferred: optional, and only when a run starts
     except ImportError:
