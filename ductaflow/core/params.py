@@ -110,6 +110,18 @@ def flows_names(flows: Iterable[Path | Flow], root: Path) -> KnownNames:
     return known
 
 
+def flat_keys(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a.b": value}`` for every leaf of a nested config (an empty mapping is a leaf)."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flat_keys(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
 def config_paths(mapping: Mapping[str, Any], known: KnownNames, prefix: str = "") -> list[str]:
     """The key paths of ``mapping`` to check against ``known``: each key, and the keys inside
     a dict value as far as ``known`` lists them (below an open or unknown key, not further)."""

@@ -14,6 +14,7 @@ from ductaflow.core.config import canonical_json, find_project_root
 from ductaflow.core.deps import changes
 from ductaflow.core.fingerprint import Fingerprint
 from ductaflow.core.lights import Status
+from ductaflow.core.params import flat_keys
 from ductaflow.store.layout import artifact_path, artifact_paths
 from ductaflow.store.records import read_status
 from ductaflow.store.result import FlowResult, RunState
@@ -37,21 +38,10 @@ class Decision:
         return "; ".join(self.reasons) if self.run else "up to date"
 
 
-def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in d.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            out.update(_flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
-
-
 def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """Dotted config keys added, removed or changed (framework ``_`` keys ignored)."""
-    a = {k: v for k, v in _flatten(old).items() if not k.startswith("_")}
-    b = {k: v for k, v in _flatten(new).items() if not k.startswith("_")}
+    a = {k: v for k, v in flat_keys(old).items() if not k.startswith("_")}
+    b = {k: v for k, v in flat_keys(new).items() if not k.startswith("_")}
     keys = sorted(k for k in a.keys() | b.keys() if canonical_json(a.get(k)) != canonical_json(b.get(k)))
     seeds = [k for k in ("_seed", "_replicate") if k in old and k in new and old[k] != new[k]]  # they count too
     return keys + seeds

@@ -20,6 +20,7 @@ from typing import Any
 from ductaflow.core.clock import now_iso
 from ductaflow.core.context import RunContext
 from ductaflow.core.lights import Status
+from ductaflow.core.params import flat_keys
 from ductaflow.core.settings import tool_table
 from ductaflow.errors import ConfigError
 from ductaflow.store.result import FlowResult, HookFailure, TrackerBinding
@@ -44,17 +45,6 @@ def project_trackers(project_root: str | Path | None) -> tuple[tuple[str, ...], 
     if scope not in SCOPES:
         raise ConfigError(f"{where}.track = {scope!r}: expected one of {', '.join(SCOPES)}")
     return check_names(listed, f"{where}.trackers"), str(scope), bool(table.get("tracker_offline", False))
-
-
-def _flat(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(_flat(value, f"{name}."))
-        elif not str(key).startswith("_"):
-            out[name] = value
-    return out
 
 
 class Tracking:
@@ -144,7 +134,9 @@ def _read_config(result: FlowResult) -> dict[str, Any]:
         doc = json.loads(result.config_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    return _flat(doc) if isinstance(doc, dict) else {}
+    if not isinstance(doc, dict):
+        return {}
+    return {k: v for k, v in flat_keys(doc).items() if not k.startswith("_")}  # not ductaflow's own keys
 
 
 def _run_name(result: FlowResult, ctx: RunContext) -> str:
