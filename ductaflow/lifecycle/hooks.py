@@ -214,12 +214,6 @@ class Hooks:
         return self.call(f"on_sweep_{event.kind}", event)
 
 
-def hooks_for(project_root: str | Path | None, specs: Sequence[str], policy: str) -> Hooks:
-    """The hooks of a run in this process: the project's, the entry points' and ``specs`` (the
-    caller's, from the run context), each made once per process."""
-    return Hooks.load(project_root, specs, policy)
-
-
 @lru_cache(maxsize=1)
 def _entry_points() -> tuple[tuple[str, str], ...]:
     """(spec, name) of the installed packages' hooks, read once per process."""

@@ -19,7 +19,7 @@ from ductaflow.core.context import RunContext
 from ductaflow.core.lights import Status
 from ductaflow.errors import DuctaflowError
 from ductaflow.lifecycle.events import EventKind, RunEvent
-from ductaflow.lifecycle.hooks import Hooks, check_policy, hooks_for, spec_of
+from ductaflow.lifecycle.hooks import Hooks, check_policy, spec_of
 from ductaflow.run.tracking import Tracking
 from ductaflow.store.result import ErrorInfo, FlowResult
 from ductaflow.trackers.registry import check_names, make_tracker
@@ -35,8 +35,7 @@ def with_hooks(
     too) is loaded now, or a ConfigError (MissingExtra) says which."""
     specs = tuple(dict.fromkeys([*ctx.hooks, *(spec_of(h) for h in hooks)]))
     policy = check_policy(hooks_fail) if hooks_fail is not None else ctx.hooks_fail
-    Hooks.load(ctx.project_root, hooks, policy)  # objects given here become this process's hooks of their spec
-    hooks_for(ctx.project_root, specs, policy)
+    Hooks.load(ctx.project_root, [*ctx.hooks, *hooks], policy)  # objects given become this process's hooks
     names = check_names([*ctx.trackers, *trackers], "trackers")
     ctx = ctx.child(hooks=specs, hooks_fail=policy, trackers=names)
     for name in Tracking(ctx).names:
@@ -59,7 +58,7 @@ def refused(
     try:
         root = Path(project_root) if project_root else Path(inherited.project_root or find_project_root(notebook_file))
         ctx = inherited.child(project_root=str(root))
-        loaded = hooks_for(ctx.project_root, [*ctx.hooks, *(spec_of(h) for h in hooks)], hooks_fail or ctx.hooks_fail)
+        loaded = Hooks.load(ctx.project_root, [*ctx.hooks, *hooks], hooks_fail or ctx.hooks_fail)
     except (DuctaflowError, OSError, ValueError) as why:
         log.debug("no on_flow_error for the refused run of %s: %s", notebook_file, why)
         return

@@ -21,7 +21,7 @@ from ductaflow.core.provenance import collect, environment
 from ductaflow.lifecycle import tracing
 from ductaflow.lifecycle.dispatch import ConsumerFailure, Dispatcher
 from ductaflow.lifecycle.events import EventKind, RunEvent, ending
-from ductaflow.lifecycle.hooks import Hooks, hooks_for
+from ductaflow.lifecycle.hooks import Hooks
 from ductaflow.run.tracking import Tracking
 from ductaflow.store.envs import write_environment
 from ductaflow.store.layout import artifact_path, runs_root_of
@@ -169,7 +169,7 @@ class Lifecycle:
     def _hooks(self) -> Hooks:
         if self.hooks is None:
             ctx = self.context
-            self.hooks = hooks_for(ctx.project_root, ctx.hooks, ctx.hooks_fail)
+            self.hooks = Hooks.load(ctx.project_root, ctx.hooks, ctx.hooks_fail)
         return self.hooks
 
 
