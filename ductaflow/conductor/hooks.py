@@ -59,7 +59,8 @@ class SweepHooks:
 
     def scenario(self, event: ScenarioEvent, row: dict[str, Any]) -> bool:
         """Call the scenario's hooks; a failure is added to ``row``. Returns whether the row changed."""
-        if not self.hooks or event.kind is EventKind.CANCELLED and row.get("status") is None and not row.get("error"):
+        never_started = event.kind is EventKind.CANCELLED and row.get("status") is None and not row.get("error")
+        if not self.hooks or never_started:
             return False  # a scenario cancelled before it started (fail-fast) is no error of its own
         failures = failure_rows(self.hooks.scenario(event))
         mark(row, failures, self.hooks.policy)

@@ -320,12 +320,21 @@ def plan_sweep(
     }
     check_budget(sum(d.run for d in decisions.values()), max_runs, len(scenarios))
     columns = tuple(str(c) for c in table.columns)
+    loaded, names = _hooks_and_trackers(root, runs, hooks, hooks_fail, trackers)
+    return SweepPlan(build_flow, root, runs, tuple(flows), tuple(scenarios), decisions, kernel, columns, force,
+                     loaded, names, parsed)
+
+
+def _hooks_and_trackers(
+    root: Path, runs: Path, hooks: Sequence[object], hooks_fail: str | None, trackers: Sequence[str]
+) -> tuple[Hooks, tuple[str, ...]]:
+    """The sweep's hooks, loaded, and the tracker names the caller chose; a hook that cannot be
+    loaded, or a tracker that is unknown or not installed, refuses the sweep here (exit 2)."""
     loaded = Hooks.load(root, hooks, check_policy(hooks_fail or "record"))
     names = check_names(list(trackers), "trackers")
     for name in Tracking(RunContext(project_root=str(root), trackers=names)).names:
-        make_tracker(name, runs)  # an unknown or uninstalled one refuses the sweep here (exit 2)
-    return SweepPlan(build_flow, root, runs, tuple(flows), tuple(scenarios), decisions, kernel, columns, force,
-                     loaded, names, parsed)
+        make_tracker(name, runs)
+    return loaded, names
 
 
 def _existing_flow(path: Path) -> Path:
