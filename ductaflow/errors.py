@@ -14,6 +14,7 @@ carries an ``exit_code`` that the CLI uses verbatim:
   - ``MissingExtra``: an optional integration was asked for but is not installed.
   - ``SharedFilesystemError``: distributed workers cannot see the runs root at its path.
   - ``KernelNotFound``: the kernelspec a flow declares or ``--kernel`` names is not installed.
+  - ``SweepNotFound``: no sweep state of that name (or none at all) under the runs root.
 - ``FlowFailed`` (1): the flow ran and ended red; ``.result`` holds the evidence.
 - ``ConductorFailed`` (1): at least one scenario ended red.
 """
@@ -102,3 +103,7 @@ class WouldOverwrite(DuctaflowError):
 
 class KernelNotFound(DuctaflowError):
     """The kernelspec a flow declares (or ``--kernel`` names) is not installed."""
+
+
+class SweepNotFound(DuctaflowError):
+    """No sweep state file of the name asked for (or none at all) under the runs root."""
