@@ -47,6 +47,8 @@ STATE_JOURNAL_SUFFIX = ".journal.jsonl"
 #: The attempt files of each conductor's tasks, one folder per conduct() call, in STATE_DIR.
 ATTEMPTS_DIR = STATE_DIR / "attempts"
 SPOOL_DIR = Path(RUNS_MARKER) / "spool"
+#: One ``<sweep>.json`` per conduct() call: its search state (see ``store.sweeps``).
+SWEEPS_DIR = Path(RUNS_MARKER) / "sweeps"
 LEDGER_DIR = Path(RUNS_MARKER) / "ledger"
 PROBE_DIR = Path(RUNS_MARKER) / "probe"
 STATUS_CACHE = Path(RUNS_MARKER) / "status_cache.json"
