@@ -1,45 +1,41 @@
-"""Plan one build instance per row of a scenario table (built and loaded by :mod:`.tables`).
+"""Plan a sweep: one build instance per scenario, every run-or-skip decision made up front.
 
-Instance names come from a chosen column, else a ``scenario_name``/``instance`` column,
-else a readable slug of the row's values plus a short hash of all of them.
-
-:func:`plan_sweep` turns a table and a build into a :class:`SweepPlan`: every row checked,
-every flow the build names read, and for each instance the run-or-skip decision, made
-here once; :func:`build_tasks` turns the instances that run into the workers' tasks.
+:func:`plan_sweep` turns a table (rows checked by :mod:`.rows`) and a build into a
+:class:`SweepPlan`: every flow the build names read, and for each instance the run-or-skip
+decision, made here once; :func:`extend_plan` adds the follow-up rows a result proposes,
+checked and decided the same way; :func:`build_tasks` turns the instances that run into the
+workers' tasks.
 """
 
 from __future__ import annotations
 
-import hashlib
-import keyword
 import os
-import re
-from collections.abc import Container, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from ductaflow.conductor.columns import checked_names
-from ductaflow.conductor.replicates import check_budget, check_options, with_seeds
+from ductaflow.conductor.replicates import check_budget, check_options
+from ductaflow.conductor.rows import (
+    NAME_COLUMNS,
+    RESERVED_COLUMNS,
+    RESULT_COLUMNS,
+    check_columns,
+    plan_scenarios,
+    slug,
+)
 from ductaflow.conductor.scenario import ScenarioPlan
 from ductaflow.conductor.tasks import BuildTask
-from ductaflow.core.config import (
-    canonical_json,
-    check_path,
-    deep_merge,
-    find_project_root,
-    normalise_config,
-    to_jsonable,
-)
+from ductaflow.core.config import canonical_json, check_path, find_project_root, normalise_config
 from ductaflow.core.context import RunContext
 from ductaflow.core.fingerprint import fingerprint, referenced_flows
 from ductaflow.core.flowfile import Flow, resolve_flow_path
-from ductaflow.core.names import validate_name
-from ductaflow.core.params import KnownNames
+from ductaflow.core.params import KnownNames, describe_unknown
 from ductaflow.core.seeds import seed_counts
-from ductaflow.errors import ConfigError, FlowFileError, InvalidName, ScenarioError
+from ductaflow.errors import FlowFileError, ScenarioError
 from ductaflow.kernels.options import KernelOptions, kernel_options
 from ductaflow.lifecycle.hooks import Hooks, check_policy
 from ductaflow.run.decide import Decision, decide
@@ -49,158 +45,10 @@ from ductaflow.store.layout import SPOOL_DIR, contained_dir
 from ductaflow.store.records import subdirs
 from ductaflow.trackers.registry import check_names, make_tracker
 
-NAME_COLUMNS = ("scenario_name", "instance")
-#: Columns the conductor adds to the returned table; a scenario column may not use them.
-RESULT_COLUMNS = ("instance", "status", "state", "duration", "instance_dir", "error", "worst_flow")
-#: Scenario columns that would collide with what the conductor adds (``explain`` adds the last two).
-RESERVED_COLUMNS = (*RESULT_COLUMNS[1:], "action", "reasons")
-_SLUG_UNSAFE = re.compile(r"[^A-Za-z0-9.=+-]+")
-
-
-def _nest(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Columns named ``a.b`` set nested keys, so a table can reach into a build's config."""
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        nested: Any = value
-        for part in reversed(key.split(".")):
-            nested = {part: nested}
-        out = deep_merge(out, nested)
-    return out
-
-
-def slug(values: Mapping[str, Any]) -> str:
-    """A readable, safe, unique-enough name for a row: its values joined, plus a hash."""
-    digest = hashlib.sha1(canonical_json(values).encode()).hexdigest()[:6]
-    text = "_".join(_SLUG_UNSAFE.sub("-", str(v)).strip("-.") or "x" for v in values.values())
-    return f"{text[:80].strip('_-.') or 'scenario'}-{digest}"
-
-
-def _check_parameter_columns(columns: list[str]) -> None:
-    """Column names must say which config key they set: ``a`` or ``a.b`` (key b inside a)."""
-    for col in columns:
-        parts = col.split(".")
-        head = parts[0]
-        if not head.isidentifier() or keyword.iskeyword(head):
-            raise ScenarioError(
-                f"scenario column {col!r} is not a parameter name: '{head}' must be a Python name "
-                "(letters, digits and _, not starting with a digit); 'a.b' sets key b inside a"
-            )
-        if not all(parts):
-            raise ScenarioError(f"scenario column {col!r} has an empty part between dots")
-        for i in range(1, len(parts)):
-            prefix = ".".join(parts[:i])
-            if prefix in columns:
-                raise ScenarioError(
-                    f"scenario columns {prefix!r} and {col!r} both set '{prefix}': one replaces it, "
-                    "the other reaches inside it; keep one"
-                )
-
-
-def plan_scenarios(
-    table: pd.DataFrame,
-    base_config: Mapping[str, Any] | None = None,
-    instance_column: str | None = None,
-    known: KnownNames | None = None,
-    *,
-    replicates: int | None = None,
-    seed: int | None = None,
-    existing: Container[str] = (),
-) -> list[ScenarioPlan]:
-    """Check every row and turn it into a :class:`ScenarioPlan`; all problems in one error.
-
-    The name column is not a parameter, unless ``known`` (what the build's flows know) has a
-    key of that name: then it is passed too. Every plan's config gets its ``_seed``; with
-    ``replicates`` each row becomes that many plans (:mod:`ductaflow.conductor.replicates`).
-    """
-    check_options(replicates, seed, None)
-    columns, name_col = _check_columns(table, instance_column)
-    keep_name = known is not None and name_col is not None and known.knows(name_col)
-    problems: list[str] = []
-    plans: list[ScenarioPlan] = []
-    seen: dict[str, int] = {}
-    cells = {col: table[col].tolist() for col in columns}  # Python objects, None kept apart from NaN
-    for pos in range(len(table)):
-        values = _row_values(cells, pos, problems)
-        name = _instance_name(values, columns, name_col, pos, problems)
-        if name is None:
-            continue
-        key = name.lower()  # case-insensitive file systems would merge these
-        if key in seen:
-            problems.append(f"rows {seen[key]} and {pos} both name instance '{name}'")
-            continue
-        seen[key] = pos
-        row_cfg = {k: v for k, v in values.items() if k != name_col or keep_name}
-        config = deep_merge(dict(base_config or {}), _nest(row_cfg))
-        config["_instance"] = name
-        plans.append(ScenarioPlan(pos, name, values, config))
-    if problems:
-        shown = "\n  ".join(problems[:20])
-        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        raise ScenarioError(f"scenario table has {len(problems)} problem(s):\n  {shown}{more}")
-    return with_seeds(plans, replicates, seed, existing)
-
-
-def _check_columns(table: pd.DataFrame, instance_column: str | None) -> tuple[list[str], str | None]:
-    """The table's column names, checked, and the column that names instances (if any)."""
-    if len(table) == 0:
-        raise ScenarioError("the scenario table is empty")
-    labels = list(table.columns)
-    odd = [c for c in labels if not isinstance(c, str)]
-    if odd:
-        raise ScenarioError(f"scenario column names must be text; found {odd!r} (give the table a header row)")
-    columns = [str(c) for c in labels]
-    bad_cols = [c for c in columns if c.startswith("_") or c in RESERVED_COLUMNS]
-    if bad_cols:
-        raise ScenarioError(
-            f"scenario column(s) {bad_cols} clash with names ductaflow uses "
-            f"(columns starting with '_' and {list(RESERVED_COLUMNS)}); rename them"
-        )
-    if len(set(columns)) != len(columns):
-        raise ScenarioError(f"scenario table has duplicate column names: {columns}")
-    name_col = instance_column or next((c for c in NAME_COLUMNS if c in columns), None)
-    if instance_column and instance_column not in columns:
-        raise ScenarioError(f"instance_column '{instance_column}' is not a column of the table ({columns})")
-    if "instance" in columns and name_col != "instance":
-        raise ScenarioError(
-            f"scenario column 'instance' would be overwritten by the instance names (they come from '{name_col}'); "
-            "rename it, or pass instance_column='instance' to name instances by it"
-        )
-    _check_parameter_columns([c for c in columns if c != name_col])
-    return columns, name_col
-
-
-def _row_values(cells: Mapping[str, list[Any]], pos: int, problems: list[str]) -> dict[str, Any]:
-    """Row ``pos`` as JSON-safe values; an empty or unusable cell is left out and reported."""
-    values: dict[str, Any] = {}
-    for col, column in cells.items():
-        raw_value = column[pos]
-        if raw_value is None or (pd.api.types.is_scalar(raw_value) and pd.isna(raw_value)):
-            problems.append(f"row {pos}, column '{col}' is empty ({raw_value!r}): every row needs a value")
-            continue
-        try:
-            values[col] = to_jsonable(raw_value, f"row {pos}, column '{col}'")
-        except ConfigError as exc:
-            problems.append(str(exc))
-    return values
-
-
-def _instance_name(
-    values: Mapping[str, Any], columns: list[str], name_col: str | None, pos: int, problems: list[str]
-) -> str | None:
-    """Row ``pos``'s instance name, or None when it has no valid one (reported)."""
-    if name_col is not None:
-        if name_col not in values:  # its cell is empty or unusable: already reported
-            return None
-        raw = values[name_col]
-        name = raw if isinstance(raw, str) else str(raw)
-    else:
-        name = slug({c: values.get(c) for c in columns})
-    try:
-        validate_name(name, f"instance name of row {pos}")
-    except InvalidName as exc:
-        problems.append(str(exc))
-        return None
-    return name
+__all__ = [
+    "NAME_COLUMNS", "RESERVED_COLUMNS", "RESULT_COLUMNS", "ScenarioPlan", "SweepPlan", "build_tasks", "extend_plan",
+    "plan_scenarios", "plan_sweep", "slug",
+]
 
 
 @dataclass(frozen=True)
@@ -222,6 +70,9 @@ class SweepPlan:
     trackers: tuple[str, ...] = ()  # tracker names the caller chose (the project's are read where builds run)
     #: the flows as parsed, kept for the next plan once this sweep has run (a dry run writes nothing)
     parsed: FlowCache | None = field(default=None, compare=False)
+    #: how more rows (follow-ups) are planned like the first: the base config, what the flows
+    #: know, the flows' code hashes and the table options
+    rules: PlanRules | None = field(default=None, compare=False)
 
     @property
     def name(self) -> str:
@@ -256,8 +107,22 @@ class SweepPlan:
         )
 
 
+@dataclass(frozen=True)
+class PlanRules:
+    """What planning the first rows settled, kept to plan more rows of the same sweep the same way."""
+
+    base: Mapping[str, Any]
+    known: KnownNames
+    hashes: Mapping[str, str]  # flow name -> code hash, shared by every scenario's fingerprint
+    instance_column: str | None = None
+    only_failed: bool = False
+    allow_unknown: bool = False
+    replicates: int | None = None
+    seed: int | None = None
+
+
 def plan_sweep(
-    table: pd.DataFrame,
+    table: pd.DataFrame | None,
     build: str | Path,
     *,
     base_config: Mapping[str, Any] | str | Path | None = None,
@@ -274,6 +139,7 @@ def plan_sweep(
     hooks: Sequence[object] = (),
     hooks_fail: str | None = None,
     trackers: Sequence[str] = (),
+    scenarios: Sequence[ScenarioPlan] = (),
 ) -> SweepPlan:
     """Check the build, every flow it names and every row of ``table``, and decide for each
     instance whether it runs; raises before anything is written or started.
@@ -281,7 +147,8 @@ def plan_sweep(
     Every scenario column and ``base_config`` key must be a parameter the build or one of its
     flows knows (:func:`~ductaflow.conductor.columns.checked_names`); ``allow_unknown`` only
     logs the others. ``replicates``/``seed``: see :func:`plan_scenarios`; a plan that would run
-    more than ``max_runs`` builds is refused.
+    more than ``max_runs`` builds is refused. ``scenarios`` planned before (a resumed sweep's)
+    come first, decided again; ``table`` may then be None.
     """
     check_options(replicates, seed, max_runs)
     check_path(runs_root, "runs root")
@@ -294,35 +161,84 @@ def plan_sweep(
     parsed = FlowCache(runs)
     build_flow = parsed.read(build_path)
     flows = _read_flows(build_flow, root, parsed)
-    hashes = {path.stem: flow.code_hash() for path, flow in flows.items()}  # shared by every scenario's fingerprint
     build_dir = runs / build_flow.name
     base = _base_config(build_flow, root, base_config)
-    cols, name_col = _check_columns(table, instance_column)  # the name column is not a parameter
+    cols, name_col = check_columns(table, instance_column) if table is not None else ([], None)
     known = checked_names([c for c in cols if c != name_col], base, build_flow, root, flows.values(), build_dir,
-                          allow_unknown=allow_unknown)
+                          allow_unknown=allow_unknown)  # fmt: skip
+    rules = PlanRules(base, known, {path.stem: flow.code_hash() for path, flow in flows.items()}, instance_column,
+                      only_failed, allow_unknown, replicates, seed)  # fmt: skip
     present = set(subdirs(build_dir)) if replicates is not None else set()  # replicates keep their padding
-    scenarios = plan_scenarios(table, base, instance_column, known, replicates=replicates, seed=seed, existing=present)
-    kernel = kernel_options(root, preload)
-    for folder in [build_dir, *(build_dir / p.instance for p in scenarios)]:
-        if os.path.lexists(folder):  # refused up front (exit 2), not as a red row from the worker
-            contained_dir(folder, [runs])
-    decisions = {
-        p.instance: decide(
-            build_dir / p.instance,
-            build_flow.name,
-            fingerprint(build_flow, p.config, root, flows=hashes),
-            p.config,
-            force=force,
-            only_failed=only_failed,
-            root=root,
-        )
-        for p in scenarios
-    }
-    check_budget(sum(d.run for d in decisions.values()), max_runs, len(scenarios))
-    columns = tuple(str(c) for c in table.columns)
+    planned = list(scenarios)
+    if table is not None:
+        planned += plan_scenarios(table, base, instance_column, known, replicates=replicates, seed=seed,
+                                  existing=present, first_row=len(planned))  # fmt: skip
     loaded, names = _hooks_and_trackers(root, runs, hooks, hooks_fail, trackers)
-    return SweepPlan(build_flow, root, runs, tuple(flows), tuple(scenarios), decisions, kernel, columns, force,
-                     loaded, names, parsed)
+    plan = SweepPlan(build_flow, root, runs, tuple(flows), (), {}, kernel_options(root, preload),
+                     tuple(str(c) for c in table.columns) if table is not None else (), force, loaded, names,
+                     parsed, rules)  # fmt: skip
+    plan = _with_decided(plan, planned)
+    check_budget(len(plan.to_run), max_runs, len(plan.scenarios))
+    return plan
+
+
+def _with_decided(plan: SweepPlan, scenarios: Sequence[ScenarioPlan]) -> SweepPlan:
+    """``plan`` with ``scenarios`` added, each with its run-or-skip decision (made here, once)."""
+    assert plan.rules is not None
+    for folder in [plan.build_dir, *(plan.instance_dir(p.instance) for p in scenarios)]:
+        if os.path.lexists(folder):  # refused up front (exit 2), not as a red row from the worker
+            contained_dir(folder, [plan.runs_root])
+    decisions = dict(plan.decisions)
+    for p in scenarios:
+        decisions[p.instance] = decide(
+            plan.instance_dir(p.instance),
+            plan.build.name,
+            fingerprint(plan.build, p.config, plan.project_root, flows=plan.rules.hashes),
+            p.config,
+            force=plan.force,
+            only_failed=plan.rules.only_failed,
+            root=plan.project_root,
+        )
+    return replace(plan, scenarios=(*plan.scenarios, *scenarios), decisions=decisions)
+
+
+def scenario_key(config: Mapping[str, Any]) -> str:
+    """What makes two scenarios the same: their config, less the name and the seed derived from it."""
+    return canonical_json({k: v for k, v in config.items() if k not in ("_instance", "_seed")})
+
+
+def extend_plan(plan: SweepPlan, rows: Sequence[Mapping[str, Any]], parent: str | None) -> tuple[SweepPlan, int]:
+    """``plan`` with ``rows`` (proposed by ``parent``'s result) planned and decided like the first
+    table; rows equal to a scenario already planned are dropped. Returns the plan and how many
+    were dropped; bad rows raise :class:`ScenarioError` naming ``parent``."""
+    rules = plan.rules
+    assert rules is not None
+    who = f"follow-up rows of {parent}" if parent else "added rows"
+    table = pd.DataFrame([dict(r) for r in rows])
+    try:
+        cols, name_col = check_columns(table, rules.instance_column)
+        bad = rules.known.unknown([c for c in cols if c != name_col]) if rules.known and not rules.allow_unknown else []
+        if bad:
+            raise ScenarioError(describe_unknown("column", bad, rules.known))
+        new = plan_scenarios(table, rules.base, rules.instance_column, rules.known, replicates=rules.replicates,
+                             seed=rules.seed, first_row=len(plan.scenarios), parent=parent)  # fmt: skip
+    except ScenarioError as exc:
+        raise ScenarioError(f"{who}: {exc}") from None
+    seen = {scenario_key(p.config): p.instance for p in plan.scenarios}
+    names = {p.instance.lower(): p for p in plan.scenarios}
+    fresh: list[ScenarioPlan] = []
+    for p in new:
+        key = scenario_key(p.config)
+        if key in seen:
+            continue
+        clash = names.get(p.instance.lower())
+        if clash is not None:
+            raise ScenarioError(f"{who}: instance '{p.instance}' is already a scenario of this sweep, "
+                                f"with other values ({clash.values} against {p.values})")  # fmt: skip
+        seen[key] = p.instance
+        names[p.instance.lower()] = p
+        fresh.append(p)
+    return _with_decided(plan, fresh), len(new) - len(fresh)
 
 
 def _hooks_and_trackers(
