@@ -130,18 +130,28 @@ def _import(module: str, project_root: str | Path | None) -> Any:
         return importlib.import_module(module)
 
 
-def _make(spec: str, where: str, project_root: str | Path | None = None) -> object:
-    """The hook of ``spec`` in this process (made once); a :class:`ConfigError` naming ``where``
-    when it cannot be imported or made."""
-    if spec in _MADE:
-        return _MADE[spec]
+def load_object(spec: str, where: str, project_root: str | Path | None = None) -> Any:
+    """The object ``package.module:Name`` names (a function, a class), imported as hooks are (the
+    project root is looked in too); a :class:`ConfigError` naming ``where`` when it cannot be."""
     module, name = _split(spec, where)
     try:
         obj: Any = _import(module, project_root)
         for part in name.split("."):
             obj = getattr(obj, part)
+    except Exception as exc:  # noqa: BLE001 - any failure to import it is the user's to fix
+        raise ConfigError(f"{where} {spec!r} cannot be loaded: {type(exc).__name__}: {exc}") from None
+    return obj
+
+
+def _make(spec: str, where: str, project_root: str | Path | None = None) -> object:
+    """The hook of ``spec`` in this process (made once); a :class:`ConfigError` naming ``where``
+    when it cannot be imported or made."""
+    if spec in _MADE:
+        return _MADE[spec]
+    obj = load_object(spec, where, project_root)
+    try:
         hook = obj() if isinstance(obj, type) else obj
-    except Exception as exc:  # noqa: BLE001 - any failure to import or make it is the user's to fix
+    except Exception as exc:  # noqa: BLE001 - any failure to make it is the user's to fix
         raise ConfigError(f"{where} {spec!r} cannot be loaded: {type(exc).__name__}: {exc}") from None
     _MADE[spec] = hook
     return hook

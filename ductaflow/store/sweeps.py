@@ -52,10 +52,12 @@ class SweepNode:
     note: str | None = None  # why a node was not run (``budget``, ``stopped``, ...)
     metrics: Mapping[str, Any] = field(default_factory=dict)
     duration: float | None = None
+    config: Mapping[str, Any] = field(default_factory=dict)  # the build's whole config: a resume runs it as it was
+    followed: bool = False  # the follow-up has been asked about this node's result (a resume asks again if not)
 
     def to_record(self) -> dict[str, Any]:
         rec = {f.name: getattr(self, f.name) for f in fields(SweepNode)}
-        rec["values"], rec["metrics"] = dict(self.values), dict(self.metrics)
+        rec["values"], rec["metrics"], rec["config"] = dict(self.values), dict(self.metrics), dict(self.config)
         return rec
 
     @classmethod
