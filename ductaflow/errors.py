@@ -79,6 +79,8 @@ class FlowFailed(DuctaflowError):
 
     def __init__(self, result: Any) -> None:  # a ductaflow.store.result.FlowResult (errors import nothing)
         self.result = result
+        #: why it was red, a ``core.failures.FailureKind`` value (``kernel_died``, ``user_error`` ...)
+        self.kind: str | None = getattr(result, "kind", None)
         err = result.error
         what = f"{err.type}: {err.message}" if err else result.reason
         where = f" (cell {err.cell_index})" if err and err.cell_index is not None else ""

@@ -137,7 +137,7 @@ def test_provenance_round_trips_through_the_status_record(tmp_path: Path) -> Non
     back = read_status(result.status_path)
     assert back is not None and back.provenance == result.provenance
     doc = json.loads(result.status_path.read_text())
-    assert doc["schema"] == 7 and doc["provenance"]["git"]["dirty"] is True
+    assert doc["schema"] == 8 and doc["provenance"]["git"]["dirty"] is True
 
 
 def test_older_and_malformed_records_read_with_no_provenance(tmp_path: Path) -> None:

@@ -53,7 +53,7 @@ def test_written_records_round_trip_with_the_schema_version(tmp_path: Path) -> N
     )
     write_status(result)
     doc = json.loads(result.status_path.read_text(encoding="utf-8"))
-    assert doc["schema"] == STATUS_SCHEMA == 7 and doc["exit_code"] == 3 and doc["error"]["type"] == "SystemExit"
+    assert doc["schema"] == STATUS_SCHEMA == 8 and doc["exit_code"] == 3 and doc["error"]["type"] == "SystemExit"
     assert doc["deps"][0] == {"kind": "module", "path": "flows/helper.py", "digest": "abc", "stamp": "1:2"}
     back = read_status(result.status_path)
     assert back == result and back is not None and back.deps == deps and back.outputs == "0123"

@@ -42,6 +42,9 @@ class RunContext:
     #: ``backend:run id`` of the tracker runs of the build this run is a step of (nested under them)
     tracker_parents: tuple[str, ...] = ()
     trace_parent: str | None = None  # W3C traceparent of the span this run's span goes under (tracing)
+    #: which attempt of a retried run this is (1: the first); a run with attempt > 1 records the
+    #: earlier attempts its instance holds as its ``history``; nested runs inherit it
+    attempt: int = 1
 
     def to_json(self) -> str:
         """The context as JSON (the scenario's values are JSON already)."""
@@ -61,6 +64,8 @@ class RunContext:
         values["hooks_fail"] = str(values.get("hooks_fail") or "record")
         values["trackers"] = tuple(str(t) for t in values.get("trackers") or ())
         values["tracker_parents"] = tuple(str(t) for t in values.get("tracker_parents") or ())
+        attempt = values.get("attempt")
+        values["attempt"] = attempt if isinstance(attempt, int) and not isinstance(attempt, bool) and attempt > 0 else 1
         return cls(**values)
 
     @classmethod

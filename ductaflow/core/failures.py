@@ -129,3 +129,31 @@ class RetryPolicy:
         """Seconds to wait after attempt number ``attempt`` failed, before the next one."""
         base = min(self.max_backoff, self.backoff * 2 ** max(0, attempt - 1))
         return base * (0.5 + (rng or random).random())
+
+
+def derive_kind(
+    *,
+    terminated: bool = False,
+    interrupted: bool = False,
+    timed_out: bool = False,
+    kernel_died: bool = False,
+    gone: bool = False,
+    error_type: str | None = None,
+) -> FailureKind:
+    """The kind of a red run from the flags its record has always carried (records before
+    schema 8, and any red record written without one): what ``kind`` would have said."""
+    if terminated or interrupted:
+        return FailureKind.INTERRUPTED
+    if timed_out:
+        return FailureKind.TIMEOUT
+    if kernel_died:
+        return FailureKind.KERNEL_DIED
+    if gone:
+        return FailureKind.WORKER_LOST
+    if error_type == HOOK_FAILED_ERROR:
+        return FailureKind.HOOK_FAILED
+    return FailureKind.USER_ERROR
+
+
+#: The error type of a run that a hook's failure turned red (``ductaflow.run.recorder``).
+HOOK_FAILED_ERROR = "HookFailed"

@@ -21,11 +21,12 @@ from typing import Any
 
 from ductaflow.core import liveness
 from ductaflow.core.clock import now_iso
+from ductaflow.core.failures import FailureKind
 from ductaflow.core.lights import Status, classify, warning_lines
 from ductaflow.errors import DuctaflowError
 from ductaflow.store.atomic import atomic_write_json
 from ductaflow.store.layout import FLOWS_SUBDIR, LOG_SUFFIX, STATUS_SUFFIX, artifact_path, flow_of_artifact, steps_path
-from ductaflow.store.result import ErrorInfo, FlowResult, RunState
+from ductaflow.store.result import Attempt, ErrorInfo, FlowResult, RunState
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,9 @@ def _gone(result: FlowResult) -> FlowResult:
     if liveness.running(int(result.pid), result.owner_created):
         return result
     what = f"process {result.pid} on {result.host} ended without a final record (killed: SIGKILL, os._exit, power loss)"
-    return replace(result, state=RunState.GONE.value, status=Status.RED, error=result.error or ErrorInfo("Gone", what))
+    error = result.error or ErrorInfo("Gone", what)
+    lost = FailureKind.WORKER_LOST.value
+    return replace(result, state=RunState.GONE.value, status=Status.RED, error=error, kind=lost)
 
 
 def read_status(path: Path | str, execution_dir: Path | None = None, drop: tuple[str, ...] = ()) -> FlowResult | None:
@@ -90,13 +93,14 @@ def _load(path: Path | str) -> dict | None:
 
 
 def close_unfinished(
-    path: Path, error: ErrorInfo, *, interrupted: bool = False, finished: str | None = None
+    path: Path, error: ErrorInfo, *, interrupted: bool = False, finished: str | None = None, kind: str | None = None
 ) -> FlowResult | None:
     """Turn a ``running`` (or ``gone``) record into a final red one, its duration taken from its
     start; returns the closed record, or None when it was final already (or unreadable).
 
     For a run whose owner cannot write its own final record (a lost worker): called by the
-    process that knows why.
+    process that knows why. ``kind`` defaults to ``interrupted`` or ``worker_lost``; the phase
+    is left unknown (the record cannot say how far the run got).
     """
     result = read_status(path)
     if result is None or result.state not in (RunState.RUNNING, RunState.GONE):
@@ -110,6 +114,8 @@ def close_unfinished(
         duration=result.duration if result.duration is not None else _seconds_between(result.started, end),
         error=error,
         interrupted=interrupted,
+        kind=kind or (FailureKind.INTERRUPTED if interrupted else FailureKind.WORKER_LOST).value,
+        phase=None,
     )
     try:
         write_status(final)
@@ -117,6 +123,22 @@ def close_unfinished(
         log.warning("could not close %s: %s", path, exc)
         return None
     return final
+
+
+def earlier_attempts(path: Path | str) -> tuple[Attempt, ...]:
+    """The attempts a retry of the run recorded at ``path`` follows: that record's own history,
+    then the record itself; nothing when there is no final (or gone) record there."""
+    previous = read_status(path)
+    if previous is None or previous.state not in (RunState.FINISHED, RunState.GONE):
+        return ()
+    return (*previous.history, previous.summary())
+
+
+def failed_step(instance_dir: Path) -> FlowResult | None:
+    """The red step of a build instance that made its build red (the last red one of its steps
+    in start order), or None: a build's record takes its kind and phase from it."""
+    red = [r for r in flow_records(instance_dir) if r.status is Status.RED and r.state in _FINAL]
+    return red[-1] if red else None
 
 
 def _seconds_between(start: str | None, end: str) -> float | None:

@@ -13,7 +13,10 @@ the run was made with, see :mod:`ductaflow.core.provenance`; None in older recor
 7 -- adds ``hook_failures`` (the hooks that raised on this run, see
 :mod:`ductaflow.lifecycle.hooks`; empty in older records) and ``trackers`` (the experiment-tracker
 runs this run is logged as, see :mod:`ductaflow.trackers`) and ``trace_id`` (its OpenTelemetry
-trace, see :mod:`ductaflow.lifecycle.tracing`).
+trace, see :mod:`ductaflow.lifecycle.tracing`); 8 -- adds ``kind`` and ``phase`` (why and when a red
+run failed, see :mod:`ductaflow.core.failures`; derived from the flags for an older red record, the
+phase then unknown), ``attempt`` (which attempt of a retried run this is, 1 in older records) and
+``history`` (the earlier attempts of the same run, one :class:`Attempt` each).
 """
 
 from __future__ import annotations
@@ -25,11 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from ductaflow.core.deps import Dep, from_records, to_records
+from ductaflow.core.failures import derive_kind
 from ductaflow.core.lights import Status
 from ductaflow.core.provenance import Provenance
 from ductaflow.store.layout import artifact_path
 
-STATUS_SCHEMA = 7
+STATUS_SCHEMA = 8
 
 
 class RunState(str, Enum):
@@ -108,6 +112,31 @@ class TrackerBinding:
 
 
 @dataclass(frozen=True)
+class Attempt:
+    """An earlier attempt of a retried run, as its final record summed it up (schema 8)."""
+
+    attempt: int
+    status: str  # its light
+    kind: str | None = None  # why it was red (a FailureKind value)
+    phase: str | None = None
+    started: str | None = None
+    duration: float | None = None
+    error: str | None = None  # ``Type: message``
+
+    def to_record(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(Attempt)}
+
+    @classmethod
+    def from_record(cls, rec: Any) -> Attempt | None:
+        if not isinstance(rec, dict) or not isinstance(rec.get("attempt"), int) or not rec.get("status"):
+            return None
+        text = {k: (None if rec.get(k) is None else str(rec[k])) for k in ("kind", "phase", "started", "error")}
+        duration = rec.get("duration")
+        return cls(rec["attempt"], str(rec["status"]), duration=duration if isinstance(duration, int | float) else None,
+                   **text)  # fmt: skip
+
+
+@dataclass(frozen=True)
 class FlowResult:
     """The outcome of one flow execution in one instance directory."""
 
@@ -146,10 +175,40 @@ class FlowResult:
     hook_failures: tuple[HookFailure, ...] = ()  # hooks that raised on this run (schema 7)
     trackers: tuple[TrackerBinding, ...] = ()  # experiment-tracker runs it is logged as (schema 7)
     trace_id: str | None = None  # the OpenTelemetry trace its span is in (schema 7)
+    kind: str | None = None  # a red final record: why (a FailureKind value; schema 8)
+    phase: str | None = None  # a red final record: when (a Phase value); None: not known
+    attempt: int = 1  # which attempt of the run this record is (retries; schema 8)
+    history: tuple[Attempt, ...] = ()  # the earlier attempts, oldest first (schema 8)
 
     @property
     def ok(self) -> bool:
         return self.status is not Status.RED
+
+    @property
+    def retried(self) -> int:
+        """How many attempts came before this one (0: the first)."""
+        return max(0, self.attempt - 1)
+
+    @property
+    def failure(self) -> str | None:
+        """``kind in phase`` of a red final record ("kernel_died in execute"), else None."""
+        if self.kind is None:
+            return None
+        return f"{self.kind} in {self.phase}" if self.phase else self.kind
+
+    @property
+    def attempts_note(self) -> str:
+        """What ``ductaflow status`` and the report add to a run's light: its failure and how
+        many retries it took ("kernel_died in execute", "after 2 retries"); "" for neither."""
+        parts = [self.failure] if self.failure else []
+        if self.retried:
+            parts.append(f"after {self.retried} retr{'y' if self.retried == 1 else 'ies'}")
+        return ", ".join(p for p in parts if p)
+
+    def summary(self) -> Attempt:
+        """This record as an entry of a later attempt's ``history``."""
+        return Attempt(self.attempt, self.status.value, self.kind, self.phase, self.started, self.duration,
+                       self.error.summary if self.error else None)  # fmt: skip
 
     @property
     def notebook_path(self) -> Path:
@@ -201,6 +260,7 @@ class FlowResult:
         rec["provenance"] = None if self.provenance is None else self.provenance.to_record()
         rec["hook_failures"] = [f.to_record() for f in self.hook_failures]
         rec["trackers"] = [t.to_record() for t in self.trackers]
+        rec["history"] = [a.to_record() for a in self.history]
         rec["error"] = None if self.error is None else {f.name: getattr(self.error, f.name) for f in fields(ErrorInfo)}
         return rec
 
@@ -209,6 +269,7 @@ class FlowResult:
         """Rebuild a result from a status record of any schema (``execution_dir`` overrides a moved dir)."""
         err = rec.get("error")
         folder = execution_dir or rec["execution_dir"]
+        attempt = rec.get("attempt")
         return cls(
             flow=str(rec["flow"]),
             flow_path=_path(rec.get("flow_path") or rec["flow"]),
@@ -244,4 +305,24 @@ class FlowResult:
             hook_failures=tuple(f for f in map(HookFailure.from_record, rec.get("hook_failures") or ()) if f),
             trackers=tuple(t for t in map(TrackerBinding.from_record, rec.get("trackers") or ()) if t),
             trace_id=rec.get("trace_id"),
+            kind=_kind(rec),
+            phase=rec.get("phase") if isinstance(rec.get("phase"), str) else None,
+            attempt=attempt if isinstance(attempt, int) and not isinstance(attempt, bool) and attempt >= 1 else 1,
+            history=tuple(a for a in map(Attempt.from_record, rec.get("history") or ()) if a),
         )
+
+
+def _kind(rec: dict[str, Any]) -> str | None:
+    """A record's failure kind: as written (schema 8), derived from its flags for an older red
+    final record, None for an older record that is not red or not final."""
+    schema = rec.get("schema")
+    if isinstance(schema, int) and schema >= 8:  # written with its kind (null: not red, or not final)
+        return str(rec["kind"]) if isinstance(rec.get("kind"), str) else None
+    if rec.get("status") != "red" or rec.get("state", "finished") != RunState.FINISHED.value:
+        return None
+    err = rec.get("error")
+    return derive_kind(
+        terminated=bool(rec.get("terminated")), interrupted=bool(rec.get("interrupted")),
+        timed_out=bool(rec.get("timed_out")), kernel_died=bool(rec.get("kernel_died")),
+        error_type=err.get("type") if isinstance(err, dict) else None,
+    ).value
