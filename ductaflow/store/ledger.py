@@ -60,6 +60,7 @@ def _schema() -> Any:
         "peak_rss_mb": pa.float64(),
         "warning_count": pa.int64(),
         "git_dirty": pa.bool_(),
+        "attempt": pa.int64(),
     }
     return pa.schema([(c, types.get(c, pa.string())) for c in COLUMNS])
 
@@ -257,6 +258,9 @@ def _run_record(ctx: Mapping[str, Any], runs_root: Path, result: Any, event: str
         "config_hash": parts.get("config"),
         "reason": "up to date" if event == "skip" else "; ".join(result.reasons) or None,
         "sweep": ctx.get("sweep") or getattr(result, "sweep", None),
+        "failure_kind": result.kind,
+        "phase": result.phase,
+        "attempt": result.attempt,
         **_provenance_fields(result.provenance),
     }
     if event == "skip":

@@ -69,9 +69,16 @@ COLUMNS = (
     "git_dirty",
     "git_diff_hash",
     "user",
+    # failures and attempts (status schema 8); older ledger files read these as null
+    "failure_kind",
+    "phase",
+    "attempt",
 )
 #: DuckDB types of the columns that are not VARCHAR.
-SQL_TYPES = {"duration": "DOUBLE", "peak_rss_mb": "DOUBLE", "warning_count": "BIGINT", "git_dirty": "BOOLEAN"}
+SQL_TYPES = {
+    "duration": "DOUBLE", "peak_rss_mb": "DOUBLE", "warning_count": "BIGINT", "git_dirty": "BOOLEAN",
+    "attempt": "BIGINT",
+}  # fmt: skip
 
 #: Changed by every merge after its file is in place and before it deletes anything.
 GENERATION = ".generation"
