@@ -42,7 +42,9 @@ from typing import Any
 from ductaflow.core import deps
 from ductaflow.core.clock import now_iso
 from ductaflow.core.context import RunContext
+from ductaflow.core.failures import FailureKind, Phase
 from ductaflow.core.lights import Status, classify
+from ductaflow.run.attempts import history
 from ductaflow.run.capture import FdCapture, OutputSink
 from ductaflow.run.recorder import Lifecycle, running_record
 from ductaflow.run.signals import Terminated, sigterm_raises
@@ -93,6 +95,8 @@ class _Ending:
     error: ErrorInfo | None = None
     interrupted: bool = False
     terminated: bool = False
+    kind: str | None = None  # red: why (a FailureKind value; None: from the flags)
+    phase: str = Phase.EXECUTE.value
 
 
 class ScriptRun:
@@ -104,7 +108,9 @@ class ScriptRun:
         self.name = flow_path.stem
         self.start: tuple[deps.Dep, ...] = ()  # the config's inputs as they were before the flow ran
         self.paths = artifact_paths(exec_dir, self.name)
-        context = RunContext(project_root=str(project_root), flow=self.name, execution_dir=str(exec_dir))
+        inherited = RunContext.inherited()  # a retry started by ductaflow says which attempt this is
+        context = RunContext(project_root=str(project_root), flow=self.name, execution_dir=str(exec_dir),
+                             attempt=inherited.attempt if inherited else 1)  # fmt: skip
         self.lifecycle = Lifecycle(context)  # no runs root known: no ledger row, as before
         self.running: FlowResult | None = None
         self.pid = os.getpid()
@@ -112,11 +118,14 @@ class ScriptRun:
     def begin(self) -> None:
         """Clear an earlier run's files (status first), write the config and the running record."""
         self.exec_dir.mkdir(parents=True, exist_ok=True)
+        attempt = self.lifecycle.context.attempt
+        earlier = history(attempt, self.paths["status"])
         clear_artifacts(self.exec_dir, self.name)
         atomic_write_json(self.paths["config"], self.cfg)
         base = FlowResult(
             flow=self.name, flow_path=self.flow_path, execution_dir=self.exec_dir, status=Status.RED,
-            state=RunState.RUNNING.value, started=now_iso(), instance=self.exec_dir.name,
+            state=RunState.RUNNING.value, started=now_iso(), instance=self.exec_dir.name, attempt=attempt,
+            history=earlier,
         )  # fmt: skip
         self.running = running_record(base, mode="script", project_root=self.root)
         self.lifecycle.started(self.running)
@@ -137,7 +146,8 @@ class ScriptRun:
             capture.start()
             ending = _run_flow(script)
         except Exception as exc:  # the run could not start: still a final record
-            ending = _Ending(1, ErrorInfo(type(exc).__name__, str(exc), traceback.format_exc()))
+            error = ErrorInfo(type(exc).__name__, str(exc), traceback.format_exc())
+            ending = _Ending(1, error, kind=FailureKind.INFRASTRUCTURE.value, phase=Phase.PREPARE.value)
         finally:
             capture.stop()
             sink.close()
@@ -169,6 +179,8 @@ class ScriptRun:
             duration=round(duration, 3), warnings=tuple(warnings), error=ending.error,
             interrupted=ending.interrupted, terminated=ending.terminated, exit_code=ending.status,
         )  # fmt: skip
+        if status is Status.RED:  # the kind from the flags unless the ending said (Lifecycle.ended derives it)
+            result = replace(result, kind=ending.kind, phase=ending.phase)
         try:
             result = with_usage(result, root=self.root, runs_root=self.root / "runs", start=self.start, report=report)
             self.lifecycle.marked = tuple(str(p) for p in (report or {}).get("artifacts") or ())

@@ -84,6 +84,9 @@ class KernelHandle:
         #: What the flow's process said it used after the last cell (``core.deps.report``,
         #: parsed), or None when it was not asked or could not answer.
         self.report: dict[str, Any] | None = None
+        #: how far the run got (a ``core.failures.Phase`` value): ``start`` until the kernel has
+        #: answered and is prepared, ``execute`` during the cells, ``finalize`` after the last
+        self.phase = "start"
         self._peak: float | None = None
         self._lock = threading.Lock()
 
@@ -298,6 +301,8 @@ class DuctaflowClient(PapermillNotebookClient):
             reply = await self.async_wait_for_reply(msg_id)
             if (reply or {}).get("content", {}).get("status") != "ok":
                 raise RuntimeError(f"could not prepare the kernel for the flow: {reply}")
+        if self.handle is not None:
+            self.handle.phase = "execute"
         return kc
 
     def _prelude(self) -> str:
@@ -319,6 +324,8 @@ class DuctaflowClient(PapermillNotebookClient):
         except BaseException as exc:
             evidence.record_stop(self.nb_man, exc, self.handle)
             raise
+        if self.handle is not None:
+            self.handle.phase = "finalize"
         if self.handle is not None and (self.handle.expired or self.handle.stopped):
             evidence.record_stop(self.nb_man, None, self.handle)  # its kernel answered our interrupt
         if self.report_root is None or self.kc is None or not silent.speaks_python(self.km):

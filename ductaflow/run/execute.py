@@ -14,32 +14,35 @@ import time
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from ductaflow.core.clock import now_iso
 from ductaflow.core.config import check_path, find_project_root, normalise_config
 from ductaflow.core.context import RunContext
-from ductaflow.core.fingerprint import FRAMEWORK_KEYS, Fingerprint, fingerprint
+from ductaflow.core.failures import FailureKind, RetryPolicy
+from ductaflow.core.fingerprint import Fingerprint, fingerprint
 from ductaflow.core.flowfile import Flow, parameterise, read_flow, recorded_parameters, resolve_flow_path
 from ductaflow.core.lights import Status
 from ductaflow.core.names import validate_name
-from ductaflow.core.seeds import check_run_seed, run_seed
-from ductaflow.errors import ConfigError, DuctaflowError, FlowFailed, WouldOverwrite
+from ductaflow.errors import DuctaflowError, FlowFailed, WouldOverwrite
 from ductaflow.kernels.kernelspecs import choose_kernel
 from ductaflow.kernels.options import KernelOptions, kernel_options
 from ductaflow.kernels.provisioner import remove_leftovers
 from ductaflow.lifecycle import tracing
+from ductaflow.run.attempts import classified, history, retrying
 from ductaflow.run.decide import Decision, decide, still_current
 from ductaflow.run.hints import config_notes, missing_default_hint
 from ductaflow.run.hooked import refused, with_hooks
 from ductaflow.run.notebook import Execution, Outcome, execute
 from ductaflow.run.notebook_html import export_page, require_nbconvert
+from ductaflow.run.planning import check_reserved_keys, run_context, seeded
 from ductaflow.run.recorder import Lifecycle, running_record
 from ductaflow.run.signals import Terminated
 from ductaflow.run.usage import config_deps, with_usage
 from ductaflow.store.atomic import atomic_write_json
-from ductaflow.store.layout import artifact_paths, clear_artifacts, contained_dir
+from ductaflow.store.layout import artifact_path, artifact_paths, clear_artifacts, contained_dir
 from ductaflow.store.locks import instance_lock
 from ductaflow.store.records import read_status
 from ductaflow.store.result import ErrorInfo, FlowResult, RunState
@@ -86,6 +89,9 @@ def run_notebook(
     hooks: Sequence[object] = (),
     hooks_fail: str | None = None,
     trackers: Sequence[str] = (),
+    retries: int = 0,
+    retry_on: Sequence[str] | str | None = None,
+    backoff: float | None = None,
 ) -> FlowResult:
     """Execute a flow with papermill in its own instance directory and return the result.
 
@@ -111,7 +117,10 @@ def run_notebook(
     A flow refused before it starts (a bad config, a missing file) still reaches ``on_flow_error``.
     ``trackers`` names experiment trackers (``noop``, ``mlflow``, ``wandb``) to log the run to,
     besides the project's ``[tool.ductaflow] trackers`` (:mod:`ductaflow.trackers`).
+    ``retries``, ``retry_on``, ``backoff``: more attempts of a run red with a failure ``retry_on`` names
+    (:class:`~ductaflow.core.failures.RetryPolicy`); each attempt's record has its number and history.
     """
+    policy = RetryPolicy.of(retries, retry_on, backoff)
     try:
         plan = make_plan(
             notebook_file, config, execution_dir, project_root, instance_name=instance_name, timeout=timeout,
@@ -123,7 +132,7 @@ def run_notebook(
         raise
     if no_execute:
         return _prepare_only(plan)
-    result = run_plan(plan, upstream)
+    result = _run_attempts(plan, upstream, policy)
     if result.terminated:
         raise Terminated("SIGTERM")
     if result.interrupted:
@@ -131,6 +140,19 @@ def run_notebook(
     if result.status is Status.RED and raise_on_failure:
         raise FlowFailed(result)
     return result
+
+
+def _run_attempts(plan: Plan, upstream: Sequence[str], policy: RetryPolicy) -> FlowResult:
+    """``plan`` run once, or until an attempt is not red or ``policy`` says stop."""
+    if not policy.retries:
+        return run_plan(plan, upstream)
+    attempt = partial(_run_attempt, plan, tuple(upstream))
+    return retrying(policy, attempt, plan.context.attempt, f"{plan.flow.name} in {plan.exec_dir}")
+
+
+def _run_attempt(plan: Plan, upstream: tuple[str, ...], attempt: int) -> FlowResult:
+    """``plan`` run as attempt number ``attempt`` (its record lists the attempts before it)."""
+    return run_plan(replace(plan, context=plan.context.child(attempt=attempt)), upstream)
 
 
 def make_plan(
@@ -160,63 +182,22 @@ def make_plan(
     flow = read_flow(resolve_flow_path(notebook_file, root_hint))
     spec = choose_kernel(flow, kernel_name)  # the declared kernelspec, or the one asked for
     root = Path(root_hint).resolve() if root_hint else find_project_root(flow.path)
-    _check_reserved_keys(cfg, root)
+    check_reserved_keys(cfg, root)
     if instance_name is not None:
         validate_name(instance_name)
     if export_html:
         _require_nbconvert()
     if execution_dir is None:
         execution_dir = root / "runs" / flow.name / (instance_name or "default")
-    ctx = with_hooks(_context(context, inherited, root, force), hooks, hooks_fail, trackers)
+    ctx = with_hooks(run_context(context, inherited, root, force), hooks, hooks_fail, trackers)
     exec_dir = contained_dir(execution_dir, (ctx.runs_root, root / "runs"))  # no symlink out of a runs root
     if config is None:  # no config given: the flow's default config file, as in a notebook
         cfg = flow.default_config(root)
     cfg["_project_root"] = str(root)
-    ctx = _seeded(ctx, cfg, instance_name or exec_dir.name)
+    ctx = seeded(ctx, cfg, instance_name or exec_dir.name)
     return Plan(
         flow, cfg, exec_dir, root, instance_name or exec_dir.name, spec["name"] if spec else None, ctx,
         kernel_options(root, preload), timeout, export_html, spec,
-    )
-
-
-def _seeded(ctx: RunContext, cfg: dict[str, Any], instance: str) -> RunContext:
-    """The context with this run's seed; in a study with a seed or replicates a step records it as ``_seed``."""
-    if "_seed" in cfg:  # given (or in the default config): it must be the seed the kernel gets
-        check_run_seed(cfg["_seed"], "config")
-    value = run_seed(cfg, ctx.seed, instance)
-    if ctx.pass_seed and "_seed" not in cfg:
-        cfg["_seed"] = value
-    return ctx.child(seed=value)
-
-
-def _check_reserved_keys(cfg: Mapping[str, Any], root: Path) -> None:
-    """Refuse ``_`` keys ductaflow does not set; a given ``_project_root`` is replaced by the
-    real one (a replayed recorded config must not move the run), with a warning if it differed."""
-    reserved = sorted(str(k) for k in cfg if str(k).startswith("_") and k not in FRAMEWORK_KEYS)
-    if reserved:
-        raise ConfigError(
-            f"config key(s) {', '.join(reserved)}: names starting with '_' are reserved for ductaflow "
-            "(they are left out of the fingerprint, so changing one would re-run nothing); rename them"
-        )
-    given = cfg.get("_project_root")
-    if given is not None and Path(str(given)).resolve() != root:
-        log.warning("config key _project_root=%s ignored: runs land under the project root %s", given, root)
-
-
-def _context(
-    given: Mapping[str, Any] | RunContext | None, inherited: RunContext | None, root: Path, force: bool | None
-) -> RunContext:
-    """This run's context: what the caller gave over what the parent run handed down."""
-    ctx = inherited or RunContext()
-    if isinstance(given, RunContext):
-        ctx = given
-    elif given:
-        known = {k: v for k, v in given.items() if k in RunContext.__dataclass_fields__}
-        ctx = ctx.child(**known)
-    return ctx.child(
-        project_root=str(root),
-        runs_root=ctx.runs_root or str(root / "runs"),
-        force=ctx.force if force is None else bool(force),
     )
 
 
@@ -317,6 +298,7 @@ def _run_locked(plan: Plan, fp: Fingerprint, decision: Decision) -> FlowResult:
     notes = tuple(config_notes(flow, plan.cfg, plan.root))
     for note in notes:
         log.warning("%s", note)
+    earlier = history(plan.context.attempt, artifact_path(exec_dir, flow.name, "status"))
     paths = _fresh_instance(plan)
     nb = parameterise(flow, plan.cfg, plan.kernel_name, plan.kernelspec)
     inputs = config_deps(plan.cfg, plan.root, exec_dir, flow)  # as they are before the first cell
@@ -325,7 +307,7 @@ def _run_locked(plan: Plan, fp: Fingerprint, decision: Decision) -> FlowResult:
         flow=flow.name, flow_path=flow.path, execution_dir=exec_dir, status=Status.RED,
         state=RunState.RUNNING.value, started=now_iso(), instance=plan.instance, notes=notes,
         fingerprint=fp.value, fingerprint_parts=fp.parts, reasons=decision.reasons, kernel=plan.kernel_name,
-        sweep=plan.context.sweep,
+        sweep=plan.context.sweep, attempt=plan.context.attempt, history=earlier,
     )
     lifecycle = Lifecycle(plan.context)
     running = running_record(base, mode="papermill", project_root=plan.root)
@@ -356,7 +338,7 @@ def _run_locked(plan: Plan, fp: Fingerprint, decision: Decision) -> FlowResult:
     runs_root = Path(plan.context.runs_root) if plan.context.runs_root else plan.root / "runs"
     result = with_usage(result, root=plan.root, runs_root=runs_root, start=inputs, report=outcome.report)
     lifecycle.marked = tuple(str(p) for p in (outcome.report or {}).get("artifacts") or ())
-    result = lifecycle.ended(result)
+    result = lifecycle.ended(classified(result, outcome.kind, outcome.phase))
     log.info("%s %s in %.1fs -> %s", result.status.emoji, flow.name, result.duration or 0, exec_dir)
     return result
 
@@ -373,7 +355,8 @@ def _execute_safely(ex: Execution) -> Outcome:
         raise
     except Exception as exc:  # a bug of ours must still end in a final record
         log.exception("running %s failed inside ductaflow", ex.flow.name)
-        return Outcome(Status.RED, error=ErrorInfo(type(exc).__name__, str(exc), traceback.format_exc()))
+        error = ErrorInfo(type(exc).__name__, str(exc), traceback.format_exc())
+        return Outcome(Status.RED, error=error, kind=FailureKind.INFRASTRUCTURE.value)
     finally:
         remove_leftovers()
 

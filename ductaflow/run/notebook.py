@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ductaflow.core.failures import FailureKind, Phase, derive_kind
 from ductaflow.core.flowfile import ERROR_MARKER_TAG, INJECTED_TAG, Flow
 from ductaflow.core.lights import Status, classify
 from ductaflow.kernels.options import KernelOptions
@@ -40,6 +41,8 @@ class Outcome:
     terminated: bool = False
     peak_rss_mb: float | None = None
     report: Mapping[str, Any] | None = None  # what the flow's process used (core.deps.report), if it said
+    kind: str | None = None  # red: why (a FailureKind value)
+    phase: str | None = None  # red: when (a Phase value)
 
 
 @dataclass(frozen=True)
@@ -121,8 +124,7 @@ def execute(ex: Execution) -> Outcome:
     except PapermillExecutionError as exc:
         facts.update(_raised(ex.notebook, exc))
     except DeadKernelError as exc:
-        died = ErrorInfo("DeadKernelError", str(exc) or "kernel died", "", _last_cell(ex))
-        facts.update(kernel_died=True, error=died)
+        facts.update(_died(ex, str(exc), handle.phase))
     except (CellTimeoutError, TimeoutError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "timed out"
         facts.update(timed_out=True, error=ErrorInfo("Timeout", first))
@@ -130,8 +132,9 @@ def execute(ex: Execution) -> Outcome:
         facts.update(interrupted=True, terminated=True, error=ErrorInfo("Terminated", "SIGTERM", "", _last_cell(ex)))
     except KeyboardInterrupt:
         facts.update(interrupted=True, error=ErrorInfo("KeyboardInterrupt", "interrupted", "", _last_cell(ex)))
-    except Exception as exc:  # the kernel could not start or the engine broke
-        facts.update(raised=True, error=ErrorInfo(type(exc).__name__, str(exc), traceback.format_exc()))
+    except Exception as exc:  # the kernel could not start, the engine broke, or the notebook could not be written
+        kind = FailureKind.START_FAILED if handle.phase == Phase.START else FailureKind.INFRASTRUCTURE
+        facts.update(raised=True, error=ErrorInfo(type(exc).__name__, str(exc), traceback.format_exc()), kind=kind)
     finally:
         if timer:
             timer.cancel()
@@ -145,7 +148,16 @@ def execute(ex: Execution) -> Outcome:
         facts = {"interrupted": True, "error": ErrorInfo("KeyboardInterrupt", "interrupted", "", _last_cell(ex))}
     if not any(facts.get(k) for k in ("interrupted", "timed_out", "kernel_died")):
         facts["report"] = handle.report  # None unless the kernel answered after the last cell
+    facts["phase"] = handle.phase
     return _outcome(facts, sink.warnings, peak_rss)
+
+
+def _died(ex: Execution, message: str, phase: str) -> dict[str, Any]:
+    """The kernel died: under a cell, or before it could run one (then it never started)."""
+    died = ErrorInfo("DeadKernelError", message or "kernel died", "", _last_cell(ex))
+    if phase == Phase.START:
+        return {"raised": True, "error": died, "kind": FailureKind.START_FAILED}
+    return {"kernel_died": True, "error": died}
 
 
 def _start_kernel_early(ex: Execution) -> None:
@@ -167,9 +179,29 @@ def _outcome(facts: dict[str, Any], warnings: list[str], peak_rss: float | None)
         interrupted=flags["interrupted"],
         warnings=warnings,
     )
+    kind, phase = _failure(facts) if status is Status.RED else (None, None)
     return Outcome(
-        status, tuple(warnings), facts.get("error"), peak_rss_mb=peak_rss, report=facts.get("report"), **flags
+        status, tuple(warnings), facts.get("error"), peak_rss_mb=peak_rss, report=facts.get("report"),
+        kind=kind, phase=phase, **flags,
     )
+
+
+def _failure(facts: dict[str, Any]) -> tuple[str, str]:
+    """Why and when a red execution failed: a cell's error while the cells ran; anything else
+    where the kernel handle had got to (a kernel that never answered: ``start``; the notebook
+    not written after the last cell: ``finalize``)."""
+    error = facts.get("error")
+    if facts.get("kind") is not None:  # decided where it was caught (a start failure, ours)
+        kind = FailureKind(facts["kind"])
+        phase = Phase.START if kind is FailureKind.START_FAILED else Phase(facts.get("phase") or Phase.EXECUTE)
+        return kind.value, phase.value
+    kind = derive_kind(
+        terminated=bool(facts.get("terminated")), interrupted=bool(facts.get("interrupted")),
+        timed_out=bool(facts.get("timed_out")), kernel_died=bool(facts.get("kernel_died")),
+        error_type=error.type if error else None,
+    )  # fmt: skip
+    reached = Phase(facts.get("phase") or Phase.EXECUTE)  # a cell's own error: while the cells ran
+    return kind.value, (Phase.EXECUTE if kind is FailureKind.USER_ERROR else reached).value
 
 
 def _raised(nb: Any, exc: Any) -> dict[str, Any]:

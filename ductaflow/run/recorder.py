@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from ductaflow.core.context import RunContext
+from ductaflow.core.failures import HOOK_FAILED_ERROR, FailureKind, Phase
 from ductaflow.core.lights import Status
 from ductaflow.core.provenance import collect, environment
 from ductaflow.lifecycle import tracing
 from ductaflow.lifecycle.dispatch import ConsumerFailure, Dispatcher
 from ductaflow.lifecycle.events import EventKind, RunEvent, ending
 from ductaflow.lifecycle.hooks import Hooks
+from ductaflow.run.attempts import classified
 from ductaflow.run.tracking import Tracking
 from ductaflow.store.envs import write_environment
 from ductaflow.store.layout import artifact_path, runs_root_of
@@ -80,8 +82,9 @@ def with_hook_failures(result: FlowResult, failures: tuple[HookFailure, ...], po
     result = replace(result, hook_failures=(*result.hook_failures, *failures))
     if policy != "record" and result.status is not Status.RED:
         first = failures[0]
-        error = ErrorInfo("HookFailed", f"{first.hook}.{first.method} raised {first.error}", first.traceback)
-        result = replace(result, status=Status.RED, error=error)
+        error = ErrorInfo(HOOK_FAILED_ERROR, f"{first.hook}.{first.method} raised {first.error}", first.traceback)
+        kind, phase = FailureKind.HOOK_FAILED.value, Phase.FINALIZE.value
+        result = replace(result, status=Status.RED, error=error, kind=kind, phase=phase)
     return result
 
 
@@ -118,11 +121,13 @@ class Lifecycle:
 
     def ended(self, result: FlowResult) -> FlowResult:
         """Emit the one final event of this run (a second call is a bug, and ignored with a log line);
-        returns the final record, with any hook that raised on it."""
+        returns the final record, with any hook that raised on it. A red one without a failure
+        kind gets the kind its flags say (every red final record has one)."""
         if self._ended:
             log.error("run of %s in %s ended twice; keeping the first record", result.flow, result.execution_dir)
             return result
         self._ended = True
+        result = classified(result)
         self._emit(ending(result), result)
         return self.last or result
 
