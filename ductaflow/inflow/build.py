@@ -7,7 +7,7 @@ dir), so a downstream flow reads its upstream's files as ``../<upstream instance
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,9 @@ def step(
     build_dir: str | Path | None = None,
     timeout: float | None = None,
     export_html: bool = False,
+    retries: int = 0,
+    retry_on: Sequence[str] | str | None = None,
+    backoff: float | None = None,
     **overrides: Any,
 ) -> FlowResult:
     """Run one flow of a build into ``<build_dir>/runs/<instance>/`` and return its result.
@@ -47,6 +50,12 @@ def step(
     dir. A red flow raises ``FlowFailed``, which stops the build and makes it red; an orange
     flow lets the build go on. A step after another re-runs when that one's fingerprint or
     the files it left changed (its ``outputs`` digest).
+
+    ``retries`` more attempts are made of a step that ends red with a failure ``retry_on``
+    names (failure kinds, default ``kernel_died``, ``worker_lost``, ``timeout``, ``start_failed``,
+    or exception type names such as ``"ConnectionError"``), ``backoff`` seconds apart (doubled
+    each time, with jitter); a flow's own error is not retried unless its type is named. The
+    step's light is its last attempt's; each attempt's record has its number and history.
     """
     given = deep_merge(normalise_config(config), normalise_config(overrides, "step overrides"))
     cfg = deep_merge(_defaults(flow), given)
@@ -66,6 +75,9 @@ def step(
         export_html=export_html,
         raise_on_failure=True,
         upstream=tuple(fp for _, fp in upstream),
+        retries=retries,
+        retry_on=retry_on,
+        backoff=backoff,
     )
     if result.fingerprint:
         upstream.append((name, f"{result.fingerprint}:{result.outputs}" if result.outputs else result.fingerprint))
