@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -40,7 +41,7 @@ def status(runs_dir: Path, sweep: str | None) -> None:
 
     if not runs_dir.is_dir():
         raise DuctaflowError(f"runs directory not found: {runs_dir}")
-    rows = status_rows(runs_dir, sweep)
+    rows = _with_attempts(runs_dir, status_rows(runs_dir, sweep))
     width = shutil.get_terminal_size().columns if sys.stdout.isatty() else 200
     lines = status_table(rows, width)
     click.echo(click.style(lines[0], bold=True) + "\n" + "\n".join(lines[1:]))
@@ -48,6 +49,24 @@ def status(runs_dir: Path, sweep: str | None) -> None:
     for r in rows:
         counts[str(r["status"])] = counts.get(str(r["status"]), 0) + 1
     click.echo(f"{len(rows)} instance(s): {_light_counts(counts)}")
+
+
+def _with_attempts(runs_dir: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` with each instance's failure kind and phase, and its retries, before its error
+    ("[kernel_died in execute, after 1 retry] ..."), read from its own record."""
+    from ductaflow.store.layout import artifact_path  # deferred with the records it reads
+    from ductaflow.store.records import read_status
+
+    out = []
+    for row in rows:
+        rec = read_status(artifact_path(runs_dir / str(row["dir"]), str(row["flow"]), "status"), drop=_UNSHOWN)
+        note = rec.attempts_note if rec is not None and rec.state != "running" else ""
+        out.append({**row, "error": f"[{note}] {row['error'] or ''}".rstrip()} if note else row)
+    return out
+
+
+#: Record fields ``status`` does not show: left out when its rows are read.
+_UNSHOWN = ("fingerprint_parts", "reasons", "deps", "provenance", "notes", "warnings")
 
 
 @cli.command()
