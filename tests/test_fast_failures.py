@@ -27,7 +27,7 @@ from ductaflow.core.failures import FailureKind, RetryPolicy, derive_kind
 from ductaflow.core.lights import Status
 from ductaflow.errors import ConfigError, FlowFailed
 from ductaflow.lifecycle.hooks import Hooks
-from ductaflow.run.attempts import classified, history, retrying
+from ductaflow.run.attempts import classified, history, retry_facts, retrying
 from ductaflow.run.recorder import Lifecycle, ledger_dispatcher
 from ductaflow.store import ledger
 from ductaflow.store.layout import artifact_path, steps_path
@@ -185,6 +185,8 @@ def test_a_build_that_raised_flow_failed_takes_its_failed_step_s_kind(tmp_path: 
     assert (classified(own, "user_error", "execute").kind, classified(own).phase) == ("user_error", None)
     assert classified(_result(tmp_path, kind="timeout", phase="execute")).kind is None  # not red: no kind
     assert FlowFailed(classified(build)).kind == "kernel_died"
+    assert retry_facts(classified(build)) == ("kernel_died", "DeadKernelError")  # the step's error type
+    assert retry_facts(classified(own)) == ("user_error", "RuntimeError")
 
 
 def test_a_hook_that_turns_a_run_red_is_hook_failed_in_finalize_and_a_lost_run_is_worker_lost(

@@ -52,6 +52,18 @@ def classified(result: FlowResult, kind: str | None = None, phase: str | None = 
     return replace(result, kind=kind, phase=phase)
 
 
+def retry_facts(result: FlowResult) -> tuple[str | None, str | None]:
+    """The failure kind and error type a retry policy judges ``result`` by: a build that raised
+    ``FlowFailed`` is judged by its failed step's error type (``retry_on=("ConnectionError",)``
+    retries a build whose step raised one), its kind being that step's already."""
+    error_type = result.error.type if result.error else None
+    if error_type == STEP_FAILED_ERROR and result.status is Status.RED:
+        step = failed_step(result.execution_dir)
+        if step is not None and step.error is not None:
+            error_type = step.error.type
+    return result.kind, error_type
+
+
 def retrying(policy: RetryPolicy, run: Callable[[int], FlowResult], first: int = 1, what: str = "run") -> FlowResult:
     """Call ``run(attempt)`` for attempts ``first``, ``first + 1`` ... while the result is red
     with a failure ``policy`` retries (never an interrupt), waiting ``policy.delay`` between
@@ -59,11 +71,9 @@ def retrying(policy: RetryPolicy, run: Callable[[int], FlowResult], first: int =
     tries = 1
     while True:
         result = run(first + tries - 1)
-        kind = result.kind
-        if result.status is not Status.RED or kind == FailureKind.INTERRUPTED or result.interrupted:
+        if result.status is not Status.RED or result.kind == FailureKind.INTERRUPTED or result.interrupted:
             return result
-        error_type = result.error.type if result.error else None
-        if not policy.should_retry(tries, kind, error_type):
+        if not policy.should_retry(tries, *retry_facts(result)):
             return result
         wait = policy.delay(tries)
         log.warning("%s: attempt %d failed (%s); attempt %d in %.1fs", what, first + tries - 1,
