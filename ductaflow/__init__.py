@@ -30,6 +30,7 @@ from ductaflow.errors import (
     MissingParametersCell,
     ScenarioError,
     SharedFilesystemError,
+    SweepNotFound,
     UnsafePath,
     WouldOverwrite,
 )
@@ -44,6 +45,7 @@ from ductaflow.store.records import analyze_execution_logs
 from ductaflow.store.result import ErrorInfo, FlowResult
 
 if TYPE_CHECKING:
+    from ductaflow.conductor.search import FinishedScenario
     from ductaflow.conductor.sweep import conduct
     from ductaflow.conductor.tables import expand_grid
     from ductaflow.core.seeds import reproducible_seed, seed
@@ -53,9 +55,11 @@ if TYPE_CHECKING:
     from ductaflow.report.page import generate_status_report, write_report
     from ductaflow.run.execute import run_notebook, run_step_flow
     from ductaflow.store.metrics import record_table
+    from ductaflow.store.sweeps import read_sweep_state
 
 #: Entry points imported on first use: name -> the module that defines it.
 _ON_USE = {
+    "FinishedScenario": "ductaflow.conductor.search",
     "conduct": "ductaflow.conductor.sweep",
     "debug_flow": "ductaflow.debug",
     "expand_grid": "ductaflow.conductor.tables",
@@ -63,6 +67,7 @@ _ON_USE = {
     "prepare_debug_notebook": "ductaflow.debug",
     "record": "ductaflow.inflow.recording",
     "record_table": "ductaflow.store.metrics",
+    "read_sweep_state": "ductaflow.store.sweeps",
     "reproducible_seed": "ductaflow.core.seeds",
     "run_notebook": "ductaflow.run.execute",
     "run_step_flow": "ductaflow.run.execute",
@@ -97,6 +102,7 @@ __all__ = [
     "ConfigError",
     "DuctaflowError",
     "ErrorInfo",
+    "FinishedScenario",
     "FlowFailed",
     "FlowFileError",
     "FlowResult",
@@ -106,6 +112,7 @@ __all__ = [
     "ScenarioError",
     "SharedFilesystemError",
     "Status",
+    "SweepNotFound",
     "UnsafePath",
     "WouldOverwrite",
     "__version__",
@@ -124,6 +131,7 @@ __all__ = [
     "load_cli_config",
     "load_config_file",
     "prepare_debug_notebook",
+    "read_sweep_state",
     "record",
     "record_table",
     "reproducible_seed",

@@ -103,17 +103,20 @@ def test_task_and_outcome_survive_pickling(project: Path) -> None:
 
 
 def test_outcome_row_fields_and_lost_outcomes() -> None:
-    done = BuildOutcome("a", Status.RED, 2.0, "work: RuntimeError: boom", "work")
+    done = BuildOutcome("a", Status.RED, 2.0, "work: RuntimeError: boom", "work", kind="user_error")
     assert done.row_fields() == {
         "state": "done",
         "status": "red",
         "duration": 2.0,
         "error": "work: RuntimeError: boom",
         "worst_flow": "work",
+        "kind": "user_error",
     }
+    assert BuildOutcome("a", Status.GREEN, kind="user_error").row_fields()["kind"] is None  # only red rows have one
     assert BuildOutcome("a", Status.GREEN, skipped=True).row_fields()["state"] == "skipped"
     lost = lost_outcome("a", "gone")
     assert lost.lost and lost.status is Status.RED and lost.error == f"{WORKER_LOST}: gone"
+    assert lost.kind == "worker_lost"
     failed: Future[BuildOutcome] = Future()
     failed.set_exception(RuntimeError("boom"))
     assert outcome_of(failed, "a") == lost_outcome("a", "RuntimeError: boom")
@@ -136,6 +139,9 @@ def test_state_row_and_the_state_file(project: Path) -> None:
         "metrics": {},
         "sweep": None,
         "replicate": None,
+        "parent": None,
+        "attempts": 0,
+        "kind": None,
     }
     run = ConductorRun(plan)
     run.start("a")

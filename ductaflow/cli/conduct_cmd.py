@@ -28,8 +28,8 @@ def _where_builds_run(executor: str | None, scheduler: str | None, cluster: str 
 
 
 @cli.command()
-@click.argument("scenarios", type=click.Path(path_type=Path))
-@click.option("--build", "build", required=True, type=click.Path(path_type=Path), help="The build flow to run per row.")
+@click.argument("scenarios", type=click.Path(path_type=Path), required=False)
+@click.option("--build", "build", type=click.Path(path_type=Path), help="The build flow to run per row.")
 @click.option("--base-config", type=click.Path(path_type=Path), help="JSON config the rows are merged over.")
 @click.option(
     "--runs-root", type=click.Path(path_type=Path), help="Where instances go (default: runs/ in the project root)."
@@ -76,12 +76,26 @@ def _where_builds_run(executor: str | None, scheduler: str | None, cluster: str 
 @click.option("--seed", "study_seed", type=int, metavar="S",
               help="Study seed the runs' seeds are derived from (default 0).")
 @click.option("--max-runs", type=int, metavar="K",
-              help="Refuse a plan that would run more than K builds (up-to-date ones not counted).")
+              help="Refuse a plan that would run more than K builds (up-to-date ones not counted); with "
+              "--follow-up, the search's budget: once K builds started, the rest is not run.")
+@click.option("--follow-up", "follow_up", metavar="MODULE:FUNCTION",
+              help="Adaptive sweep: after each scenario, this function (found at the project root too) "
+              "returns more scenario rows to run.")
+@click.option("--resume", metavar="SWEEP",
+              help="Carry on a sweep whose conductor died: what ended is not run again (SCENARIOS and --build "
+              "are then optional).")
+@click.option("--retries", type=click.IntRange(min=0), metavar="N",
+              help="Run a red build again up to N times when its failure is an infrastructure one "
+              "(kernel_died, worker_lost, timeout, start_failed) or listed in --retry-on.")
+@click.option("--retry-on", "retry_on", multiple=True, metavar="KIND|EXCEPTION",
+              help="A failure kind or exception type name that earns a retry; repeatable (default: the four above).")
+@click.option("--backoff", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Wait before the first retry (doubling each time, with jitter; default 1).")
 @click.option("--tracker", "trackers", multiple=True, metavar="NAME",
               help="Also log every flow run to this experiment tracker (noop, mlflow, wandb); repeatable.")
 def conduct(
-    scenarios: Path,
-    build: Path,
+    scenarios: Path | None,
+    build: Path | None,
     base_config: Path | None,
     runs_root: Path | None,
     instance_column: str | None,
@@ -104,6 +118,11 @@ def conduct(
     replicates: int | None,
     study_seed: int | None,
     max_runs: int | None,
+    follow_up: str | None,
+    resume: str | None,
+    retries: int | None,
+    retry_on: tuple[str, ...],
+    backoff: float | None,
     trackers: tuple[str, ...],
 ) -> None:
     """Run BUILD once per row of SCENARIOS (CSV or Parquet) and keep the live report.
@@ -119,6 +138,8 @@ def conduct(
     from ductaflow.conductor.sweep import conduct as run_conductor
     from ductaflow.store.layout import REPORT_NAME  # deferred with the line above
 
+    if resume is None and (scenarios is None or build is None):
+        raise click.UsageError("give SCENARIOS and --build (or --resume SWEEP)")
     where = _where_builds_run(executor, scheduler, cluster)
     table = run_conductor(
         scenarios,
@@ -146,6 +167,11 @@ def conduct(
         seed=study_seed,
         max_runs=max_runs,
         trackers=trackers,
+        follow_up=follow_up,
+        resume=resume,
+        retries=retries,
+        retry_on=retry_on or None,
+        backoff=backoff,
     )
     if explain:
         for row in table.itertuples():

@@ -8,6 +8,7 @@ that a re-run with every scenario up to date loads no pool, cluster or kernel co
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import replace
 from typing import Any
@@ -15,9 +16,11 @@ from typing import Any
 from ductaflow.conductor.executors import Backend, make_backend
 from ductaflow.conductor.plan import SweepPlan, build_tasks
 from ductaflow.conductor.progress import Reporter
+from ductaflow.conductor.scenario import ScenarioPlan
 from ductaflow.conductor.schedule import schedule
 from ductaflow.conductor.state import ConductorRun
 from ductaflow.conductor.tasks import BuildTask
+from ductaflow.core.failures import RetryPolicy
 from ductaflow.kernels import fork
 from ductaflow.kernels.provisioner import remove_leftovers
 from ductaflow.store.layout import REPORT_NAME
@@ -36,23 +39,30 @@ def run_builds(
     lost_retries: int,
     html: str,
     fail_fast: bool,
+    retry: RetryPolicy | None = None,
 ) -> bool:
-    """Run the plan's builds that are due, recording each in ``run``; returns True when a Ctrl-C
-    (or SIGTERM) stopped them in order. The backend, the reporter and this call's bookkeeping
-    files are closed on every way out."""
+    """Run the plan's builds that are due (and the follow-ups the sweep's search proposes),
+    recording each in ``run``; returns True when a Ctrl-C (or SIGTERM) stopped them in order.
+    The backend, the reporter and this call's bookkeeping files are closed on every way out."""
     plan = run.plan
     backend = _open_backend(plan, executor, max_parallel, worker_wait)
     try:
         template = _kernel_template(backend, plan)
-        tasks = build_tasks(plan, attempts=run.attempts, conductor=run.owner, timeout=timeout,
-                            lost_retries=lost_retries, kernel_template=template, html=html)
-        tasks = [replace(t, context=t.context.child(sweep=run.sweep)) for t in tasks]
+
+        def make_tasks(scenarios: Sequence[ScenarioPlan]) -> list[BuildTask]:
+            tasks = build_tasks(run.plan, attempts=run.attempts, conductor=run.owner, timeout=timeout,
+                                lost_retries=lost_retries, kernel_template=template, html=html,
+                                scenarios=scenarios)  # fmt: skip
+            return [replace(t, context=t.context.child(sweep=run.sweep)) for t in tasks]
+
+        tasks = make_tasks(plan.to_run)
         try:
             _begin(run, tasks, backend, reporter)
         except KeyboardInterrupt:  # before any build started: the rows say so, the state is final
             run.interrupt()
             return True
-        return schedule(run, backend, tasks, fail_fast=fail_fast, reporter=reporter)
+        return schedule(run, backend, tasks, fail_fast=fail_fast, reporter=reporter, retry=retry,
+                        make_task=lambda p: make_tasks([p])[0])  # fmt: skip
     finally:
         backend.shutdown()
         reporter.close()

@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ductaflow.conductor.attempts import Attempt, read_attempt
-from ductaflow.conductor.tasks import NOT_RUN, WORKER_LOST, BuildOutcome, BuildTask
+from ductaflow.conductor.tasks import NOT_RUN, WORKER_LOST, BuildOutcome, BuildTask, failure_fields
+from ductaflow.core.failures import FailureKind
 from ductaflow.core.lights import Status
 from ductaflow.run.recorder import close_open_runs
 from ductaflow.store.records import summarize_instance
@@ -36,6 +37,7 @@ def recover(task: BuildTask, outcome: BuildOutcome, *, cluster_gone: bool) -> Bu
     build = summary.build
     if build is not None and build.state == RunState.FINISHED and _this_attempts(build.started, attempt):
         note = "its worker's answer was lost; its result is taken from its records"
+        kind, phase, error_type = failure_fields(build)
         return BuildOutcome(
             instance=task.instance,
             status=summary.status or Status.RED,
@@ -45,6 +47,9 @@ def recover(task: BuildTask, outcome: BuildOutcome, *, cluster_gone: bool) -> Bu
             notes=(note,),
             worker=f"{attempt.host}:{attempt.pid}" if attempt.host else None,
             started=build.started,
+            kind=kind,
+            phase=phase,
+            error_type=error_type,
         )
     return close_lost(task, outcome, interrupted=False)
 
@@ -56,7 +61,7 @@ def close_lost(task: BuildTask, outcome: BuildOutcome, *, interrupted: bool) -> 
     Returns the outcome completed from the records.
     """
     if interrupted:
-        outcome = replace(outcome, error="interrupted")
+        outcome = replace(outcome, error="interrupted", kind=FailureKind.INTERRUPTED.value)
         error = ErrorInfo("KeyboardInterrupt", "interrupted")
     else:
         error = ErrorInfo("WorkerLost", outcome.error or WORKER_LOST)

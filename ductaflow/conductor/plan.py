@@ -289,8 +289,10 @@ def build_tasks(
     lost_retries: int = 0,
     kernel_template: str | None = None,
     html: str = "failed",
+    scenarios: Sequence[ScenarioPlan] | None = None,
 ) -> list[BuildTask]:
-    """One worker task per scenario that runs, carrying the decision made for it here.
+    """One worker task per scenario that runs (of ``scenarios``, default all), carrying the
+    decision made for it here.
 
     ``attempts`` is the folder of their attempt files; ``conductor`` the identity of the
     conductor process (workers it started stop their builds if it dies); ``html`` which of
@@ -314,5 +316,5 @@ def build_tasks(
             kernel_template=kernel_template,
             html=html,
         )
-        for p in plan.to_run
+        for p in (plan.to_run if scenarios is None else scenarios)
     ]

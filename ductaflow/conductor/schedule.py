@@ -16,9 +16,10 @@ seconds, or the scheduler lost for good, the scenarios not yet run are given up 
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import time
-from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import replace
 from pathlib import Path
@@ -29,9 +30,11 @@ from ductaflow.conductor.executors import Backend
 from ductaflow.conductor.executors.base import Health
 from ductaflow.conductor.lost import close_lost, recover
 from ductaflow.conductor.progress import Reporter
+from ductaflow.conductor.scenario import ScenarioPlan
 from ductaflow.conductor.state import ConductorRun
 from ductaflow.conductor.tasks import NOT_RUN, SHARED_FILESYSTEM, BuildOutcome, BuildTask, lost_outcome
 from ductaflow.conductor.worker import run_build
+from ductaflow.core.failures import FailureKind, Phase, RetryPolicy
 from ductaflow.core.lights import Status
 from ductaflow.lifecycle.events import EventKind, ScenarioEvent
 from ductaflow.run.signals import sigterm_raises
@@ -39,6 +42,7 @@ from ductaflow.store.layout import artifact_path
 from ductaflow.store.ledger import ingest_spool
 from ductaflow.store.records import read_status
 from ductaflow.store.result import RunState
+from ductaflow.store.sweeps import BUDGET
 
 #: How long running builds get to stop and record themselves after a Ctrl-C.
 _INTERRUPT_GRACE_S = 30.0
@@ -47,14 +51,23 @@ _WAITING_NOTE_EVERY_S = 60.0
 
 
 def schedule(
-    run: ConductorRun, backend: Backend, tasks: Sequence[BuildTask], *, fail_fast: bool, reporter: Reporter
+    run: ConductorRun,
+    backend: Backend,
+    tasks: Sequence[BuildTask],
+    *,
+    fail_fast: bool,
+    reporter: Reporter,
+    retry: RetryPolicy | None = None,
+    make_task: Callable[[ScenarioPlan], BuildTask] | None = None,
 ) -> bool:
-    """Run ``tasks`` on ``backend``, recording each outcome in ``run``.
+    """Run ``tasks`` on ``backend``, recording each outcome in ``run``; a red build whose failure
+    ``retry`` covers runs again after its backoff, and the follow-ups the sweep's search
+    proposes run as ``make_task`` makes them.
 
     Returns True when the run was interrupted (Ctrl-C, or SIGTERM in the main thread)
     after an orderly stop; the caller then saves the final state and re-raises.
     """
-    scheduler = _Scheduler(run, backend, reporter, fail_fast)
+    scheduler = _Scheduler(run, backend, reporter, fail_fast, retry or RetryPolicy(), make_task)
     run.events.add("progress", scheduler.show)
     try:
         with sigterm_raises():
@@ -67,12 +80,19 @@ def schedule(
 class _Scheduler:
     """The state of one scheduling loop: what waits, what runs, and whether to stop."""
 
-    def __init__(self, run: ConductorRun, backend: Backend, reporter: Reporter, fail_fast: bool) -> None:
+    def __init__(
+        self, run: ConductorRun, backend: Backend, reporter: Reporter, fail_fast: bool, retry: RetryPolicy,
+        make_task: Callable[[ScenarioPlan], BuildTask] | None,
+    ) -> None:  # fmt: skip
         self.run = run
         self.backend = backend
         self.reporter = reporter
         self.fail_fast = fail_fast
-        self.queue: deque[BuildTask] = deque()
+        self.retry = retry
+        self.make_task = make_task
+        self.queue: list[tuple[tuple[bool, float, int], int, BuildTask]] = []  # a heap: by priority, then order
+        self.delayed: list[tuple[float, int, BuildTask, BuildOutcome]] = []  # retries waiting out their backoff
+        self.pushed = itertools.count()
         self.running: dict[Future[Any], BuildTask] = {}
         self.stopping = False  # fail-fast, or the cluster given up: launch nothing more
         self.interrupting = False  # a worker that goes during a Ctrl-C was stopped, not lost
@@ -80,20 +100,30 @@ class _Scheduler:
         self.last_note = 0.0
         self.cluster_gone = False
 
+    def push(self, task: BuildTask) -> None:
+        """Queue ``task`` by its scenario's priority, then submission order."""
+        search = self.run.search
+        key = search.order(task.instance) if search else (True, 0.0, 0)
+        heapq.heappush(self.queue, (key, next(self.pushed), task))
+
     def loop(self, tasks: Sequence[BuildTask]) -> None:
         """Keep the backend's slots busy until every task is recorded; on Ctrl-C stop, then re-raise."""
-        self.queue.extend(tasks)
+        for task in tasks:
+            self.push(task)
         wake = self.backend.wake_every
         try:
-            while self.queue or self.running:
+            self._expand_up_to_date()
+            while self.queue or self.running or self.delayed:
+                self._release_due()
                 self._launch()
-                if not self.running and (wake is None or not self.queue):
+                if not self.running and not self.delayed and (wake is None or not self.queue):
                     break
+                timeout = self._timeout(wake)
                 if self.running:
-                    done, _ = wait(self.running, timeout=wake, return_when=FIRST_COMPLETED)
-                else:  # work waits, no slot: the cluster has no worker (yet)
+                    done, _ = wait(self.running, timeout=timeout, return_when=FIRST_COMPLETED)
+                else:  # work waits, no slot (the cluster has no worker yet), or a retry waits out its backoff
                     done = set()
-                    time.sleep(wake or 0)
+                    time.sleep(timeout or 0)
                 for fut in done:
                     self._finished(fut)
                 if wake is not None:
@@ -102,38 +132,74 @@ class _Scheduler:
             self._interrupt()
             raise
 
+    def _timeout(self, wake: float | None) -> float | None:
+        """How long to wait for a build to end: until the next wake-up or the next retry is due."""
+        if not self.delayed:
+            return wake
+        due = max(0.0, self.delayed[0][0] - time.monotonic())
+        return due if wake is None else min(wake, due)
+
+    def _release_due(self) -> None:
+        """Retries whose backoff is over join the queue."""
+        now = time.monotonic()
+        while self.delayed and self.delayed[0][0] <= now:
+            self.push(heapq.heappop(self.delayed)[2])
+
     def _launch(self) -> None:
         if self.stopping or not self.queue:
             return
         free = self.backend.slots() - len(self.running)
         while self.queue and free > 0:
-            task = self.queue.popleft()
+            task = heapq.heappop(self.queue)[2]
+            if task.attempt == 1 and self.run.search and not self.run.search.may_start(task.instance):
+                self._out_of_budget(task)
+                return
             self.run.start(task.instance)
-            parent = self.run.spans.start_scenario(task.instance, self.run.plan.name, self.run.sweep)
-            if parent is not None:  # the build's flow span goes under its scenario's, in the worker
-                task = replace(task, context=task.context.child(trace_parent=parent))
+            if task.attempt == 1:
+                parent = self.run.spans.start_scenario(task.instance, self.run.plan.name, self.run.sweep)
+                if parent is not None:  # the build's flow span goes under its scenario's, in the worker
+                    task = replace(task, context=task.context.child(trace_parent=parent))
             self.run.emit(EventKind.STARTED, task.instance)
             self.running[self.backend.submit(run_build, task)] = task
             free -= 1
 
+    def _out_of_budget(self, first: BuildTask) -> None:
+        """``max_runs`` builds have started: the scenarios still queued are not run (``not_run: budget``)."""
+        rest = [first, *(item[2] for item in self.queue)]
+        self.queue.clear()
+        self.reporter.message(f"max_runs reached: {len(rest)} queued scenario(s) not run")
+        self.run.cancel((t.instance for t in rest), reason=f"{NOT_RUN}: {BUDGET}")
+
     def _finished(self, fut: Future[Any]) -> None:
         row = self._record(fut)
+        if row is None:
+            return
         hook_stop = self.run.hooks.stops and bool(row.get("hook_failures"))
         if row["status"] == "red" and (self.fail_fast or hook_stop) and not self.stopping:
             self.stopping = True
             self.run.state = "stopped"
             why = "a hook raised on it (hooks_fail='stop')" if hook_stop else "fail-fast"
             self.reporter.message(f"{why}: {row['instance']} is red; not starting {len(self.queue)} more")
-            self.run.cancel(t.instance for t in self.queue)
+            self._stop_queue()
+
+    def _stop_queue(self, reason: str | None = None) -> None:
+        """Launch nothing more: queued scenarios are cancelled, waiting retries end with their last outcome."""
+        self.stopping = True
+        for item in sorted(self.delayed):
+            self._end(item[2], item[3])
+        self.delayed.clear()
+        if self.queue:
+            self.run.cancel((item[2].instance for item in sorted(self.queue)), reason=reason)
             self.queue.clear()
 
-    def _record(self, fut: Future[Any]) -> dict[str, Any]:
-        """Record a finished future's build in its row; returns the row."""
+    def _record(self, fut: Future[Any]) -> dict[str, Any] | None:
+        """Record a finished future's build in its row; returns the row (None: it will be retried)."""
         task = self.running.pop(fut)
         return self._settle(task, outcome_of(fut, task.instance))
 
-    def _settle(self, task: BuildTask, outcome: BuildOutcome) -> dict[str, Any]:
-        """Record a build's outcome (a lost one judged from its files first); returns its row."""
+    def _settle(self, task: BuildTask, outcome: BuildOutcome) -> dict[str, Any] | None:
+        """Record a build's outcome (a lost one judged from its files first); returns its row, or
+        None when the failure earns another attempt (queued after its backoff)."""
         if outcome.lost and self.interrupting:
             outcome = close_lost(task, outcome, interrupted=True)
         elif outcome.lost:
@@ -142,6 +208,52 @@ class _Scheduler:
         if not outcome.lost and not outcome.not_run:
             outcome = confirmed(task, outcome)
         _ingest(task)
+        if self._retries(task, outcome):
+            return None
+        row = self._end(task, outcome)
+        self._expand(task.instance)
+        return row
+
+    def _retries(self, task: BuildTask, outcome: BuildOutcome) -> bool:
+        """Whether a red build runs again (its failure is one the retry policy covers): it is then
+        queued after its backoff, as the next attempt, and its row stays running."""
+        if outcome.status is not Status.RED or outcome.interrupted or outcome.not_run:
+            return False
+        if self.stopping or self.interrupting:
+            return False
+        if not self.retry.should_retry(task.attempt, outcome.kind, outcome.error_type):
+            return False
+        delay = self.retry.delay(task.attempt)
+        self.reporter.message(f"{task.instance}: attempt {task.attempt} is red ({outcome.kind}: {outcome.error}); "
+                              f"retrying in {delay:.1f} s")  # fmt: skip
+        self.run.retrying(outcome)
+        n = task.attempt + 1
+        attempt_file = task.attempt_file.with_name(f"{task.instance}.{n}.json") if task.attempt_file else None
+        again = replace(task, attempt=n, context=task.context.child(attempt=n), attempt_file=attempt_file)
+        heapq.heappush(self.delayed, (time.monotonic() + delay, next(self.pushed), again, outcome))
+        return True
+
+    def _expand(self, instance: str) -> None:
+        """The follow-ups the scenario's result proposes join the queue; a follow-up that failed stops the sweep."""
+        search = self.run.search
+        if search is None or search.follow_up is None or self.make_task is None:
+            return
+        for p in search.expand(instance):
+            self.push(self.make_task(p))
+        if search.failure is not None and not self.stopping:
+            self.reporter.message(f"{search.failure}; not starting {len(self.queue)} more")
+            self._stop_queue(f"{NOT_RUN}: the follow-up failed")
+
+    def _expand_up_to_date(self) -> None:
+        """Before the first launch: the follow-ups of scenarios that were up to date (or done, resumed)."""
+        search = self.run.search
+        if search is not None and search.follow_up is not None:
+            for p in list(self.run.plan.scenarios):
+                if self.run.rows[p.instance]["state"] == "skipped":
+                    self._expand(p.instance)
+
+    def _end(self, task: BuildTask, outcome: BuildOutcome) -> dict[str, Any]:
+        """The build's last outcome in its row, its span ended, its event sent; returns the row."""
         row = self.run.finish(outcome)
         if self.run.spans.scenarios:
             attempt = read_attempt(task.attempt_file)
@@ -184,9 +296,7 @@ class _Scheduler:
             del self.running[fut]
             fut.cancel()
             self._settle(task, lost_outcome(task.instance, reason))
-        if self.queue:
-            self.run.cancel((t.instance for t in self.queue), reason=f"{NOT_RUN}: {reason}")
-            self.queue.clear()
+        self._stop_queue(f"{NOT_RUN}: {reason}")
 
     def show(self, event: ScenarioEvent) -> None:
         """Consumer: a build that ended, on the progress display."""
@@ -197,6 +307,9 @@ class _Scheduler:
         """Launch nothing more; stop the running builds, record those that stop in time."""
         self.reporter.message("interrupted: stopping running builds and reaping their kernels ...")
         self.interrupting = True
+        for item in sorted(self.delayed):  # red, and not to be retried now
+            self._end(item[2], item[3])
+        self.delayed.clear()
         self.backend.stop([str(t.instance_dir) for t in self.running.values()])
         done, _ = wait(list(self.running), timeout=_INTERRUPT_GRACE_S)
         for fut in done:
@@ -251,7 +364,8 @@ def confirmed(task: BuildTask, outcome: BuildOutcome) -> BuildOutcome:
         f"{SHARED_FILESYSTEM}: {where} reported {outcome.status.value}, but the build's status record "
         f"{path} is {seen} on this machine: that worker does not share the runs root {path.parents[2]}"
     )
-    return replace(outcome, status=Status.RED, error=error, skipped=False)
+    return replace(outcome, status=Status.RED, error=error, skipped=False, kind=FailureKind.INFRASTRUCTURE.value,
+                   phase=Phase.FINALIZE.value)  # fmt: skip
 
 
 def _ingest(task: BuildTask) -> None:

@@ -29,6 +29,7 @@ from ductaflow.conductor.attempts import OWNER_FILE, remove_stale_attempts
 from ductaflow.conductor.hooks import SweepHooks, flow_failures, mark
 from ductaflow.conductor.plan import ScenarioPlan, SweepPlan
 from ductaflow.conductor.progress import Reporter
+from ductaflow.conductor.search import Search
 from ductaflow.conductor.spans import SweepSpans
 from ductaflow.conductor.tasks import BuildOutcome
 from ductaflow.core.clock import now_iso
@@ -71,6 +72,9 @@ def state_row(scenario: ScenarioPlan, build: str) -> dict[str, Any]:
         "metrics": {},
         "sweep": None,
         "replicate": scenario.config.get("_replicate"),  # set by replicates: the report groups these
+        "parent": scenario.parent,  # a follow-up: the instance whose result proposed it
+        "attempts": 0,  # starts of its build in this sweep, retries included
+        "kind": None,  # a red row's failure kind (core.failures)
     }
 
 
@@ -96,7 +100,7 @@ class ConductorRun:
         self._counts = dict.fromkeys(_LIGHTS, 0)
         self._counted: dict[str, str] = {}  # instance -> the light it is counted under
         self._report_due = 0.0  # monotonic time before which a live report is not rewritten
-        self._bulk = False  # marking many rows at once: the caller saves once afterwards
+        self.bulk = False  # marking many rows at once: the caller saves once afterwards
         self._claimed = False  # this call's attempts folder has its owner file
         self.events: Dispatcher[ScenarioEvent] = Dispatcher()
         self.events.add("state file", self._on_event, required=True)
@@ -104,6 +108,18 @@ class ConductorRun:
         self.spans = SweepSpans()
         self.events.add("hooks", self._on_hooks)
         self.failures: list[ConsumerFailure] = []
+        self.search: Search | None = None  # the sweep's search state, once attached (conduct does)
+
+    def attach(self, search: Search) -> None:
+        """Keep ``search`` (the sweep's nodes) in step with the rows: a consumer of their events."""
+        self.search = search
+        self.events.add("sweep state", search.on_event)
+
+    def extend(self, plan: SweepPlan, added: Iterable[ScenarioPlan]) -> None:
+        """The sweep grew (follow-ups): ``plan`` is the plan with ``added`` in it; they get rows."""
+        self.plan = plan
+        for p in added:
+            self.rows[p.instance] = state_row(p, plan.name)
 
     def emit(self, kind: EventKind, instance: str) -> None:
         """Hand the scenario's event to every consumer (its row as it stands now)."""
@@ -112,7 +128,7 @@ class ConductorRun:
 
     def _on_event(self, event: ScenarioEvent) -> None:
         """Consumer: the row's change in the state file (and the live report after an end)."""
-        if self._bulk:
+        if self.bulk:
             return
         try:
             self.store.change(self.rows[event.instance], event.at, self.document)
@@ -126,7 +142,7 @@ class ConductorRun:
         row = self.rows[event.instance]
         if self.hooks.scenario(event, row):
             self._count(event.instance)
-            if not self._bulk:
+            if not self.bulk:
                 self.store.change(row, event.at, self.document)
 
     def sweep_event(self, kind: str) -> None:
@@ -180,11 +196,14 @@ class ConductorRun:
         }
 
     def save(self, report: bool = True) -> None:
-        """Write the whole state file (a snapshot), then the report from disk; both atomically."""
+        """Write the whole state file (a snapshot), the sweep's search state, then the report from
+        disk; all atomically."""
         try:
             self.store.snapshot(self.document())
         except OSError as exc:
             raise self._unwritable(exc) from None
+        if self.search is not None:
+            self.search.save()
         self._claim_attempts()
         if report:
             self._maybe_report()
@@ -203,6 +222,8 @@ class ConductorRun:
 
     def _write_report(self) -> None:
         t0 = time.monotonic()
+        if self.search is not None and not self.search.adaptive:  # a grid's search state keeps the report's pace
+            self.search.save()
         try:
             write_report(self.runs_root)
         except Exception as exc:  # noqa: BLE001 - a report problem must not stop the builds
@@ -224,7 +245,14 @@ class ConductorRun:
         return build.sweep if build else None
 
     def start(self, instance: str) -> None:
-        self.rows[instance]["state"] = "running"
+        row = self.rows[instance]
+        row["state"] = "running"
+        row["attempts"] = int(row.get("attempts") or 0) + 1
+
+    def retrying(self, outcome: BuildOutcome) -> None:
+        """A red attempt that will be retried: its failure is kept in the row, which stays running."""
+        row = self.rows[outcome.instance]
+        row.update(error=outcome.error, kind=outcome.kind, worst_flow=outcome.worst_flow)
 
     def finish(self, outcome: BuildOutcome) -> dict[str, Any]:
         """Record a build's outcome (and the metrics its flows recorded); returns its row."""
@@ -250,7 +278,7 @@ class ConductorRun:
     def cancel(self, instances: Iterable[str], reason: str | None = None) -> None:
         """Scenarios that will not be started (fail-fast; ``reason``: given up, e.g. ``not_run: no
         worker``): one event each, one save for all."""
-        self._bulk = True
+        self.bulk = True
         try:
             for instance in instances:
                 self.rows[instance]["state"] = "cancelled"
@@ -258,7 +286,7 @@ class ConductorRun:
                     self.rows[instance]["error"] = reason
                 self.emit(EventKind.CANCELLED, instance)
         finally:
-            self._bulk = False
+            self.bulk = False
         self.save()
 
     def interrupt(self) -> None:
@@ -291,18 +319,25 @@ class ConductorRun:
     def mark_up_to_date(self, reporter: Reporter) -> None:
         """Rows whose instance is up to date: filled from disk, logged once in the ledger."""
         skipped: list[tuple[Any, str, Any]] = []
-        self._bulk = True  # the caller saves once: a no-op re-run of 10,000 rows writes one state file
+        self.bulk = True  # the caller saves once: a no-op re-run of 10,000 rows writes one state file
         try:
             for p in self.plan.scenarios:
                 if not self.plan.decisions[p.instance].run:
                     skipped.extend(self._up_to_date(p))
         finally:
-            self._bulk = False
+            self.bulk = False
         if skipped:
             # the skip is an event of this sweep; the instance's record keeps the sweep that ran it
             ctx = RunContext(str(self.plan.project_root), str(self.runs_root), build=self.plan.name, sweep=self.sweep)
             append_runs(ctx.ledger_fields(), skipped)
             reporter.message(f"{len(skipped)} scenario(s) up to date; not re-run (use force=True / --force to re-run)")
+
+    def fill_up_to_date(self, p: ScenarioPlan) -> None:
+        """One scenario added to the sweep (a follow-up) that is up to date: its row from disk, its ledger item."""
+        skipped = self._up_to_date(p)
+        if skipped:
+            ctx = RunContext(str(self.plan.project_root), str(self.runs_root), build=self.plan.name, sweep=self.sweep)
+            append_runs(ctx.ledger_fields(), skipped)
 
     def _up_to_date(self, p: ScenarioPlan) -> list[tuple[Any, str, Any]]:
         """One up-to-date row filled from disk; its ledger item (none when it has no build record)."""

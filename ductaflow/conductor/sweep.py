@@ -15,7 +15,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
@@ -24,22 +24,27 @@ import pandas as pd
 
 from ductaflow.conductor.plan import SweepPlan, plan_sweep
 from ductaflow.conductor.progress import Reporter, make_reporter
+from ductaflow.conductor.resume import Resumed, load_resumed, start_state
+from ductaflow.conductor.scenario import ScenarioPlan
+from ductaflow.conductor.search import FinishedScenario, Search, follow_up_spec, resolve_follow_up
 from ductaflow.conductor.state import ConductorRun
 from ductaflow.conductor.tables import load_scenarios
 from ductaflow.conductor.tasks import NOT_RUN
+from ductaflow.core.failures import RetryPolicy
 from ductaflow.core.names import validate_name
-from ductaflow.errors import ConductorFailed
+from ductaflow.errors import ConductorFailed, ScenarioError
 from ductaflow.report.spec import ReportSpec
 from ductaflow.run.notebook_html import check_policy
 from ductaflow.store.layout import REPORT_NAME
 from ductaflow.store.results import with_groups, write_results
+from ductaflow.store.sweeps import BUDGET
 
 log = logging.getLogger(__name__)
 
 
 def conduct(
-    scenarios: pd.DataFrame | str | Path,
-    build: str | Path,
+    scenarios: pd.DataFrame | str | Path | None,
+    build: str | Path | None,
     *,
     base_config: Mapping[str, Any] | str | Path | None = None,
     runs_root: str | Path = "runs",
@@ -68,6 +73,11 @@ def conduct(
     hooks: Sequence[object] = (),
     hooks_fail: str | None = None,
     trackers: Sequence[str] = (),
+    follow_up: Callable[[FinishedScenario], Any] | str | None = None,
+    resume: str | None = None,
+    retries: int | None = None,
+    retry_on: Sequence[str] | str | None = None,
+    backoff: float | None = None,
 ) -> pd.DataFrame:
     """Run ``build`` once per scenario row into ``<runs_root>/<build>/<instance>/``.
 
@@ -134,32 +144,70 @@ def conduct(
     ``trackers`` names experiment trackers (``noop``, ``mlflow``, ``wandb``) every flow of the
     builds is logged to, besides the project's ``[tool.ductaflow] trackers``; the report links
     each flow to its tracker run (:mod:`ductaflow.trackers`).
+
+    ``follow_up`` makes the sweep adaptive: called in this process with each scenario that
+    ends with a light (a :class:`~ductaflow.conductor.search.FinishedScenario`: light, values,
+    config, metrics), it returns more scenario rows (a DataFrame, a list of dicts, a dict or
+    None; an optional ``priority`` column, lower runs first, ties in submission order). They are
+    checked like the table, carry their parent as lineage, and a row equal to a scenario of the
+    sweep is not run twice. With a follow-up, ``max_runs`` is the search's budget: once that
+    many builds started, what is still queued ends ``not_run: budget``. A follow-up given as
+    ``"module:function"`` (or a function defined in a module) can be found again by a resume
+    from the command line.
+
+    The sweep's search state (its scenarios, their lineage, priorities and lights) is kept in
+    ``<runs_root>/.ductaflow/sweeps/<sweep>.json`` (:func:`ductaflow.read_sweep_state`), after
+    every change in an adaptive sweep. ``resume=<sweep>`` carries a sweep on after its conductor
+    died: scenarios that ended are not run again, queued ones keep their priority, running ones
+    start again; ``scenarios`` and ``build`` may then be None (the sweep's own), and settings not
+    given are the sweep's.
+
+    ``retries=N`` runs a red build again, up to N times, when its failure kind (``kernel_died``,
+    ``worker_lost``, ``timeout``, ``start_failed`` by default) or exception type is listed in
+    ``retry_on``, after ``backoff * 2**(attempt-1)`` seconds (default 1 s, with jitter). A
+    user's own error is not retried unless its type is listed. Every attempt has its record and
+    ledger row; the row's light is the last attempt's.
     """
     check_policy(html)
     spec = ReportSpec.from_mapping(report, "conduct(report=...)") if report is not None else None
-    sweep_id = new_sweep_id() if sweep is None else validate_name(sweep, "sweep id")
-    table = load_scenarios(scenarios)
+    resumed = load_resumed(resume, build, runs_root, project_root) if resume else None
+    sweep_id = _sweep_id(resumed, sweep)
+    given: dict[str, Any] = {"base_config": base_config, "instance_column": instance_column, "max_runs": max_runs,
+             "retries": retries, "retry_on": retry_on, "backoff": backoff, "timeout": timeout,
+             "replicates": replicates, "seed": seed}  # fmt: skip
+    opts = resumed.fill(given) if resumed else given
+    if resumed is not None:
+        build = build if build is not None else resumed.state.build_path
+        follow_up = follow_up if follow_up is not None else resumed.state.follow_up
+    if build is None or (scenarios is None and resumed is None):
+        raise ScenarioError("conduct() needs a scenario table and a build (or resume=<sweep>)")
+    table = load_scenarios(scenarios) if scenarios is not None else None
+    policy = RetryPolicy.of(opts["retries"] or 0, opts["retry_on"], opts["backoff"])
     plan = plan_sweep(
-        table, build, base_config=base_config, runs_root=runs_root, instance_column=instance_column,
+        table, build, base_config=opts["base_config"], runs_root=runs_root, instance_column=opts["instance_column"],
         project_root=project_root, preload=preload, force=force, only_failed=only_failed,
-        allow_unknown=allow_unknown, replicates=replicates, seed=seed, max_runs=max_runs, hooks=hooks,
-        hooks_fail=hooks_fail, trackers=trackers,
-    )
-    out = _scenario_table(table, plan)
+        allow_unknown=allow_unknown, replicates=opts["replicates"], seed=opts["seed"],
+        max_runs=None if follow_up is not None else opts["max_runs"], hooks=hooks, hooks_fail=hooks_fail,
+        trackers=trackers, scenarios=resumed.scenarios if resumed else (),
+    )  # fmt: skip
+    plan = resumed.keep_ended(plan) if resumed is not None else plan
+    fn = resolve_follow_up(follow_up, plan.project_root)
     reporter = make_reporter(progress)
-    if explain:
-        return _explain(plan, out, reporter)
-    if dry_run:
-        return _dry_run(plan, out, reporter)
+    if explain or dry_run:
+        return (_explain if explain else _dry_run)(plan, _scenario_table(table, plan), reporter)
     run = ConductorRun(plan, sweep=sweep_id, report=spec)
+    opts = {**opts, "base_config": dict(plan.rules.base) if plan.rules else None, "retry_on": list(policy.retry_on)}
+    state = start_state(plan, sweep_id, run.owner, max_runs=opts["max_runs"] if fn else None,
+                        follow_up=follow_up_spec(follow_up), options=opts, resumed=resumed)  # fmt: skip
+    run.attach(Search(run, state, fn, adaptive=fn is not None or policy.retries > 0))
     run.sweep_event("start")
-    if plan.to_run:
+    if plan.to_run or fn is not None:
         # deferred: pools, clusters and the kernel machinery load only when a build runs
         from ductaflow.conductor.launch import run_builds
 
         interrupted = run_builds(
             run, reporter, executor=executor, max_parallel=max_parallel, worker_wait=worker_wait,
-            timeout=timeout, lost_retries=lost_retries, html=html, fail_fast=fail_fast,
+            timeout=opts["timeout"], lost_retries=lost_retries, html=html, fail_fast=fail_fast, retry=policy,
         )
     else:
         interrupted = _nothing_to_run(run, reporter)
@@ -167,16 +215,45 @@ def conduct(
     if plan.parsed is not None:
         plan.parsed.save()  # after the state file: its commit stays the conductor's first rename
     run.sweep_event("end")
-    return _results(out, run, interrupted, raise_on_failure)
+    out = _results(_scenario_table(table, run.plan), run, interrupted, raise_on_failure)
+    if run.search is not None and run.search.failure is not None:
+        raise run.search.failure
+    return out
 
 
-def _scenario_table(table: pd.DataFrame, plan: SweepPlan) -> pd.DataFrame:
-    """The returned table: the scenarios with their instance names and folders."""
-    rows = [p.row for p in plan.scenarios]  # a row run as N replicates appears N times
-    out = table.reset_index(drop=True).iloc[rows].reset_index(drop=True)
+def _sweep_id(resumed: Resumed | None, sweep: str | None) -> str:
+    """This call's sweep id: a resumed sweep's own (another ``sweep`` is refused), the one given, or a new one."""
+    if resumed is None:
+        return new_sweep_id() if sweep is None else validate_name(sweep, "sweep id")
+    if sweep is not None and sweep != resumed.state.sweep:
+        raise ScenarioError(f"resume={resumed.state.sweep!r} and sweep={sweep!r}: a resumed sweep keeps its id")
+    return resumed.state.sweep
+
+
+def _scenario_table(table: pd.DataFrame | None, plan: SweepPlan) -> pd.DataFrame:
+    """The returned table: the scenarios with their instance names and folders (and the parent
+    of each follow-up, when there are any)."""
+    first = len(plan.scenarios) - (len(plan.scenarios) if table is None else 0)
+    from_table = table is not None and all(p.parent is None and p.row < len(table) for p in plan.scenarios)
+    if from_table and table is not None:
+        rows = [p.row for p in plan.scenarios]  # a row run as N replicates appears N times
+        out = table.reset_index(drop=True).iloc[rows].reset_index(drop=True)
+    else:  # a grown or resumed sweep: each row from its values (the table's own rows keep their types)
+        base = table.reset_index(drop=True) if table is not None else None
+        records = [_values_of(p, base, first) for p in plan.scenarios]
+        out = pd.DataFrame.from_records(records) if records else pd.DataFrame()
     out["instance"] = [p.instance for p in plan.scenarios]
     out["instance_dir"] = [str(plan.instance_dir(p.instance)) for p in plan.scenarios]
+    if any(p.parent for p in plan.scenarios):
+        out["parent"] = [p.parent for p in plan.scenarios]
     return out
+
+
+def _values_of(p: ScenarioPlan, table: pd.DataFrame | None, first: int) -> dict[str, Any]:
+    """A scenario's row: from the table when it came from it, else its planned values."""
+    if table is not None and p.parent is None and first <= p.row < first + len(table):
+        return dict(table.iloc[p.row - first].to_dict())
+    return dict(p.values)
 
 
 def _explain(plan: SweepPlan, out: pd.DataFrame, reporter: Reporter) -> pd.DataFrame:
@@ -236,7 +313,9 @@ def _results(out: pd.DataFrame, run: ConductorRun, interrupted: bool, raise_on_f
     if interrupted:
         raise KeyboardInterrupt
     red = [p.instance for p in run.plan.scenarios if run.rows[p.instance]["status"] == "red"]
-    not_run = [p.instance for p in run.plan.scenarios if str(run.rows[p.instance]["error"]).startswith(NOT_RUN)]
+    budget = f"{NOT_RUN}: {BUDGET}"  # a search's budget spent: expected, not a failure
+    errors = [(p.instance, str(run.rows[p.instance]["error"])) for p in run.plan.scenarios]
+    not_run = [name for name, error in errors if error.startswith(NOT_RUN) and error != budget]
     if (red or not_run) and raise_on_failure:
         parts = [f"{len(red)} red: {', '.join(red[:10])}"] if red else []
         parts += [f"{len(not_run)} not run: {', '.join(not_run[:10])}"] if not_run else []

@@ -16,8 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from ductaflow.core.context import RunContext
+from ductaflow.core.failures import FailureKind
 from ductaflow.core.lights import Status
+from ductaflow.run.attempts import retry_facts
 from ductaflow.run.decide import Decision
+from ductaflow.store.result import FlowResult
 
 #: The error text of a build whose worker died; the conductor's rows and records start with it.
 WORKER_LOST = "worker_lost"
@@ -52,6 +55,7 @@ class BuildTask:
     kernel_template: str | None = None
     #: which notebooks become pages once the build has ended: "failed" (red, orange), "all", "none"
     html: str = "failed"
+    attempt: int = 1  # the conductor's retries: 2 is the first retry of this instance in this sweep
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,9 @@ class BuildOutcome:
     worker: str | None = None  # host:pid of the process that ran it (named when its files are not here)
     started: str | None = None  # the build record's start time: which record the conductor must find
     not_run: bool = False  # never started, and given up (the cluster went away): no light
+    kind: str | None = None  # a red build's failure kind (core.failures), from its record or the worker
+    phase: str | None = None
+    error_type: str | None = None  # the exception type a red build's record names (retry_on may list it)
 
     def row_fields(self) -> dict[str, Any]:
         """The fields of a conductor state row this outcome sets."""
@@ -79,9 +86,22 @@ class BuildOutcome:
             "duration": self.duration,
             "error": self.error,
             "worst_flow": self.worst_flow,
+            "kind": self.kind if self.status is Status.RED and not self.not_run else None,
         }
 
 
 def lost_outcome(instance: str, detail: str) -> BuildOutcome:
     """The outcome of a build whose worker was lost."""
-    return BuildOutcome(instance, Status.RED, error=f"{WORKER_LOST}: {detail}", lost=True)
+    return BuildOutcome(instance, Status.RED, error=f"{WORKER_LOST}: {detail}", lost=True,
+                        kind=FailureKind.WORKER_LOST.value)  # fmt: skip
+
+
+Failure = tuple[str | None, str | None, str | None]  # failure kind, phase, exception type
+
+
+def failure_fields(build: FlowResult | None) -> Failure:
+    """A build's failure kind, phase and exception type, as its status record says (None when green)."""
+    if build is None or build.status is not Status.RED:
+        return None, None, None
+    kind, error_type = retry_facts(build)  # a build red from a step: that step's error type
+    return kind or FailureKind.USER_ERROR.value, build.phase, error_type

@@ -21,13 +21,15 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import psutil
 
 from ductaflow.conductor.attempts import claim_attempt
-from ductaflow.conductor.tasks import WORKER_LOST, BuildOutcome, BuildTask, lost_outcome
+from ductaflow.conductor.tasks import WORKER_LOST, BuildOutcome, BuildTask, Failure, failure_fields, lost_outcome
 from ductaflow.core import liveness
+from ductaflow.core.failures import FailureKind, Phase
 from ductaflow.core.lights import Status
 from ductaflow.errors import DuctaflowError
 from ductaflow.kernels import stopping
@@ -36,7 +38,7 @@ from ductaflow.run.execute import make_plan, run_plan
 from ductaflow.run.notebook_html import render_instance
 from ductaflow.run.recorder import close_open_runs
 from ductaflow.store.records import summarize_instance
-from ductaflow.store.result import ErrorInfo
+from ductaflow.store.result import ErrorInfo, FlowResult
 
 log = logging.getLogger(__name__)
 
@@ -152,27 +154,44 @@ def run_build(task: BuildTask) -> BuildOutcome:
         _RUNNING.add(exec_dir)
     t0 = time.monotonic()
     try:
-        skipped, notes, interrupted, error = _execute(task)
+        ran = _execute(task)
     finally:
         mark_busy(None)
-    if not interrupted:
+    if not ran.interrupted:
         _render_pages(task)
     summary = summarize_instance(task.instance_dir, task.build_path.stem)
     with _WATCH_LOCK:  # after the record is read back: an orphaned worker exits once this is empty
         _RUNNING.discard(exec_dir)
     build = summary.build
+    kind, phase, error_type = _failure(build, ran)
     return BuildOutcome(
         instance=task.instance,
-        status=Status.RED if error else (summary.status or Status.RED),
+        status=Status.RED if ran.error else (summary.status or Status.RED),
         duration=build.duration if build and build.duration else time.monotonic() - t0,
-        error=error or summary.error or ("interrupted" if interrupted else None),
+        error=ran.error or summary.error or ("interrupted" if ran.interrupted else None),
         worst_flow=summary.worst_flow,
-        interrupted=interrupted,
-        skipped=skipped,
-        notes=notes,
+        interrupted=ran.interrupted,
+        skipped=ran.skipped,
+        notes=ran.notes,
         worker=f"{socket.gethostname()}:{os.getpid()}",
         started=build.started if build else None,
+        kind=kind,
+        phase=phase,
+        error_type=error_type,
     )
+
+
+def _failure(build: FlowResult | None, ran: _Ran) -> Failure:
+    """A build's failure kind: its record's, unless the worker could not run it (a refusal, a
+    DuctaflowError, is the caller's to fix; anything else failed to start)."""
+    if ran.interrupted:
+        return FailureKind.INTERRUPTED.value, None, "KeyboardInterrupt"
+    if ran.error is not None:
+        kind, phase = (FailureKind.START_FAILED, Phase.START)
+        if ran.refused:
+            kind, phase = FailureKind.USER_ERROR, Phase.PREPARE
+        return kind.value, phase.value, ran.error_type
+    return failure_fields(build)
 
 
 def _render_pages(task: BuildTask) -> None:
@@ -187,8 +206,20 @@ def _render_pages(task: BuildTask) -> None:
         log.info("rendered %d notebook page(s) in %s", len(pages), task.instance_dir)
 
 
-def _execute(task: BuildTask) -> tuple[bool, tuple[str, ...], bool, str | None]:
-    """Run the build under the conductor's decision: (skipped, notes, interrupted, error)."""
+@dataclass(frozen=True)
+class _Ran:
+    """How running a build went, seen from the worker: ``error`` when it could not be run at all."""
+
+    skipped: bool = False
+    notes: tuple[str, ...] = ()
+    interrupted: bool = False
+    error: str | None = None
+    error_type: str | None = None
+    refused: bool = False  # the error is a DuctaflowError: bad input, the caller's to fix
+
+
+def _execute(task: BuildTask) -> _Ran:
+    """Run the build under the conductor's decision."""
     try:
         plan = make_plan(
             task.build_path,
@@ -204,9 +235,9 @@ def _execute(task: BuildTask) -> tuple[bool, tuple[str, ...], bool, str | None]:
         # the conductor's decision; run_plan checks it under the instance lock
         result = run_plan(plan, decision=task.decision)  # a red build is a result, not a raise
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (Terminated), that run_plan passed on
-        return False, (), True, None
+        return _Ran(interrupted=True)
     except DuctaflowError as exc:
-        return False, (), False, str(exc)
+        return _Ran(error=str(exc), error_type=type(exc).__name__, refused=True)
     except Exception as exc:  # noqa: BLE001 - a worker must report, not die
-        return False, (), False, f"{type(exc).__name__}: {exc}"
-    return result.skipped, result.notes, result.interrupted or result.terminated, None
+        return _Ran(error=f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__)
+    return _Ran(result.skipped, result.notes, result.interrupted or result.terminated)
