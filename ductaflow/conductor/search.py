@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +64,9 @@ class FinishedScenario:
     error: str | None = None
     kind: str | None = None  # a red one's failure kind
     attempts: int = 1
+    #: the whole search so far (every node, with its values, light and metrics): a follow-up that
+    #: derives the next scenarios from all results, not only this one, needs no state of its own
+    search: SweepState | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -241,7 +244,7 @@ class Search:
             instance=node.instance, status=row.get("status"), values=dict(node.values), config=dict(node.config),
             metrics=dict(row.get("metrics") or {}), instance_dir=plan.instance_dir(node.instance),
             parent=node.parent, duration=row.get("duration"), error=row.get("error"), kind=row.get("kind"),
-            attempts=int(row.get("attempts") or 1),
+            attempts=int(row.get("attempts") or 1), search=self.state,
         )  # fmt: skip
 
 
