@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -213,3 +214,31 @@ def test_a_kernel_that_dies_is_retried_and_a_value_error_is_not(tmp_path: Path) 
     ledger = read_ledger(root / "runs")
     ends = ledger[(ledger["instance"] == "dies") & (ledger["event"] != "start")]
     assert sorted(ends["attempt"].dropna().astype(int)) == [1, 2]
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _readme_block(title: str) -> str:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    start = text.index(f'```python title="{title}"\n') + len(f'```python title="{title}"\n')
+    return text[start : text.index("```", start)]
+
+
+def test_the_readme_calibration_of_the_example_converges(tmp_path: Path) -> None:
+    project = tmp_path / "example"
+    project.mkdir()
+    for name in ("flows", "builds", "config"):
+        shutil.copytree(REPO / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(REPO / "pyproject.toml", project / "pyproject.toml")
+    (project / "calibrate.py").write_text(_readme_block("calibrate.py"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DUCTAFLOW_")}
+    done = subprocess.run([sys.executable, "calibrate.py"], cwd=project, env=env, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    state = read_sweep_state(project / "runs", "calibrate")
+    assert state.state == "finished" and 3 <= state.runs <= 12
+    km = [n.metrics["mean_trip_length"] for n in state.nodes]
+    assert min(abs(k - 9.95) for k in km) < 0.005  # the target is hit
+    assert all(n.status == "green" for n in state.nodes)
+    assert [n.parent is None for n in state.nodes[:2]] == [True, True] and all(n.parent for n in state.nodes[2:])

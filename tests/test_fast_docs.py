@@ -50,7 +50,7 @@ def _extras() -> set[str]:
 
 def test_the_readme_is_short() -> None:
     lines = _readme().count("\n")
-    assert lines <= 260, f"README.md has {lines} lines; move detail into docs/ (the README aims at ~250)"
+    assert lines <= 295, f"README.md has {lines} lines; move detail into docs/ (the README aims at ~280)"
 
 
 def test_the_readme_opens_with_its_two_commands_unchanged() -> None:

@@ -64,6 +64,10 @@ class LineReporter:
     def message(self, text: str) -> None:
         self.console.print(text, markup=False)
 
+    def grow(self, more: int) -> None:
+        """The sweep grew (follow-ups): ``more`` builds to run besides those counted at the start."""
+        self.total += more
+
     def close(self) -> None: ...
 
 
@@ -97,6 +101,10 @@ class BarReporter(LineReporter):
 
     def message(self, text: str) -> None:
         self.progress.console.print(text, markup=False)
+
+    def grow(self, more: int) -> None:
+        super().grow(more)
+        self.progress.update(self.task_id, total=self.total)
 
     def close(self) -> None:
         self.progress.stop()

@@ -238,8 +238,12 @@ class _Scheduler:
         search = self.run.search
         if search is None or search.follow_up is None or self.make_task is None:
             return
-        for p in search.expand(instance):
+        due = search.expand(instance)
+        for p in due:
             self.push(self.make_task(p))
+        grow = getattr(self.reporter, "grow", None)  # optional: a caller's own reporter may not count
+        if due and callable(grow):
+            grow(len(due))
         if search.failure is not None and not self.stopping:
             self.reporter.message(f"{search.failure}; not starting {len(self.queue)} more")
             self._stop_queue(f"{NOT_RUN}: the follow-up failed")

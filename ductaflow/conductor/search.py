@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -73,14 +74,21 @@ class FinishedScenario:
         return self.status in ("green", "orange")
 
 
-def follow_up_spec(follow_up: Any) -> str | None:
+def follow_up_spec(follow_up: Any, project_root: Path) -> str | None:
     """``module:qualname`` of a follow-up another process can import again (a resume from the
-    command line), or None for a lambda, a nested function or one in ``__main__``."""
+    command line), or None for a lambda or a nested function. One defined in the script that
+    runs (``python calibrate.py``) at the project root is ``calibrate:name``: importing that
+    module does not run its ``if __name__ == "__main__"`` block."""
     if isinstance(follow_up, str):
         return follow_up
     module, name = getattr(follow_up, "__module__", None), getattr(follow_up, "__qualname__", None)
-    if not module or not name or module == "__main__" or "<" in name:
+    if not module or not name or "<" in name:
         return None
+    if module == "__main__":
+        script = getattr(sys.modules.get("__main__"), "__file__", None)  # read only
+        if not script or Path(script).resolve().parent != project_root or not Path(script).stem.isidentifier():
+            return None
+        module = Path(script).stem
     return f"{module}:{name}"
 
 

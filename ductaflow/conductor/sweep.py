@@ -197,8 +197,9 @@ def conduct(
         return (_explain if explain else _dry_run)(plan, _scenario_table(table, plan), reporter)
     run = ConductorRun(plan, sweep=sweep_id, report=spec)
     opts = {**opts, "base_config": dict(plan.rules.base) if plan.rules else None, "retry_on": list(policy.retry_on)}
-    state = start_state(plan, sweep_id, run.owner, max_runs=opts["max_runs"] if fn else None,
-                        follow_up=follow_up_spec(follow_up), options=opts, resumed=resumed)  # fmt: skip
+    spec_ = follow_up_spec(follow_up, plan.project_root)
+    state = start_state(plan, sweep_id, run.owner, max_runs=opts["max_runs"] if fn else None, follow_up=spec_,
+                        options=opts, resumed=resumed)  # fmt: skip
     run.attach(Search(run, state, fn, adaptive=fn is not None or policy.retries > 0))
     run.sweep_event("start")
     if plan.to_run or fn is not None:
