@@ -149,7 +149,8 @@ class Search:
     def __init__(self, run: ConductorRun, state: SweepState, follow_up: Callable[[FinishedScenario], Any] | None,
                  adaptive: bool) -> None:  # fmt: skip
         self.run = run
-        self.state = state
+        self.head = replace(state, nodes=())  # the sweep's settings and counters; the nodes are kept apart
+        self.nodes = {n.instance: n for n in state.nodes}  # by instance, in submission order: O(1) a change
         self.follow_up = follow_up
         self.adaptive = adaptive  # write after every change (else at saves)
         self.failure: ScenarioError | None = None  # a follow-up that raised or proposed bad rows
@@ -157,29 +158,34 @@ class Search:
     @property
     def budget_left(self) -> bool:
         """True while ``max_runs`` allows another build to start."""
-        return self.state.max_runs is None or self.state.runs < self.state.max_runs
+        return self.head.max_runs is None or self.head.runs < self.head.max_runs
+
+    @property
+    def state(self) -> SweepState:
+        """The whole search as it stands (a snapshot: later changes do not reach it)."""
+        return replace(self.head, nodes=tuple(self.nodes.values()))
 
     def may_start(self, instance: str) -> bool:
         """Whether ``instance`` may start: the budget allows one more, or it started before (a resume)."""
-        node = self.state.node(instance)
+        node = self.nodes.get(instance)
         return self.budget_left or (node is not None and node.attempts > 0)
 
     def order(self, instance: str) -> tuple[bool, float, int]:
         """The queue key of a scenario: priority (lower first, none last), then submission order."""
-        node = self.state.node(instance)
+        node = self.nodes.get(instance)
         return node.order if node else (True, 0.0, 0)
 
     def save(self) -> None:
         """Write the search state (atomically); a failure to write is logged, the sweep goes on."""
-        self.state = replace(self.state, updated=now_iso(), state=self.run.state)
+        self.head = replace(self.head, updated=now_iso(), state=self.run.state)
         try:
             write_sweep_state(self.run.runs_root, self.state)
         except (OSError, ValueError) as exc:
-            log.warning("could not write the sweep state of %s: %s", self.state.sweep, exc)
+            log.warning("could not write the sweep state of %s: %s", self.head.sweep, exc)
 
     def on_event(self, event: ScenarioEvent) -> None:
         """Consumer: a scenario's node follows its row (and the file, in an adaptive sweep)."""
-        node = self.state.node(event.instance)
+        node = self.nodes.get(event.instance)
         if node is None:
             return
         row = event.row
@@ -193,8 +199,8 @@ class Search:
                           kind=row.get("kind"), error=row.get("error"), duration=row.get("duration"),
                           metrics=dict(row.get("metrics") or {}), attempts=int(row.get("attempts") or 0))  # fmt: skip
         if event.kind is EventKind.STARTED and node.attempts == 0:
-            self.state = replace(self.state, runs=self.state.runs + 1)
-        self.state = self.state.with_node(new)
+            self.head = replace(self.head, runs=self.head.runs + 1)
+        self.nodes[new.instance] = new
         if self.adaptive and not self.run.bulk:
             self.save()
 
@@ -204,7 +210,7 @@ class Search:
         due: list[ScenarioPlan] = []
         pending = [instance]
         while pending and self.follow_up is not None and self.failure is None:
-            node = self.state.node(pending.pop(0))
+            node = self.nodes.get(pending.pop(0))
             if node is None or node.followed or node.status not in ("green", "orange", "red"):
                 continue
             for p in self._ask(node):
@@ -233,12 +239,12 @@ class Search:
         added = list(extended.scenarios[before:])
         first = len(plan.scenarios)
         self.run.extend(extended, added)
-        self.state = replace(self.state.with_node(replace(node, followed=True)),
-                             duplicates=self.state.duplicates + dropped)  # fmt: skip
-        seq = len(self.state.nodes)
+        self.nodes[node.instance] = replace(node, followed=True)
+        self.head = replace(self.head, duplicates=self.head.duplicates + dropped)
+        seq = len(self.nodes)
         for i, p in enumerate(added):
             prio = priorities[p.row - first] if p.row - first < len(priorities) else None
-            self.state = self.state.with_node(node_of(p, seq + i, prio))
+            self.nodes[p.instance] = node_of(p, seq + i, prio)
         if dropped:
             log.info("follow_up of %s: %d proposed scenario(s) already in the sweep, not run twice", node.instance,
                      dropped)  # fmt: skip
