@@ -175,11 +175,16 @@ def plan_sweep(
                                   existing=present, first_row=len(planned))  # fmt: skip
     loaded, names = _hooks_and_trackers(root, runs, hooks, hooks_fail, trackers)
     plan = SweepPlan(build_flow, root, runs, tuple(flows), (), {}, kernel_options(root, preload),
-                     tuple(str(c) for c in table.columns) if table is not None else (), force, loaded, names,
-                     parsed, rules)  # fmt: skip
+                     _columns(table, planned), force, loaded, names, parsed, rules)  # fmt: skip
     plan = _with_decided(plan, planned)
     check_budget(len(plan.to_run), max_runs, len(plan.scenarios))
     return plan
+
+
+def _columns(table: pd.DataFrame | None, planned: Sequence[ScenarioPlan]) -> tuple[str, ...]:
+    """The scenario columns: the table's, after those of scenarios planned before (a resumed sweep's)."""
+    earlier = (k for p in planned for k in p.values)
+    return tuple(dict.fromkeys([*earlier, *(str(c) for c in (table.columns if table is not None else ()))]))
 
 
 def _with_decided(plan: SweepPlan, scenarios: Sequence[ScenarioPlan]) -> SweepPlan:
@@ -238,7 +243,8 @@ def extend_plan(plan: SweepPlan, rows: Sequence[Mapping[str, Any]], parent: str 
         seen[key] = p.instance
         names[p.instance.lower()] = p
         fresh.append(p)
-    return _with_decided(plan, fresh), len(new) - len(fresh)
+    columns = tuple(dict.fromkeys([*plan.columns, *(str(c) for c in table.columns)]))
+    return _with_decided(replace(plan, columns=columns), fresh), len(new) - len(fresh)
 
 
 def _hooks_and_trackers(
