@@ -242,3 +242,14 @@ def test_the_readme_calibration_of_the_example_converges(tmp_path: Path) -> None
     assert min(abs(k - 9.95) for k in km) < 0.005  # the target is hit
     assert all(n.status == "green" for n in state.nodes)
     assert [n.parent is None for n in state.nodes[:2]] == [True, True] and all(n.parent for n in state.nodes[2:])
+
+
+def test_the_command_line_search_ends_at_its_budget_with_exit_0(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    (root / "start.csv").write_text("lo,hi\n0.0,2.0\n")
+    done = ductaflow_cmd("conduct", "start.csv", "--build", "builds/bisect.py", "--follow-up", "search:bisect",
+                         "--max-runs", "2", "--sweep", "cli", "--parallel", "1", cwd=root, timeout=180)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 scenario(s): 2 green, 0 orange, 0 red, 1 left by the run budget (--max-runs)" in done.stdout
+    state = read_sweep_state(root / "runs", "cli")
+    assert state.runs == 2 and state.follow_up == "search:bisect" and [n.note for n in state.nodes][-1] == "budget"

@@ -187,7 +187,10 @@ def conduct(
     counts = table["status"].value_counts().to_dict()
     summary = _light_counts(counts)
     report = Path(table["instance_dir"].iloc[0]).parents[1] / REPORT_NAME if len(table) else REPORT_NAME
-    not_run = int(table["error"].astype(str).str.startswith("not_run").sum()) if "error" in table else 0
+    errors = table["error"].astype(str) if "error" in table else None
+    budget = int((errors == "not_run: budget").sum()) if errors is not None else 0  # a search's budget: expected
+    not_run = int(errors.str.startswith("not_run").sum()) - budget if errors is not None else 0
     summary += f", {not_run} not run" if not_run else ""
+    summary += f", {budget} left by the run budget (--max-runs)" if budget else ""
     click.echo(f"{len(table)} scenario(s): {summary}; report: {report}")
     sys.exit(1 if counts.get("red") or not_run else 0)
