@@ -399,6 +399,8 @@ def test_a_no_op_re_run_loads_no_kernel_machinery_and_rewrites_no_results(conduc
     leaves results.parquet as it was (the first turns each row's state from done to skipped)."""
     project, first = conducted
     results = project / "runs" / "demand_model" / "results.parquet"
+    sweeps = project / "runs" / ".ductaflow" / "sweeps"
+    searches = sorted(p.name for p in sweeps.glob("*.json"))
     runs, stamps = [], []
     for _ in range(2):  # the first no-op may still parse flows copied moments before the first run
         proc = subprocess.run([sys.executable, "-c", _MODULES_LOADED], cwd=project, env=_env(),
@@ -412,3 +414,4 @@ def test_a_no_op_re_run_loads_no_kernel_machinery_and_rewrites_no_results(conduc
     assert table == [line for line in first.stdout.splitlines() if re.match(r"\s*g0\.", line)]
     assert stamps[1] == stamps[0]
     assert set(pd.read_parquet(results)["state"]) == {"skipped"}
+    assert sorted(p.name for p in sweeps.glob("*.json")) == searches  # a no-op keeps no search state

@@ -177,6 +177,8 @@ class Search:
 
     def save(self) -> None:
         """Write the search state (atomically); a failure to write is logged, the sweep goes on."""
+        if self.follow_up is None and all(n.state == "skipped" for n in self.nodes.values()):
+            return  # a re-run with everything up to date: no search to keep (and no file per no-op)
         self.head = replace(self.head, updated=now_iso(), state=self.run.state)
         try:
             write_sweep_state(self.run.runs_root, self.state)
