@@ -20,6 +20,7 @@ from ductaflow.core.liveness import gone
 from ductaflow.core.names import check_component
 from ductaflow.errors import ConfigError, InvalidName
 from ductaflow.report.charts import results_view
+from ductaflow.report.lineage import search_tree
 from ductaflow.report.links import FILE, LINK, forget_folders
 from ductaflow.report.memory import REPORT_LOCK, Memory, memory_of
 from ductaflow.report.provenance import section_fields
@@ -66,6 +67,7 @@ def _section(
         "replicate_of": {r["index"]: k for r, k in zip(rows, replicates or [], strict=False) if k is not None},
         "groups": replicate_groups(rows, replicates or [None] * len(rows)),
         "results": mem.section_results(skey, rows, spec),
+        "tree": search_tree(rows, spec),  # None without lineage (a grid, not a search)
         "spec": spec,
         "skey": skey,
         **section_fields(rows),
@@ -220,6 +222,7 @@ def _only_sweep(sections: list[dict[str, Any]], sweep: str) -> list[dict[str, An
             reps = [section["replicate_of"].get(r["index"]) for r in rows]
             out.append({**section, "rows": rows, "totals": light_totals(rows),
                         "results": results_view(rows, section["spec"]), "sweeps": [sweep],
+                        "tree": search_tree(rows, section["spec"]),
                         "groups": replicate_groups(rows, reps), **section_fields(rows)})
     return out
 

@@ -15,6 +15,7 @@ from typing import Any
 from markupsafe import escape
 
 from ductaflow.report import svg
+from ductaflow.report.lineage import tree_html
 from ductaflow.report.numbers import number
 from ductaflow.report.provenance import ENV_DIGITS
 
@@ -53,7 +54,7 @@ def record_row(rec: dict[str, Any]) -> str:
     if rec.get("trace_id"):
         trace = f'trace <span class="mono">{_e(rec["trace_id"])}</span>'
         name += f'<div class="st" title="OpenTelemetry trace id">{trace}</div>'
-    detail = []
+    detail = [f'<div class="tries">{_e(rec["attempts_note"])}</div>'] if rec.get("attempts_note") else []
     if rec["error_type"] or rec["error_message"]:
         msg = f": {_e(rec['error_message'])}" if rec["error_message"] else ""
         detail.append(f'<div class="emsg"><span class="etype">{_e(rec["error_type"])}</span>{msg}</div>')
@@ -310,6 +311,8 @@ def section_parts(section: dict[str, Any]) -> dict[str, list[str]]:
     rows = section["rows"]
     sweep_col = bool(section.get("sweeps"))
     parts = {"list": _list(section, sweep_col, bool(section.get("mixed_code")))}
+    if section.get("tree"):
+        parts["tree"] = [tree_html(section["tree"], sid)]
     if section["flow_columns"]:
         parts["matrix"] = [matrix_row(r, sid, section["flow_columns"]) for r in rows]
     if section["results"]:

@@ -21,6 +21,7 @@ from ductaflow.core.names import validate_name
 from ductaflow.report.charts import results_view
 from ductaflow.report.collect import REPORT_LOCK, collect_report, light_totals, memory_of
 from ductaflow.report.html import fill, section_parts
+from ductaflow.report.lineage import search_tree
 from ductaflow.report.links import FILE, href
 from ductaflow.report.paged import chunk_text, detail_chunks, details_dir, is_paged, paged_parts
 from ductaflow.report.status_cache import SummaryCache, summary_row
@@ -201,7 +202,8 @@ def generate_status_report(results: Any, runs_root: str | Path) -> str:
                 order.setdefault(d.resolve().relative_to(root).as_posix(), i)
         for section in context["sections"]:
             rows = sorted((r for r in section["rows"] if r["dir"] in order), key=lambda r: order[r["dir"]])
-            section.update(rows=rows, totals=light_totals(rows), results=results_view(rows, section["spec"]))
+            section.update(rows=rows, totals=light_totals(rows), results=results_view(rows, section["spec"]),
+                           tree=search_tree(rows, section["spec"]))
         context["sections"] = [s for s in context["sections"] if s["rows"]]
         context["totals"] = light_totals(r for s in context["sections"] for r in s["rows"])
     return render_report(context)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ductaflow.report.html import chart_parts, json_block, scenario_body
+from ductaflow.report.lineage import tree_html
 from ductaflow.report.numbers import number
 from ductaflow.store.layout import RUNS_MARKER
 
@@ -111,6 +112,8 @@ def paged_parts(section: dict[str, Any], href: str) -> dict[str, list[str]]:
     """The pieces of a paged section (no row, matrix or results-table HTML: those are drawn from data)."""
     sweep_col, code_col = bool(section.get("sweeps")), bool(section.get("mixed_code"))
     parts: dict[str, list[str]] = {"list": [], "rows": [rows_block(section, href, sweep_col, code_col)]}
+    if section.get("tree"):
+        parts["tree"] = [tree_html(section["tree"], section["id"], paged=True)]
     if section["results"]:
         parts["results"] = []
         parts["charts"] = chart_parts(section["results"])

@@ -29,9 +29,9 @@ from ductaflow.store.layout import RUNS_MARKER
 log = logging.getLogger(__name__)
 
 ROW_STORE = Path(RUNS_MARKER) / "report_rows.json"
-#: Bumped when rows change shape; ductaflow's and Python's versions are part of the key (the
+#: Bumped when rows change shape (2: lineage and attempts); ductaflow's and Python's versions are part of the key (the
 #: digest is Python's own tuple hash, the row shape is this version's).
-_SCHEMA = [1, __version__, list(sys.version_info[:2])]
+_SCHEMA = [2, __version__, list(sys.version_info[:2])]
 
 
 def entry_key(entry: dict[str, Any], columns: tuple[str, ...], discovered: bool) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from ductaflow.report.instances import Snapshot
+from ductaflow.report.lineage import attempt_fields
 from ductaflow.report.links import DIR, Folder, href
 from ductaflow.report.provenance import row_fields
 from ductaflow.store.layout import (
@@ -231,6 +232,8 @@ def record_context(rec: FlowResult, folder: Folder, role: str = "flow") -> dict[
         "more_outputs": more_outputs,
         "trackers": shared([_tracker_link(t, folder) for t in rec.trackers]),
         "trace_id": rec.trace_id or "",
+        # its failure and retries ("kernel_died in execute, after 2 retries"); status schema 8
+        "attempts_note": str(getattr(rec, "attempts_note", "") or "") if light not in ("running", "pending") else "",
     }
 
 
@@ -331,6 +334,8 @@ def scenario_row(
     up_to_date = state == "skipped" and light in STATUSES
     rel = snap.instance_dir[len(str(runs_root)) + 1 :].replace("\\", "/") if snap is not None else ""
     note = _note(light, error, worst, records) or ("up to date: not re-run" if up_to_date else "")
+    tried = attempt_fields(entry, light, build_rec)
+    note = " · ".join(p for p in (tried["attempt_note"], note) if p)
     if discovered and light == "unknown" and any(r["light"] == "running" for r in records):
         light = "running"  # a build record still running is a running row, not "no record"
     return {
@@ -355,6 +360,7 @@ def scenario_row(
         "hooks": _hook_failures(entry),
         "flows": {r["instance"]: r for r in records if r["role"] == "flow"},
         **row_fields([build_rec, *(summary.flows if summary else ())]),
+        **tried,  # parent, attempts, kind, phase, attempt_note (ductaflow.report.lineage)
     }
 
 
