@@ -11,6 +11,7 @@ from ductaflow.cli import (
     provenance_cmd,
     run_cmds,
     store_cmds,
+    summary_cmd,
     sync_cmd,
 )
 from ductaflow.cli.app import EXIT_INTERRUPTED, EXIT_TERMINATED, cli, entry, main
@@ -18,5 +19,5 @@ from ductaflow.cli.common import _parse_override, result_line
 
 __all__ = [
     "EXIT_INTERRUPTED", "EXIT_TERMINATED", "_parse_override", "analyze_cmd", "cli", "conduct_cmd", "entry", "html_cmd",
-    "init_cmd", "main", "provenance_cmd", "result_line", "run_cmds", "store_cmds", "sync_cmd",
+    "init_cmd", "main", "provenance_cmd", "result_line", "run_cmds", "store_cmds", "summary_cmd", "sync_cmd",
 ]
