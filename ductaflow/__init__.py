@@ -1,10 +1,12 @@
 """ductaflow: notebook-native pipelines. Flows are Jupytext .py notebooks; every run gets
 its own instance directory with the executed notebook, its output, config and status.
 
-The public API is :data:`__all__`. Light names are imported here; the entry points that
-pull in heavy libraries (papermill and nbformat to run a flow, pandas for the conductor and
-metrics, Jinja2 for the report) are imported when first used, because every flow's kernel
-imports ``ductaflow`` for ``flow_config`` and should not pay for them (PEP 562). The
+The public API is :data:`__all__`. Light names are imported here; the names that pull in
+heavy libraries (papermill and nbformat to run a flow, pandas for the conductor and metrics,
+Jinja2 for the report, nbformat for ``flow_config`` and the other script-mode helpers,
+importlib.metadata for the result types' provenance) are imported when first used (PEP 562):
+every flow's kernel imports ``ductaflow`` and should not pay for what it does not use, and the
+``ductaflow`` command starts its kernel template only after importing the package. The
 ``TYPE_CHECKING`` block names their homes for type checkers and IDEs.
 """
 
@@ -16,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from ductaflow._version import __version__
 from ductaflow.core.config import deep_merge, load_config_file
-from ductaflow.core.deps import artifacts, inputs
 from ductaflow.core.lights import Status
 from ductaflow.errors import (
     AnalysisError,
@@ -34,36 +35,46 @@ from ductaflow.errors import (
     UnsafePath,
     WouldOverwrite,
 )
-from ductaflow.inflow.script_mode import (
-    display_config_summary,
-    flow_config,
-    is_notebook_execution,
-    load_cli_config,
-    unpack_config,
-)
-from ductaflow.store.records import analyze_execution_logs
-from ductaflow.store.result import ErrorInfo, FlowResult
 
 if TYPE_CHECKING:
     from ductaflow.conductor.search import FinishedScenario
     from ductaflow.conductor.sweep import conduct
     from ductaflow.conductor.tables import expand_grid
+    from ductaflow.core.deps import artifacts, inputs
     from ductaflow.core.seeds import reproducible_seed, seed
     from ductaflow.debug import debug_flow, prepare_debug_notebook
     from ductaflow.inflow.build import step
     from ductaflow.inflow.recording import record
+    from ductaflow.inflow.script_mode import (
+        display_config_summary,
+        flow_config,
+        is_notebook_execution,
+        load_cli_config,
+        unpack_config,
+    )
     from ductaflow.report.page import generate_status_report, write_report
     from ductaflow.run.execute import run_notebook, run_step_flow
     from ductaflow.store.metrics import record_table
+    from ductaflow.store.records import analyze_execution_logs
+    from ductaflow.store.result import ErrorInfo, FlowResult
     from ductaflow.store.sweeps import read_sweep_state
 
 #: Entry points imported on first use: name -> the module that defines it.
 _ON_USE = {
+    "ErrorInfo": "ductaflow.store.result",
     "FinishedScenario": "ductaflow.conductor.search",
+    "FlowResult": "ductaflow.store.result",
+    "analyze_execution_logs": "ductaflow.store.records",
+    "artifacts": "ductaflow.core.deps",
     "conduct": "ductaflow.conductor.sweep",
     "debug_flow": "ductaflow.debug",
+    "display_config_summary": "ductaflow.inflow.script_mode",
     "expand_grid": "ductaflow.conductor.tables",
+    "flow_config": "ductaflow.inflow.script_mode",
     "generate_status_report": "ductaflow.report.page",
+    "inputs": "ductaflow.core.deps",
+    "is_notebook_execution": "ductaflow.inflow.script_mode",
+    "load_cli_config": "ductaflow.inflow.script_mode",
     "prepare_debug_notebook": "ductaflow.debug",
     "record": "ductaflow.inflow.recording",
     "record_table": "ductaflow.store.metrics",
@@ -73,6 +84,7 @@ _ON_USE = {
     "run_step_flow": "ductaflow.run.execute",
     "seed": "ductaflow.core.seeds",
     "step": "ductaflow.inflow.build",
+    "unpack_config": "ductaflow.inflow.script_mode",
     "write_report": "ductaflow.report.page",
 }
 

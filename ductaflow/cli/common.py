@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ductaflow.core.config import deep_merge, find_project_root
 from ductaflow.errors import ConfigError, DuctaflowError
-from ductaflow.store.result import FlowResult
+
+if TYPE_CHECKING:  # an annotation only: the store's result module imports provenance (importlib.metadata)
+    from ductaflow.store.result import FlowResult
 
 
 def _parse_override(item: str) -> dict[str, Any]:
