@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import shlex
 from pathlib import Path
 
 import click
 
 from ductaflow.cli.app import cli
-from ductaflow.scaffold import init_project
 
 
 @cli.command("init")
@@ -25,6 +23,11 @@ def init(directory: Path, force: bool) -> None:
 
     A non-empty DIRECTORY is refused unless --force, which adds only the files that are
     missing and lists the ones it left alone."""
+    import shlex
+
+    # deferred: each command imports only what it runs ('ductaflow run' paid ~5 ms for the scaffold)
+    from ductaflow.scaffold import init_project
+
     result = init_project(directory, force=force)
     if result.created:
         click.echo(f"created {len(result.created)} file(s) in {result.root}:")

@@ -11,7 +11,6 @@ import click
 
 from ductaflow.cli.app import cli
 from ductaflow.errors import DuctaflowError, MissingExtra
-from ductaflow.trackers.wandb import offline_runs
 
 #: How long one ``wandb sync`` may take before it counts as failed.
 _SYNC_TIMEOUT_S = 600
@@ -27,6 +26,8 @@ def sync_offline(runs_dir: Path, dry_run: bool) -> None:
     any upload failed."""
     if not runs_dir.is_dir():
         raise DuctaflowError(f"runs folder not found: {runs_dir}")
+    from ductaflow.trackers.wandb import offline_runs  # deferred: each command imports only what it runs
+
     found = offline_runs(runs_dir)
     if not found:
         click.echo(f"no offline W&B run under {runs_dir}")
