@@ -252,6 +252,30 @@ def test_provenance_command_says_what_changed_since(tmp_path: Path, capsys: pyte
     assert stop.value.code == 2 and "instance directory not found" in capsys.readouterr().err
 
 
+def test_entry_points_are_kept_for_the_next_process_and_a_package_added_to_a_path_folder_is_seen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hooks' entry-point scan is kept like the distribution list: read back while no
+    ``sys.path`` folder changed, scanned again when one did (an install adds a .dist-info)."""
+    from ductaflow.core.provenance import entry_points_in
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    group = "ductaflow.test_group"
+    assert entry_points_in(group) == ()
+    [kept] = (tmp_path / "cache" / "ductaflow" / "environments").glob("*.json")
+    kept.write_text(json.dumps([["kept.module:Name", "kept"]]))  # what the next process finds is what it uses
+    assert entry_points_in(group) == (("kept.module:Name", "kept"),)
+
+    dist = site / "extra_pkg-1.0.dist-info"  # an install: the folder on sys.path changes
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: extra-pkg\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(f"[{group}]\nnew = extra.module:Hook\n")
+    assert entry_points_in(group) == (("extra.module:Hook", "new"),)
+
+
 def test_the_distribution_list_is_kept_for_the_next_process_and_a_changed_path_lists_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -35,6 +35,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ductaflow.core.clock import now_iso
+from ductaflow.core.provenance import entry_points_in
 from ductaflow.core.settings import PYPROJECT, tool_table
 from ductaflow.errors import ConfigError
 from ductaflow.lifecycle.events import EventKind, RunEvent, ScenarioEvent
@@ -226,7 +227,6 @@ class Hooks:
 
 @lru_cache(maxsize=1)
 def _entry_points() -> tuple[tuple[str, str], ...]:
-    """(spec, name) of the installed packages' hooks, read once per process."""
-    from importlib.metadata import entry_points  # deferred: scanning installed packages costs ~10 ms
-
-    return tuple((ep.value, ep.name) for ep in entry_points(group=ENTRY_POINT_GROUP))
+    """(spec, name) of the installed packages' hooks, read once per process (and scanned only when
+    a ``sys.path`` folder changed: :func:`~ductaflow.core.provenance.entry_points_in`)."""
+    return entry_points_in(ENTRY_POINT_GROUP)
