@@ -7,6 +7,7 @@ tagged with an environment variable, so whatever it leaves behind can be found a
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import platform
@@ -249,6 +250,18 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def _bytecode() -> str:
+    """Whether the ductaflow under test runs from cached bytecode. Without it (an editable checkout
+    with PYTHONDONTWRITEBYTECODE=1 never writes .pyc files) every process compiles ductaflow's
+    source again: part of every `ductaflow run`, conductor worker and kernel that imports it."""
+    import ductaflow  # the copy the children will import (same interpreter and PYTHONPATH)
+
+    init = ductaflow.__file__ or ""
+    cached = bool(init) and os.path.exists(importlib.util.cache_from_source(init))
+    flag = "PYTHONDONTWRITEBYTECODE=1" if os.environ.get("PYTHONDONTWRITEBYTECODE") else "writes allowed"
+    return f"{'cached' if cached else 'not cached: compiled in every process'} ({flag}) for {os.path.dirname(init)}"
+
+
 def machine() -> dict[str, Any]:
     """What the figures were measured on: CPU, RAM, Python, package versions, date, commit."""
     versions = {}
@@ -263,6 +276,7 @@ def machine() -> dict[str, Any]:
         "ram": f"{ram:.1f} GiB" if ram else "unknown",
         "os": f"{platform.system()} {platform.release()}",
         "python": f"{platform.python_version()} ({platform.python_implementation()})",
+        "bytecode": _bytecode(),
         "versions": versions,
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": _git_commit(),

@@ -241,6 +241,7 @@ def render(sections: list[Section], settings: Settings, info: dict[str, Any], el
             f"ram:      {info['ram']}; {info['os']}",
             f"python:   {info['python']}",
             f"packages: {versions}",
+            f"bytecode: {info['bytecode']}",
             f"run:      {'--quick' if settings.quick else 'full'}, {elapsed / 60:.1f} min in all",
         ]
     )
