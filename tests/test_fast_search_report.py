@@ -14,6 +14,7 @@ from search_fixtures import EVIL, METRIC, make_search
 from ductaflow.report.collect import collect_report
 from ductaflow.report.html import record_row
 from ductaflow.report.lineage import MAX_TREE_NODES, attempt_fields, retries_text, search_tree, tree_html
+from ductaflow.report.memory import Memory
 from ductaflow.report.page import write_report
 from ductaflow.report.spec import ReportSpec
 
@@ -159,3 +160,17 @@ def test_a_flow_record_shows_its_failure_and_retries() -> None:
            "duration_text": "", "started": "", "warnings": [], "more_warnings": 0, "error_type": "X",
            "error_message": "", "traceback": "", "notes": [], "links": [], "attempts_note": "kernel_died in <b>"}
     assert '<div class="tries">kernel_died in &lt;b&gt;</div>' in record_row(rec)
+
+
+
+def test_the_tree_is_kept_while_its_rows_are_and_rebuilt_when_one_changes(tmp_path: Path) -> None:
+    mem = Memory(str(tmp_path))
+    spec = ReportSpec(metrics=(METRIC,))
+    rows = [{**_row("a", 0), "_token": 1}, {**_row("a1", 1, "a"), "_token": 2}]
+    first = mem.section_tree("s", rows, spec)
+    assert first is not None and mem.section_tree("s", list(rows), spec) is first  # unchanged: not built again
+    assert mem.section_tree("s", rows, ReportSpec()) is not first  # other settings
+    rows[1] = {**_row("a1", 1, "a", **{METRIC: 2.0}), "_token": 3}  # a row built again
+    assert _shape(mem.section_tree("s", rows, spec)) == [(0, "a"), (1, "a1")]
+    assert mem.section_tree("s", rows, spec) is not first
+    assert mem.section_tree("grid", [{**_row("g", 0), "_token": 4}], spec) is None and "grid" not in mem.trees

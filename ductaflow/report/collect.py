@@ -67,7 +67,7 @@ def _section(
         "replicate_of": {r["index"]: k for r, k in zip(rows, replicates or [], strict=False) if k is not None},
         "groups": replicate_groups(rows, replicates or [None] * len(rows)),
         "results": mem.section_results(skey, rows, spec),
-        "tree": search_tree(rows, spec),  # None without lineage (a grid, not a search)
+        "tree": mem.section_tree(skey, rows, spec),  # None without lineage (a grid, not a search)
         "spec": spec,
         "skey": skey,
         **section_fields(rows),

@@ -19,6 +19,7 @@ from typing import Any
 
 from ductaflow.report.charts import results_view
 from ductaflow.report.instances import RACY_NS, InstanceCache, Sig, Snapshot, digest, signature
+from ductaflow.report.lineage import search_tree
 from ductaflow.report.links import inside_text
 from ductaflow.report.row_store import RowStore, entry_key
 from ductaflow.report.rows import live, scenario_row
@@ -41,6 +42,7 @@ class Memory:
         # the snapshot's token when its records warned; None without an instance dir
         self.rows: dict[tuple[str, int], tuple[dict[str, Any], tuple[str, ...], Check, dict[str, Any]]] = {}
         self.results: dict[str, tuple[tuple[int, ...], Any]] = {}  # section -> (its rows' tokens, view)
+        self.trees: dict[str, tuple[tuple[Any, ...], Any]] = {}  # section -> (its rows' tokens, search tree)
         self.dirs: dict[str, str | None] = {}  # a state file's relative dir -> instance dir or None
         self.used: set[Any] = set()
         self.shared = -1  # instances.reads when the status cache was last written
@@ -177,10 +179,23 @@ class Memory:
         self.results[skey] = (tokens, view)
         return view
 
+    def section_tree(self, skey: str, rows: list[dict[str, Any]], spec: ReportSpec) -> Any:
+        """The search tree of a section (None without lineage: one pass over its rows), built again
+        only when one of its rows (or the report settings) changed."""
+        if not any(r.get("parent") for r in rows):
+            return None
+        tokens = (spec, *(r["_token"] for r in rows))
+        hit = self.trees.get(skey)
+        if hit is not None and hit[0] == tokens:
+            return hit[1]
+        tree = search_tree(rows, spec)
+        self.trees[skey] = (tokens, tree)
+        return tree
+
     def sweep(self) -> None:
         """Forget what this report did not use (deleted instances, rows, state files)."""
         self.instances.sweep()
-        stores: tuple[dict[Any, Any], ...] = (self.rows, self.results, self.states)
+        stores: tuple[dict[Any, Any], ...] = (self.rows, self.results, self.trees, self.states)
         for store in stores:
             for key in [k for k in store if k not in self.used]:
                 del store[key]
