@@ -33,10 +33,10 @@ def test_tree_is_indented_by_lineage_with_light_metric_retries_and_kind() -> Non
         "  - `a1` 🟢 green · mean_trip_length 10 · 2 retries",
         "    - `a1x` 🔴 red · mean_trip_length 1 · user_error",
         "    - `a1y` 🟢 green · mean_trip_length 10",
-        "    - `a1z` 🔵 running · mean_trip_length –",
+        "    - `a1z` 🔵 running",
         "  - `a2` 🟠 orange · mean_trip_length 11",
-        "    - `a2q` ⚪ queued · mean_trip_length –",
-        "    - `a2n` ⚫ not run (budget) · mean_trip_length –",
+        "    - `a2q` ⚪ queued",
+        "    - `a2n` ⚫ not run (budget)",
         "- `b` 🔴 red · mean_trip_length – · 1 retry · kernel_died",
         "- `c` 🔴 red · mean_trip_length – · kernel_died",
     ]

@@ -175,8 +175,8 @@ def _tree(state: SweepState, metric: str | None) -> list[str]:
         return [*lines, "No scenarios."]
     for depth, n in walked:
         parts = [f"{'  ' * depth}- {code(n.instance)} {mark(n)}"]
-        if metric:
-            value = n.metrics.get(metric)
+        value = n.metrics.get(metric) if metric else None
+        if metric and (value is not None or light_of(n) in ("green", "orange", "red")):  # none before it ran
             parts.append(f"{md(metric)} {md(fmt_metric(value)) if value is not None else '–'}")
         if n.attempts > 1:
             parts.append(f"{n.attempts - 1} retr{'y' if n.attempts == 2 else 'ies'}")
