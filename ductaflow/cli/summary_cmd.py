@@ -7,8 +7,6 @@ from pathlib import Path
 import click
 
 from ductaflow.cli.app import cli
-from ductaflow.report.summary import spec_of, summary_markdown
-from ductaflow.store.sweeps import read_sweep_state
 
 
 @cli.command()
@@ -25,6 +23,10 @@ def summary(sweep: str | None, runs_root: Path, metric: str | None, maximize: bo
     counts per light, the best scenarios by a metric, the search tree and the failures by kind.
 
     Read-only and safe while the sweep runs (its state file is only ever replaced whole)."""
+    # deferred: each command imports only what it runs, so every command starts light
+    from ductaflow.report.summary import spec_of, summary_markdown
+    from ductaflow.store.sweeps import read_sweep_state  # deferred too
+
     state = read_sweep_state(runs_root, sweep)  # SweepNotFound: one line, exit code 2
     spec = spec_of(runs_root, state)
     click.echo(summary_markdown(state, metric=metric, maximize=maximize, top=top, spec=spec), nl=False)
