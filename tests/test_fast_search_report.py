@@ -16,6 +16,7 @@ from ductaflow.report.html import record_row
 from ductaflow.report.lineage import MAX_TREE_NODES, attempt_fields, retries_text, search_tree, tree_html
 from ductaflow.report.memory import Memory
 from ductaflow.report.page import write_report
+from ductaflow.report.paged import paged_parts
 from ductaflow.report.spec import ReportSpec
 
 
@@ -174,3 +175,14 @@ def test_the_tree_is_kept_while_its_rows_are_and_rebuilt_when_one_changes(tmp_pa
     assert _shape(mem.section_tree("s", rows, spec)) == [(0, "a"), (1, "a1")]
     assert mem.section_tree("s", rows, spec) is not first
     assert mem.section_tree("grid", [{**_row("g", 0), "_token": 4}], spec) is None and "grid" not in mem.trees
+
+
+def test_a_paged_section_links_nodes_to_their_folders_and_draws_its_tree(tmp_path: Path) -> None:
+    build = {"role": "build", "folder": "demand_model/a1/"}
+    rows = [_row("a", 0), {**_row("a1", 1, "a"), "records": [build]}]
+    tree = search_tree(rows) or {}
+    html = tree_html(tree, "b0", paged=True)
+    assert 'href="demand_model/a1/"' in html and 'href="#b0-r1"' not in html
+    assert '<span class="tname">a</span>' in html  # no folder: named, not linked
+    section = {"id": "b0", "rows": [], "columns": [], "results": None, "tree": tree}
+    assert paged_parts(section, "details")["tree"] == [html]
