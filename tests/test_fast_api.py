@@ -14,10 +14,12 @@ PUBLIC = [
     "AnalysisError", "ConductorFailed", "ConfigError", "DuctaflowError", "ErrorInfo", "FinishedScenario", "FlowFailed",
     "FlowFileError", "FlowResult",
     "InvalidName", "MissingExtra", "MissingParametersCell", "ScenarioError", "SharedFilesystemError", "Status",
-    "SweepNotFound", "UnsafePath", "WouldOverwrite", "__version__", "analyze_execution_logs", "artifacts", "conduct", "debug_flow",
+    "SweepNotFound", "UnsafePath", "WouldOverwrite", "__version__", "analyze_execution_logs", "artifacts", "conduct",
+    "debug_flow",
     "deep_merge",
     "display_config_summary", "expand_grid", "flow_config", "generate_status_report", "inputs", "is_notebook_execution",
-    "ledger", "load_cli_config", "load_config_file", "prepare_debug_notebook", "read_sweep_state", "record", "record_table",
+    "ledger", "load_cli_config", "load_config_file", "prepare_debug_notebook", "read_sweep_state", "record",
+    "record_table",
     "reproducible_seed", "run_notebook", "run_step_flow", "seed", "step", "unpack_config", "write_report",
 ]
 

@@ -111,8 +111,13 @@ class SweepState:
         return [n for n in self.nodes if n.parent == instance]
 
     def walk(self) -> Iterator[tuple[int, SweepNode]]:
-        """Every node with its depth in the lineage tree, parents before their children."""
-        stack = [(0, n) for n in reversed(self.children(None))]
+        """Every node with its depth in the lineage tree, parents before their children, in one
+        pass; a node whose parent is not in the sweep is a root (depth 0), and nothing is lost."""
+        known = {n.instance for n in self.nodes}
+        kids: dict[str | None, list[SweepNode]] = {}
+        for n in self.nodes:
+            kids.setdefault(n.parent if n.parent in known else None, []).append(n)
+        stack = [(0, n) for n in reversed(kids.get(None, []))]
         seen: set[str] = set()
         while stack:
             depth, node = stack.pop()
@@ -120,7 +125,7 @@ class SweepState:
                 continue
             seen.add(node.instance)
             yield depth, node
-            stack.extend((depth + 1, c) for c in reversed(self.children(node.instance)))
+            stack.extend((depth + 1, c) for c in reversed(kids.get(node.instance, [])))
 
     def counts(self) -> dict[str, int]:
         """How many nodes are in each state, and how many done ones have each light."""
