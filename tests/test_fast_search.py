@@ -112,3 +112,11 @@ def test_a_resume_keeps_what_ended_and_the_settings_it_was_not_given() -> None:
     assert resumed.scenarios[1].parent == "a" and resumed.scenarios[1].config == {"x": 2}
     filled = resumed.fill({"max_runs": None, "timeout": 3.0, "retries": None, "seed": None})
     assert filled == {"max_runs": 5, "timeout": 3.0, "retries": None, "seed": None}
+
+
+def test_walk_is_one_pass_and_keeps_orphans_as_roots() -> None:
+    nodes = (SweepNode("a", {}, 0), SweepNode("b", {}, 1, parent="gone"), SweepNode("c", {}, 2, parent="b"))
+    state = SweepState("s", "b", "/p/b.py", "/p", nodes=nodes)
+    assert [(d, n.instance) for d, n in state.walk()] == [(0, "a"), (0, "b"), (1, "c")]
+    chain = tuple(SweepNode(f"n{i}", {}, i, parent=f"n{i - 1}" if i else None) for i in range(20_000))
+    assert sum(1 for _ in SweepState("s", "b", "/p/b.py", "/p", nodes=chain).walk()) == 20_000
