@@ -15,6 +15,7 @@ papermill drive both exactly as launched kernels.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import sys
@@ -164,15 +165,38 @@ def remove_leftovers(runtime: Path | None = None, temp: Path | None = None) -> i
     and sockets in the Jupyter runtime dir, template socket folders in the temp dir (pool and
     cluster workers end without exit handlers, a SIGKILL skips them); returns how many."""
     alive: dict[int, bool] = {}
+    return remove_kernel_files(runtime, alive) + remove_template_dirs(temp, alive)
+
+
+def remove_kernel_files(runtime: Path | None = None, alive: dict[int, bool] | None = None) -> int:
+    """The connection files and sockets of gone owners' kernels in the Jupyter runtime dir."""
+    seen: dict[int, bool] = {} if alive is None else alive
     removed = 0
     for name, path in _owned(runtime or Path(jupyter_runtime_dir()), LEFTOVER_PREFIX):
-        if not _owner_alive(name, LEFTOVER_PREFIX, alive):
+        if not _owner_alive(name, LEFTOVER_PREFIX, seen):
             removed += _remove(path)
+    return removed
+
+
+def remove_template_dirs(temp: Path | None = None, alive: dict[int, bool] | None = None) -> int:
+    """The socket folders of gone owners' kernel templates in the temp dir (a shared temp dir
+    can hold thousands of entries: listing it costs milliseconds, so callers that run many
+    flows sweep it once, see :func:`remove_template_dirs_once`)."""
+    seen: dict[int, bool] = {} if alive is None else alive
+    removed = 0
     for name, path in _owned(temp or Path(tempfile.gettempdir()), TEMPLATE_DIR_PREFIX):
-        if path.is_dir() and not _owner_alive(name, TEMPLATE_DIR_PREFIX, alive):
+        if path.is_dir() and not _owner_alive(name, TEMPLATE_DIR_PREFIX, seen):
             _remove(path / "s")  # the socket of a template that was killed along with its owner
             removed += _remove(path)
     return removed
+
+
+@functools.cache
+def remove_template_dirs_once() -> int:
+    """:func:`remove_template_dirs`, the first time a process asks: a template folder is made
+    once per process, so what gone owners left is found by one sweep (the conductor sweeps again
+    when its sweep ends)."""
+    return remove_template_dirs()
 
 
 def _owned(folder: Path, prefix: str) -> list[tuple[str, Path]]:

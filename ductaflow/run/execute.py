@@ -29,7 +29,7 @@ from ductaflow.core.names import validate_name
 from ductaflow.errors import DuctaflowError, FlowFailed, WouldOverwrite
 from ductaflow.kernels.kernelspecs import choose_kernel
 from ductaflow.kernels.options import KernelOptions, kernel_options
-from ductaflow.kernels.provisioner import remove_leftovers
+from ductaflow.kernels.provisioner import remove_kernel_files, remove_template_dirs_once
 from ductaflow.lifecycle import tracing
 from ductaflow.run.attempts import classified, history, retrying
 from ductaflow.run.decide import Decision, decide, still_current
@@ -358,7 +358,8 @@ def _execute_safely(ex: Execution) -> Outcome:
         error = ErrorInfo(type(exc).__name__, str(exc), traceback.format_exc())
         return Outcome(Status.RED, error=error, kind=FailureKind.INFRASTRUCTURE.value)
     finally:
-        remove_leftovers()
+        remove_kernel_files()
+        remove_template_dirs_once()
 
 
 def run_step_flow(
