@@ -9,8 +9,9 @@ lineage, and queue by priority, then submission order. ``max_runs`` caps the bui
 (retries and up-to-date scenarios are not counted); what the budget leaves is ``not_run: budget``.
 
 An adaptive sweep (a follow-up, or retries) writes its state after every change, so ``kill -9``
-loses nothing; a plain grid writes it at the conductor's saves and with the live report (its
-records on disk already make a re-run skip what finished).
+loses nothing; a plain grid writes it when the conductor saves its state (at the start, on a
+fail-fast or give-up, at the end): its rows' progress is in the conductor's state journal, and
+its records on disk make a resumed or repeated run skip what finished.
 """
 
 from __future__ import annotations

@@ -222,8 +222,6 @@ class ConductorRun:
 
     def _write_report(self) -> None:
         t0 = time.monotonic()
-        if self.search is not None and not self.search.adaptive:  # a grid's search state keeps the report's pace
-            self.search.save()
         try:
             write_report(self.runs_root)
         except Exception as exc:  # noqa: BLE001 - a report problem must not stop the builds
