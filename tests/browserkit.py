@@ -33,3 +33,16 @@ def chromium() -> Iterator[Any]:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
         yield browser
         browser.close()
+
+
+def watched_page(browser: Any, url: str) -> Iterator[Any]:
+    """A fresh 1280x900 page at ``url`` whose console messages and page errors (CSP violations,
+    script errors) are kept in ``page.console_messages``; its context is closed afterwards."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    pg = context.new_page()
+    pg.console_messages = []
+    pg.on("console", lambda m: pg.console_messages.append(m.text))
+    pg.on("pageerror", lambda e: pg.console_messages.append(str(e)))
+    pg.goto(url)
+    yield pg
+    context.close()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from browserkit import CHROMIUM, chromium
+from browserkit import CHROMIUM, chromium, watched_page
 from report_fixtures import SCRIPT_PAYLOAD
 from search_fixtures import EVIL, make_search
 
@@ -34,14 +34,7 @@ def report_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture
 def page(browser: object, report_url: str) -> Iterator[object]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    pg = context.new_page()
-    pg.console_messages = []  # CSP violations and script errors land here
-    pg.on("console", lambda m: pg.console_messages.append(m.text))
-    pg.on("pageerror", lambda e: pg.console_messages.append(str(e)))
-    pg.goto(report_url)
-    yield pg
-    context.close()
+    yield from watched_page(browser, report_url)
 
 
 def _node(page: object, instance: str) -> object:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -170,27 +171,15 @@ class Memory:
     def section_results(self, skey: str, rows: list[dict[str, Any]], spec: ReportSpec) -> Any:
         """The results table and charts of a section, built again only when one of its rows (or
         the report settings) changed."""
-        tokens = (spec, *(r["_token"] for r in rows))
         self.used.add(skey)
-        hit = self.results.get(skey)
-        if hit is not None and hit[0] == tokens:
-            return hit[1]
-        view = results_view(rows, spec)
-        self.results[skey] = (tokens, view)
-        return view
+        return _cached(self.results, skey, rows, spec, results_view)
 
     def section_tree(self, skey: str, rows: list[dict[str, Any]], spec: ReportSpec) -> Any:
         """The search tree of a section (None without lineage: one pass over its rows), built again
         only when one of its rows (or the report settings) changed."""
         if not any(r.get("parent") for r in rows):
             return None
-        tokens = (spec, *(r["_token"] for r in rows))
-        hit = self.trees.get(skey)
-        if hit is not None and hit[0] == tokens:
-            return hit[1]
-        tree = search_tree(rows, spec)
-        self.trees[skey] = (tokens, tree)
-        return tree
+        return _cached(self.trees, skey, rows, spec, search_tree)
 
     def sweep(self) -> None:
         """Forget what this report did not use (deleted instances, rows, state files)."""
@@ -217,3 +206,17 @@ def memory_of(root: Path) -> Memory:
 
 
 # ---------------------------------------------------------------- sections
+
+
+def _cached(
+    store: dict[str, Any], skey: str, rows: list[dict[str, Any]], spec: ReportSpec,
+    build: Callable[[list[dict[str, Any]], ReportSpec], Any],
+) -> Any:  # fmt: skip
+    """``build(rows, spec)``, kept in ``store`` under ``skey`` until a row's token or the spec changes."""
+    tokens = (spec, *(r["_token"] for r in rows))
+    hit = store.get(skey)
+    if hit is not None and hit[0] == tokens:
+        return hit[1]
+    value = build(rows, spec)
+    store[skey] = (tokens, value)
+    return value
