@@ -216,7 +216,11 @@ def test_conductor_sigkilled_at_four_points_then_rerun(tmp_path: Path, case) -> 
         tools_work(root)
         return f"{len(seen)} green so far, workers and kernels gone {waited:.1f} s after the kill"
 
-    # 1. before the first build: the state file's commit is the conductor's first rename.
+    # 1. before the first build: the state file's commit is the conductor's first rename in the
+    # runs root. Caches outside it (the user's entry-point and distribution lists) are written on
+    # first use on a fresh machine: a dry run, which writes nothing in the runs root, warms them.
+    warm = start([*argv, "--dry-run"], root, tag)
+    assert warm.wait(timeout=120) == 0 and not runs.exists(), finish(warm)
     proc = start(strace_kill(argv, 1), root, tag)
     note = after_kill(proc)
     tmp = stray_tmp(runs / ".ductaflow" / "conductor", ".pipe.json.*.tmp")
