@@ -22,7 +22,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import pandas as pd
 
@@ -34,9 +34,6 @@ from ductaflow.errors import ConfigError, ScenarioError
 from ductaflow.lifecycle.events import EventKind, ScenarioEvent
 from ductaflow.lifecycle.hooks import load_object
 from ductaflow.store.sweeps import BUDGET, SweepNode, SweepState, write_sweep_state
-
-if TYPE_CHECKING:
-    from ductaflow.conductor.state import ConductorRun
 
 log = logging.getLogger(__name__)
 
@@ -144,10 +141,24 @@ def _priority(value: Any, parent: str) -> float | None:
     return float(value)
 
 
+class SweepRows(Protocol):
+    """What a search needs of the conductor's bookkeeping (:class:`~ductaflow.conductor.state.ConductorRun`)."""
+
+    state: str
+    runs_root: Path
+    bulk: bool
+    plan: SweepPlan
+    rows: dict[str, dict[str, Any]]
+
+    def extend(self, plan: SweepPlan, added: Iterable[ScenarioPlan]) -> None: ...
+
+    def fill_up_to_date(self, p: ScenarioPlan) -> None: ...
+
+
 class Search:
     """One sweep's search: its nodes (in the sweep state file), the follow-up and the budget."""
 
-    def __init__(self, run: ConductorRun, state: SweepState, follow_up: Callable[[FinishedScenario], Any] | None,
+    def __init__(self, run: SweepRows, state: SweepState, follow_up: Callable[[FinishedScenario], Any] | None,
                  adaptive: bool) -> None:  # fmt: skip
         self.run = run
         self.head = replace(state, nodes=())  # the sweep's settings and counters; the nodes are kept apart
