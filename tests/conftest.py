@@ -71,6 +71,14 @@ FAST_MODULES = frozenset({"test_adapters.py", "test_layers.py", "test_report.py"
 KERNEL_FIXTURES = frozenset({"browser", "client", "page", "report_url", "unicode_run"})
 
 
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's headless Chromium, one per test module (``browserkit.chromium``); skipped without it."""
+    from browserkit import chromium  # beside this file: the browser tests' own helpers
+
+    yield from chromium()
+
+
 def _module_key(item: pytest.Item) -> str:
     try:
         return Path(str(item.path)).resolve().relative_to(HERE).as_posix()

@@ -9,13 +9,11 @@ one-scenario run checks ``ductaflow conduct --html all``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
-from browserkit import CHROMIUM, chromium
 from flowkit import ductaflow_cmd
 from report_fixtures import IMG_PAYLOAD, SCRIPT_PAYLOAD
 
@@ -81,13 +79,6 @@ def swept(project: Path) -> pd.DataFrame:
     out = conduct(table, project / "builds" / "pipe.py", max_parallel=2, progress=False, raise_on_failure=False)
     assert list(out["status"]) == ["green", "red"]
     return out
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's Chromium is not at /usr/bin/chromium")
-    yield from chromium()
 
 
 def _inst(project: Path, name: str) -> Path:

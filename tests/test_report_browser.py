@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browserkit import CHROMIUM, chromium, watched_page
+from browserkit import CHROMIUM, watched_page
 from report_fixtures import IMG_PAYLOAD, SCRIPT_PAYLOAD, make_demo, make_instance, write_state
 from report_fixtures import _row as _state_row
 
@@ -17,11 +17,6 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's Chromium is not at /usr/bin/chromium"),
     pytest.mark.timeout(60),
 ]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    yield from chromium()
 
 
 @pytest.fixture(scope="module")

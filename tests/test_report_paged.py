@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browserkit import CHROMIUM, chromium
+from browserkit import CHROMIUM
 
 from ductaflow.core.lights import Status
 from ductaflow.report.page import REPORT_NAME, STATE_DIR, write_report
@@ -96,11 +96,6 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's Chromium is not at /usr/bin/chromium"),
     pytest.mark.timeout(120),
 ]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    yield from chromium()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from browserkit import CHROMIUM, chromium, watched_page
+from browserkit import CHROMIUM, watched_page
 from report_fixtures import SCRIPT_PAYLOAD
 from search_fixtures import EVIL, make_search
 
@@ -17,11 +17,6 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's Chromium is not at /usr/bin/chromium"),
     pytest.mark.timeout(60),
 ]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    yield from chromium()
 
 
 @pytest.fixture(scope="module")

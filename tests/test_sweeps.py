@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from browserkit import CHROMIUM, chromium
+from browserkit import CHROMIUM
 from click.testing import CliRunner
 from report_fixtures import _row, make_instance, write_state
 
@@ -116,11 +115,6 @@ def test_cli_report_and_status_narrow_to_one_sweep(runs: Path) -> None:
 def test_a_sweep_id_is_checked_like_an_instance_name(runs: Path) -> None:
     with pytest.raises(InvalidName):
         conduct(pd.DataFrame({"x": [1]}), runs.parent / "builds" / "pair.py", sweep="../up", progress=False)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    yield from chromium()
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's Chromium is not at /usr/bin/chromium")
