@@ -120,3 +120,23 @@ def test_walk_is_one_pass_and_keeps_orphans_as_roots() -> None:
     assert [(d, n.instance) for d, n in state.walk()] == [(0, "a"), (0, "b"), (1, "c")]
     chain = tuple(SweepNode(f"n{i}", {}, i, parent=f"n{i - 1}" if i else None) for i in range(20_000))
     assert sum(1 for _ in SweepState("s", "b", "/p/b.py", "/p", nodes=chain).walk()) == 20_000
+
+
+def test_the_returned_table_takes_each_row_from_where_it_was_planned(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from ductaflow.conductor.scenario import ScenarioPlan
+    from ductaflow.conductor.sweep import _scenario_table
+
+    table = pd.DataFrame({"x": [10, 20]})
+    resumed = Resumed(_state())  # four nodes: a table given with the resume is planned after them
+    old = [ScenarioPlan(i, n.instance, dict(n.values), {}, n.parent) for i, n in enumerate(resumed.state.nodes)]
+    new = [ScenarioPlan(4 + i, f"n{i}", {"x": -1}, {}) for i in range(2)]  # values apart from the table's
+    child = [ScenarioPlan(6, "kid", {"x": 99}, {}, "n0")]
+    plan = SimpleNamespace(scenarios=(*old, *new, *child), instance_dir=lambda name: tmp_path / name)
+    out = _scenario_table(table, plan, resumed)  # type: ignore[arg-type]
+    assert list(out["x"]) == [1, 2, 3, 4, 10, 20, 99]
+    assert list(out["parent"].fillna("-")) == ["-", "a", "a", "b", "-", "-", "n0"]
+    plain = SimpleNamespace(scenarios=tuple(ScenarioPlan(i, f"r{i}", {"x": v}, {}) for i, v in enumerate((10, 20))),
+                            instance_dir=lambda name: tmp_path / name)  # fmt: skip
+    assert list(_scenario_table(table, plain)["x"]) == [10, 20]  # type: ignore[arg-type]

@@ -194,7 +194,7 @@ def conduct(
     fn = resolve_follow_up(follow_up, plan.project_root)
     reporter = make_reporter(progress)
     if explain or dry_run:
-        return (_explain if explain else _dry_run)(plan, _scenario_table(table, plan), reporter)
+        return (_explain if explain else _dry_run)(plan, _scenario_table(table, plan, resumed), reporter)
     run = ConductorRun(plan, sweep=sweep_id, report=spec)
     opts = {**opts, "base_config": dict(plan.rules.base) if plan.rules else None, "retry_on": list(policy.retry_on)}
     spec_ = follow_up_spec(follow_up, plan.project_root)
@@ -216,7 +216,7 @@ def conduct(
     if plan.parsed is not None:
         plan.parsed.save()  # after the state file: its commit stays the conductor's first rename
     run.sweep_event("end")
-    out = _results(_scenario_table(table, run.plan), run, interrupted, raise_on_failure)
+    out = _results(_scenario_table(table, run.plan, resumed), run, interrupted, raise_on_failure)
     if run.search is not None and run.search.failure is not None:
         raise run.search.failure
     return out
@@ -231,11 +231,11 @@ def _sweep_id(resumed: Resumed | None, sweep: str | None) -> str:
     return resumed.state.sweep
 
 
-def _scenario_table(table: pd.DataFrame | None, plan: SweepPlan) -> pd.DataFrame:
+def _scenario_table(table: pd.DataFrame | None, plan: SweepPlan, resumed: Resumed | None = None) -> pd.DataFrame:
     """The returned table: the scenarios with their instance names and folders (and the parent
     of each follow-up, when there are any)."""
-    first = len(plan.scenarios) - (len(plan.scenarios) if table is None else 0)
-    from_table = table is not None and all(p.parent is None and p.row < len(table) for p in plan.scenarios)
+    first = len(resumed.state.nodes) if resumed is not None else 0  # the table's rows come after a resume's
+    from_table = resumed is None and table is not None and all(p.parent is None for p in plan.scenarios)
     if from_table and table is not None:
         rows = [p.row for p in plan.scenarios]  # a row run as N replicates appears N times
         out = table.reset_index(drop=True).iloc[rows].reset_index(drop=True)
