@@ -176,6 +176,17 @@ def test_timeout_and_kernel_death_leave_no_kernel_and_the_template_serves_on(tmp
     assert my_kernels() == []
 
 
+def test_the_template_has_numpy_random_loaded_so_seeding_a_forked_kernel_imports_nothing(tmp_path: Path) -> None:
+    # every kernel seeds numpy's global state before its first cell; numpy 2 loads numpy.random
+    # on first use (~15 ms of every forked kernel, measured), so the template loads it once
+    pytest.importorskip("numpy")
+    root = make_project(tmp_path)
+    write_flow(root, "fine", "# %%\nprint('fine')\n")
+    assert run_notebook(root / "flows" / "fine.py", {}, execution_dir=root / "runs" / "f").status.value == "green"
+    maps = Path(f"/proc/{fork.template_for(()).proc.pid}/maps").read_text(encoding="utf-8")
+    assert "/numpy/random/_mt19937" in maps  # the extension module numpy.random.seed uses
+
+
 def test_nested_flows_fork_from_the_template_that_forked_their_build(tmp_path: Path) -> None:
     root = make_project(tmp_path)
     write_flow(root, "leaf", "# %%\nimport os, psutil\nprint('PARENT', psutil.Process().ppid())\n")
