@@ -6,6 +6,8 @@ from __future__ import annotations
 import html
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ from ductaflow.run.notebook_html import (
     failing_cell,
     notebooks_in,
     render,
+    render_instance,
     wants_page,
 )
 from ductaflow.store.result import FlowResult
@@ -140,6 +143,26 @@ def test_notebooks_in_a_build_instance(tmp_path: Path) -> None:
     assert notebooks_in(inst) == [(inst, "pipe"), (inst / "runs" / "w1", "work"), (inst / "runs" / "w2", "work")]
     assert notebooks_in(inst, "w2") == [(inst / "runs" / "w2", "work")]
     assert notebooks_in(inst, "nothing") == []
+
+
+def test_an_instance_of_greens_gets_no_page_and_never_loads_nbconvert(tmp_path: Path) -> None:
+    # a conductor worker calls this after every build: a sweep of greens must not pay for
+    # nbconvert's import (~0.2 s in each worker's first build, measured); a red gets its page
+    inst = tmp_path / "pipe" / "a"
+    for folder, flow in ((inst, "pipe"), (inst / "runs" / "w1", "work")):
+        folder.mkdir(parents=True, exist_ok=True)
+        rec = FlowResult(flow, Path(f"/p/{flow}.py"), folder, Status.GREEN, "finished")
+        (folder / f"{flow}_status.json").write_text(json.dumps(rec.to_record()))
+        nbformat.write(_nb(), str(folder / f"{flow}.ipynb"))
+    code = (
+        "import sys; from pathlib import Path; from ductaflow.run.notebook_html import render_instance\n"
+        f"print(render_instance(Path({str(inst)!r}), 'pipe', 'failed'), 'nbconvert' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.split() == ["[]", "False"]
+    red = FlowResult("work", Path("/p/work.py"), inst / "runs" / "w1", Status.RED, "finished")
+    (inst / "runs" / "w1" / "work_status.json").write_text(json.dumps(red.to_record()))
+    assert render_instance(inst, "pipe", "failed") == [inst / "runs" / "w1" / "work.html"]
 
 
 # ---------------------------------------------------------------- the report's folder and output links

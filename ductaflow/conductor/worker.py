@@ -37,7 +37,7 @@ from ductaflow.kernels.fork import TEMPLATE_ENV
 from ductaflow.run.execute import make_plan, run_plan
 from ductaflow.run.notebook_html import render_instance
 from ductaflow.run.recorder import close_open_runs
-from ductaflow.store.records import summarize_instance
+from ductaflow.store.records import InstanceSummary, summarize_instance
 from ductaflow.store.result import ErrorInfo, FlowResult
 
 log = logging.getLogger(__name__)
@@ -157,9 +157,9 @@ def run_build(task: BuildTask) -> BuildOutcome:
         ran = _execute(task)
     finally:
         mark_busy(None)
-    if not ran.interrupted:
-        _render_pages(task)
     summary = summarize_instance(task.instance_dir, task.build_path.stem)
+    if not ran.interrupted:
+        _render_pages(task, summary)
     with _WATCH_LOCK:  # after the record is read back: an orphaned worker exits once this is empty
         _RUNNING.discard(exec_dir)
     build = summary.build
@@ -194,11 +194,11 @@ def _failure(build: FlowResult | None, ran: _Ran) -> Failure:
     return failure_fields(build)
 
 
-def _render_pages(task: BuildTask) -> None:
+def _render_pages(task: BuildTask, summary: InstanceSummary) -> None:
     """The pages of the build's notebooks that ``task.html`` asks for, once its records are final
-    (each under its flow's instance lock); a failure is logged, the build's light stands."""
+    (``summary``: rendering never changes them); a failure is logged, the build's light stands."""
     try:
-        pages = render_instance(task.instance_dir, task.build_path.stem, task.html)
+        pages = render_instance(task.instance_dir, task.build_path.stem, task.html, summary=summary)
     except Exception as exc:  # noqa: BLE001 - a worker must report, not die
         log.warning("could not render the notebooks of %s as HTML: %s", task.instance_dir, exc)
         return
