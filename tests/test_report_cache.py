@@ -20,16 +20,34 @@ from click.testing import CliRunner
 from report_fixtures import make_demo, make_instance, write_record
 
 from ductaflow.cli import cli
+from ductaflow.report import instances, memory
 from ductaflow.report.instances import RACY_NS, read_instance
 from ductaflow.report.memory import memory_of
 from ductaflow.report.page import collect_report, write_report
 from ductaflow.report.query import status_rows, status_table
 from ductaflow.store.layout import STATUS_CACHE
 
+#: The racy window of this module's in-process tests, on a file system whose timestamps have
+#: sub-second resolution: what the tests check does not depend on its length, and a second of
+#: sleep per test made this module a third of the fast lane. Tests that start another process
+#: (which has the library's window) wait for the real one.
+_SHORT_WINDOW_NS = 300_000_000
 
-def _age() -> None:
-    """Wait until every file written so far is older than the racy window."""
-    time.sleep(RACY_NS / 1e9 + 0.1)
+
+@pytest.fixture(autouse=True)
+def _window(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    probe = tmp_path / "probe"
+    probe.write_text("")
+    if probe.stat().st_mtime_ns % 1_000_000_000 or probe.stat().st_ctime_ns % 1_000_000_000:
+        monkeypatch.setattr(instances, "RACY_NS", _SHORT_WINDOW_NS)
+        monkeypatch.setattr(memory, "RACY_NS", _SHORT_WINDOW_NS)
+    probe.unlink()
+
+
+def _age(real: bool = False) -> None:
+    """Wait until every file written so far is older than the racy window (``real``: the
+    library's own, for a check made in another process)."""
+    time.sleep((RACY_NS if real else instances.RACY_NS) / 1e9 + 0.1)
 
 
 def _rows(ctx: dict) -> dict[str, dict]:
@@ -213,7 +231,7 @@ def test_the_status_cache_serves_the_next_process(runs: Path) -> None:
     """Rows kept by one process are used by the next (so the signature hash must not depend on
     the process: an instance with a missing file, here its step list, checks that too)."""
     (runs / "demand_model" / "g0.01_c1.0" / "runs" / ".steps.json").unlink(missing_ok=True)
-    _age()
+    _age(real=True)
     code = "import sys; from ductaflow.report.query import status_rows; status_rows(sys.argv[1])"
     subprocess.run([sys.executable, "-c", code, str(runs)], check=True)
     cache = runs / STATUS_CACHE
@@ -225,14 +243,14 @@ def test_the_status_cache_serves_the_next_process(runs: Path) -> None:
 def test_a_report_that_read_only_some_instances_keeps_the_others_status_rows(runs: Path) -> None:
     """A process that starts from kept report rows reads only what changed; the status cache it
     writes still holds every instance (each row is checked when used)."""
-    _age()
+    _age(real=True)
     code = "import sys; from ductaflow.report.page import write_report; write_report(sys.argv[1])"
     subprocess.run([sys.executable, "-c", code, str(runs)], check=True)
     cache = runs / STATUS_CACHE
     before = set(json.loads(cache.read_text())["rows"])
     assert len(before) == 4
     write_record(runs / "demand_model" / "g0.01_c1.0", "demand_model", status="orange")
-    _age()
+    _age(real=True)
     subprocess.run([sys.executable, "-c", code, str(runs)], check=True)
     assert set(json.loads(cache.read_text())["rows"]) == before
     assert {r["dir"]: r["status"] for r in status_rows(runs)}["demand_model/g0.01_c1.0"] == "orange"
