@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from ductaflow.core.lights import Status
+from ductaflow.report import instances, memory
 from ductaflow.report.page import STATE_DIR
 from ductaflow.store.result import ErrorInfo, FlowResult
 
@@ -15,6 +19,34 @@ SCRIPT_PAYLOAD = "<script>window.__pwned=1</script>"
 IMG_PAYLOAD = '<img src=x onerror="window.__pwned=1">'
 FAILING_LOG = "starting summarize\nTraceback (most recent call last):\nValueError: boom: negative demand\n"
 T0 = "2026-01-05T22:00:00+00:00"
+
+#: The racy window of in-process report tests on a file system whose timestamps have
+#: sub-second resolution. Linux stamps files from a clock that ticks every 1-10 ms, so 50 ms
+#: still covers an edit within one tick; what the tests check does not depend on the length,
+#: and the library's 1 s made sleeping a third of the fast lane.
+SHORT_RACY_NS = 50_000_000
+#: The library's own window, read before any test shortens it.
+LIBRARY_RACY_NS = instances.RACY_NS
+
+
+def shorten_racy_window(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """Give this process's report a :data:`SHORT_RACY_NS` window where ``folder``'s file system
+    keeps sub-second times (probed); elsewhere the library's window stays. A check made in
+    another process always has the library's window: wait with ``age(real=True)``."""
+    probe = folder / ".racy-probe"
+    probe.write_text("")
+    st = probe.stat()
+    probe.unlink()
+    if st.st_mtime_ns % 1_000_000_000 or st.st_ctime_ns % 1_000_000_000:
+        monkeypatch.setattr(instances, "RACY_NS", SHORT_RACY_NS)
+        monkeypatch.setattr(memory, "RACY_NS", SHORT_RACY_NS)  # imported by name there
+
+
+def age(real: bool = False) -> None:
+    """Wait until every file written so far is older than this process's racy window (``real``:
+    the library's own, for a check made in another process)."""
+    window = LIBRARY_RACY_NS if real else instances.RACY_NS
+    time.sleep(window / 1e9 + 0.05)
 
 
 def write_record(

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 import psutil
 import pytest
+from report_fixtures import age, shorten_racy_window
 
 from ductaflow.conductor.attempts import remove_stale_attempts
 from ductaflow.conductor.plan import plan_sweep
@@ -170,12 +171,13 @@ def _lights(runs: Path) -> list[str]:
     return [row["light"] for row in section["rows"]]
 
 
-def test_the_report_reads_journal_updates(tmp_path: Path) -> None:
+def test_the_report_reads_journal_updates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shorten_racy_window(monkeypatch, tmp_path)
     runs = tmp_path / "runs"
     writer, rows = _writer(runs)
     rows[0] = {**rows[0], "state": "done", "status": "green"}
     writer.change(rows[0], T1, dict)
-    time.sleep(1.1)  # old enough for the report to keep what it parsed (see report.instances.RACY_NS)
+    age()  # old enough for the report to keep what it parsed (see report.instances.RACY_NS)
     assert _lights(runs)[:3] == ["green", "pending", "pending"]
     assert _lights(runs)[:3] == ["green", "pending", "pending"]  # from its memory this time
     rows[1] = {**rows[1], "state": "done", "status": "red", "error": "boom"}

@@ -17,37 +17,21 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from report_fixtures import make_demo, make_instance, write_record
+from report_fixtures import age as _age
+from report_fixtures import make_demo, make_instance, shorten_racy_window, write_record
 
 from ductaflow.cli import cli
-from ductaflow.report import instances, memory
-from ductaflow.report.instances import RACY_NS, read_instance
+from ductaflow.report import instances
+from ductaflow.report.instances import read_instance
 from ductaflow.report.memory import memory_of
 from ductaflow.report.page import collect_report, write_report
 from ductaflow.report.query import status_rows, status_table
 from ductaflow.store.layout import STATUS_CACHE
 
-#: The racy window of this module's in-process tests, on a file system whose timestamps have
-#: sub-second resolution: what the tests check does not depend on its length, and a second of
-#: sleep per test made this module a third of the fast lane. Tests that start another process
-#: (which has the library's window) wait for the real one.
-_SHORT_WINDOW_NS = 300_000_000
-
 
 @pytest.fixture(autouse=True)
 def _window(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    probe = tmp_path / "probe"
-    probe.write_text("")
-    if probe.stat().st_mtime_ns % 1_000_000_000 or probe.stat().st_ctime_ns % 1_000_000_000:
-        monkeypatch.setattr(instances, "RACY_NS", _SHORT_WINDOW_NS)
-        monkeypatch.setattr(memory, "RACY_NS", _SHORT_WINDOW_NS)
-    probe.unlink()
-
-
-def _age(real: bool = False) -> None:
-    """Wait until every file written so far is older than the racy window (``real``: the
-    library's own, for a check made in another process)."""
-    time.sleep((RACY_NS if real else instances.RACY_NS) / 1e9 + 0.1)
+    shorten_racy_window(monkeypatch, tmp_path)
 
 
 def _rows(ctx: dict) -> dict[str, dict]:
@@ -180,9 +164,10 @@ def test_links_follow_files_added_removed_or_swapped_for_a_symlink(runs: Path, t
     assert set(links) == {"notebook", "html"}, links
 
 
-def test_a_reading_of_fresh_files_is_not_trusted_later(tmp_path: Path) -> None:
+def test_a_reading_of_fresh_files_is_not_trusted_later(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An edit in the same timestamp tick and of the same size would leave a signature as it
     was: a reading taken within the racy window is read again next time, whatever it says."""
+    monkeypatch.setattr(instances, "RACY_NS", 300_000_000)  # "fresh" must hold on a loaded machine too
     runs = tmp_path / "runs"
     inst = make_instance(runs, "m", "a", [{"flow": "f", "status": "green"}])
     assert read_instance(str(inst), "m").racy
