@@ -10,10 +10,18 @@ nor named ``test_fast_*.py``, is put in the kernel lane with a warning: a new mo
 someone says otherwise. A fast-lane test that leaves a new child process behind (a kernel
 template, a cluster, a server) fails: it belongs to the kernel lane.
 
+Processes. The suite runs under pytest-xdist (``-n auto --dist loadfile`` in pyproject.toml):
+each module runs whole in one worker, so module fixtures (a browser, a Dask cluster) start
+once; :func:`pytest_xdist_auto_num_workers` caps the workers at :data:`MAX_WORKERS`. ``-n 0``
+runs everything in this process, as does ``--write-reliability``. The checks of a whole
+session (tracked files, kernel files) run once, in the process that started the session,
+after every worker has ended.
+
 Tracked files. No test may change a file git tracks (``RELIABILITY.md`` is written only on
 request: ``--write-reliability``). The session records the content hash of every tracked file at
 its start and, at its end, fails the run and names each tracked file whose content changed, and
-whether this pytest process itself opened it for writing. (Another person editing the working
+whether this pytest process itself opened it for writing (known only with ``-n 0``: workers
+are other processes). (Another person editing the working
 tree during the run shows up too: the message says so.)
 """
 
@@ -69,6 +77,30 @@ KERNEL_MODULES = frozenset({
 FAST_MODULES = frozenset({"test_adapters.py", "test_layers.py", "test_report.py", "test_report_cache.py"})
 #: Fixtures that start a kernel, a browser or a cluster: a test using one is in the kernel lane.
 KERNEL_FIXTURES = frozenset({"browser", "client", "page", "report_url", "unicode_run"})
+#: At most this many xdist workers for ``-n auto``: the kernel tests are CPU-bound, and several
+#: check timings (a heartbeat, a Ctrl-C) that a crowded machine would only blur.
+MAX_WORKERS = 4
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: one worker per core this process may use, at most :data:`MAX_WORKERS`; none
+    (all in this process) when RELIABILITY.md is to be written from what one process saw."""
+    if write_reliability(config):
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(MAX_WORKERS, cores))
+
+
+def _in_worker(config: pytest.Config) -> bool:
+    """True in an xdist worker (the session's own checks run in the process that started it)."""
+    return hasattr(config, "workerinput")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if write_reliability(config) and getattr(config.option, "numprocesses", None) and not _in_worker(config):
+        raise pytest.UsageError(
+            "--write-reliability writes RELIABILITY.md from the outcomes one process saw: drop -n or give -n 0"
+        )
 
 
 @pytest.fixture(scope="module")
@@ -146,16 +178,24 @@ def _live_children() -> dict[int, str]:
     return out
 
 
+#: Child processes alive when the last fast-lane test ended; None after a kernel-lane test.
+_CHILDREN_AFTER_LAST: set[int] | None = None
+
+
 @pytest.fixture(autouse=True)
 def _fast_tests_leave_no_process(request: pytest.FixtureRequest) -> Iterator[None]:
     """A test outside the kernel lane must not leave a child process running (a kernel template,
     a spawned kernel, a Dask cluster): that test belongs to the kernel lane."""
+    global _CHILDREN_AFTER_LAST
     if request.node.get_closest_marker("kernel") is not None:
+        _CHILDREN_AFTER_LAST = None  # a kernel test may keep a module's cluster or browser running
         yield
         return
-    before = set(_live_children())
+    before = _CHILDREN_AFTER_LAST if _CHILDREN_AFTER_LAST is not None else set(_live_children())
     yield
-    left = {pid: cmd for pid, cmd in _live_children().items() if pid not in before}
+    after = _live_children()
+    _CHILDREN_AFTER_LAST = set(after)  # the next fast test's "before": one scan of /proc a test
+    left = {pid: cmd for pid, cmd in after.items() if pid not in before}
     if left:
         pytest.fail(f"a fast-lane test left child process(es) running: {left}; mark it kernel", pytrace=False)
 
@@ -238,6 +278,8 @@ def _check_kernel_files(session: pytest.Session) -> None:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
+    if _in_worker(session.config):
+        return
     session.config.stash[_KERNEL_FILES] = _kernel_files()
     tracked = _tracked_files()
     if tracked is None:
