@@ -19,8 +19,12 @@ Kernels are found by what they are and whose they are, not by a path written int
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
 import time
+from typing import Any
 
 import psutil
 
@@ -149,3 +153,30 @@ def wait_for_no_kernels(text: str, timeout: float = 20) -> list[psutil.Process]:
         time.sleep(0.5)
         alive = kernels_mentioning(text)
     return alive
+
+
+def run_or_dump(args: list[str], timeout: float, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """``subprocess.run(args, capture_output=True, text=True)``, but a Python command that hangs
+    past ``timeout`` is sent SIGABRT with ``PYTHONFAULTHANDLER`` set, so the failure shows where
+    each of its threads stood; its children are killed too."""
+    env = {**(kwargs.pop("env", None) or os.environ), "PYTHONFAULTHANDLER": "1"}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            family = psutil.Process(proc.pid).children(recursive=True)
+        except psutil.Error:
+            family = []
+        proc.send_signal(signal.SIGABRT)
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate(timeout=30)
+        for child in family:
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+        where = f"{args} hung for {timeout} s; its threads then:\n{err[-20000:]}\nstdout:\n{out[-4000:]}"
+        raise AssertionError(where) from None
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)

@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from procs import wait_for_no_kernels
+from procs import run_or_dump, wait_for_no_kernels
 from test_example import _copy_example, _env, _no_inherited_root  # noqa: F401 - an autouse fixture
 
 from ductaflow import ConductorFailed, SharedFilesystemError, conduct, ledger
@@ -29,7 +29,7 @@ from ductaflow.conductor.worker import claim_attempt
 
 distributed = pytest.importorskip("distributed")
 
-FLOW = '''\
+FLOW = """\
 # %% tags=["parameters"]
 config = {}
 
@@ -45,9 +45,9 @@ time.sleep(config.get("sleep", 0))
 if config.get("fail"):
     raise RuntimeError("asked to fail")
 Path("out.txt").write_text(config["label"])
-'''
+"""
 
-BUILD = '''\
+BUILD = """\
 # %% tags=["parameters"]
 config = {}
 
@@ -60,7 +60,7 @@ Path("worker.pid").write_text(os.environ["JPY_PARENT_PID"])  # the process that 
 
 # %%
 step("flows/work.py", "work", {k: config[k] for k in ("label", "sleep", "fail")})
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -140,8 +140,13 @@ def test_rerunning_a_scenario_with_force_runs_it_again(client, project: Path) ->
 def test_fail_fast_cancels_the_rest_on_dask(client, project: Path) -> None:
     table = pd.DataFrame({"label": list("abc"), "fail": [True, False, False]})
     out = conduct(
-        table, project / "builds" / "pipe.py", executor=client, max_parallel=1, fail_fast=True,
-        progress=False, raise_on_failure=False,
+        table,
+        project / "builds" / "pipe.py",
+        executor=client,
+        max_parallel=1,
+        fail_fast=True,
+        progress=False,
+        raise_on_failure=False,
     )
     assert out.loc[0, "status"] == "red"
     assert list(out["state"][1:]) == ["cancelled", "cancelled"]
@@ -276,9 +281,19 @@ class HiddenRunsRoot:
             self._busy.bind(("127.0.0.1", 8786))
             self._busy.listen()
         self.scheduler = subprocess.Popen(
-            [self.dask, "scheduler", "--scheduler-file", str(sched_file), "--host", "127.0.0.1", "--port", "0",
-             "--no-dashboard"],
-            stdout=self._log, stderr=subprocess.STDOUT,
+            [
+                self.dask,
+                "scheduler",
+                "--scheduler-file",
+                str(sched_file),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--no-dashboard",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         self.address = _scheduler_address(self.scheduler, sched_file, log)
 
@@ -326,9 +341,22 @@ def test_runs_root_the_workers_cannot_see_is_a_clear_error(project: Path, hidden
         address = c.scheduler.address
     table.to_csv(project / "one.csv", index=False)
     cli = subprocess.run(
-        [str(Path(sys.executable).with_name("ductaflow")), "conduct", "one.csv", "--build", "builds/pipe.py",
-         "--runs-root", str(hidden / "runs"), "--scheduler", address],
-        cwd=project, env=_env(), capture_output=True, text=True, timeout=120,
+        [
+            str(Path(sys.executable).with_name("ductaflow")),
+            "conduct",
+            "one.csv",
+            "--build",
+            "builds/pipe.py",
+            "--runs-root",
+            str(hidden / "runs"),
+            "--scheduler",
+            address,
+        ],
+        cwd=project,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert cli.returncode == 2, cli.stdout + cli.stderr
     assert "not shared with the Dask workers" in cli.stderr and "Traceback" not in cli.stderr
@@ -520,8 +548,9 @@ def test_dask_without_the_extra_names_the_install_command(project: Path) -> None
         main()
         """
     )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=project, env=_env(), capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=project, env=_env(), capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "pip install 'ductaflow[dask]'" in proc.stderr
     assert not (project / "runs").exists()
@@ -536,11 +565,10 @@ def test_the_cli_keeps_dask_quiet_unless_asked(project: Path, tmp_path: Path) ->
     tmp, runtime = tmp_path / "tmp", tmp_path / "runtime"
     tmp.mkdir()
     private = {**_env(), "TMPDIR": str(tmp), "JUPYTER_RUNTIME_DIR": str(runtime)}
-    quiet = subprocess.run([*command, *args], cwd=project, env=private, capture_output=True, text=True, timeout=180)
+    quiet = run_or_dump([*command, *args], 180, cwd=project, env=private)
     assert quiet.returncode == 0, quiet.stdout + quiet.stderr
     assert "INFO distributed" not in quiet.stderr and "1 green" in quiet.stdout + quiet.stderr
     left = sorted(p.name for p in [*tmp.iterdir(), *(runtime.iterdir() if runtime.is_dir() else [])])
     assert left == [], f"left behind: {left}"
-    loud = subprocess.run([*command, "-v", *args], cwd=project, env=_env(), capture_output=True, text=True,
-                          timeout=180)
+    loud = run_or_dump([*command, "-v", *args], 180, cwd=project, env=_env())
     assert loud.returncode == 0 and "INFO distributed" in loud.stderr
