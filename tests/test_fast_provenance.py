@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import sys
 from dataclasses import replace
@@ -300,3 +301,44 @@ def test_the_distribution_list_is_kept_for_the_next_process_and_a_changed_path_l
     fresh = environment()
     assert fresh is not None and fresh.distributions == first.distributions
     assert len(list((tmp_path / "cache" / "ductaflow" / "environments").glob("*.json"))) == 2
+
+
+def test_a_folder_on_sys_path_that_gains_other_files_keeps_the_kept_list(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A project folder on ``sys.path`` (a script's, a conductor's) gets ``runs/`` and outputs:
+    that is no install, so the next process reads the kept list instead of listing again."""
+    from ductaflow.core import provenance
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.syspath_prepend(str(project))
+    monkeypatch.setattr(provenance, "_env_cache", None)
+    monkeypatch.setattr(provenance, "_listed", {})
+    first = environment()
+    assert first is not None
+    [kept] = (tmp_path / "cache" / "ductaflow" / "environments").glob("*.json")
+    kept.write_text(json.dumps(["only-this==1.0"]))  # what the next process finds is what it uses
+    (project / "runs" / "flow" / "a").mkdir(parents=True)
+    (project / "out.csv").write_text("x\n")
+    monkeypatch.setattr(provenance, "_env_cache", None)  # as a new process starts
+    monkeypatch.setattr(provenance, "_listed", {})
+    again = environment()
+    assert again is not None and again.distributions == ("only-this==1.0",)
+    assert list((tmp_path / "cache" / "ductaflow" / "environments").glob("*.json")) == [kept]
+
+
+def test_the_cache_of_lists_is_pruned_to_the_newest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ductaflow.core import provenance
+
+    monkeypatch.setattr(provenance, "KEEP_LISTS", 3)
+    folder = tmp_path / "environments"
+    folder.mkdir()
+    for i in range(6):
+        (folder / f"old{i}.json").write_text("[]")
+        os.utime(folder / f"old{i}.json", (1_000_000 + i, 1_000_000 + i))
+    provenance._keep(folder / "new.json", ("a==1",))  # 7 > 2 * 3: pruned to the newest 3
+    assert sorted(p.name for p in folder.iterdir()) == ["new.json", "old4.json", "old5.json"]
+    provenance._keep(folder / "newer.json", ("a==1",))  # 4: not yet over twice the limit
+    assert len(list(folder.iterdir())) == 4

@@ -6,12 +6,12 @@ installed distributions (as a hash; the list itself is kept once per environment
 :mod:`ductaflow.store.envs`), the project's git state (commit, branch, a dirty flag for
 tracked files and a hash of their diff against HEAD) and who ran it where.
 
-Costs are kept small by design: the distribution list is read once per process and read
-again only when a ``sys.path`` folder changed (a ``pip install`` adds a ``.dist-info``
-folder, which changes the folder's mtime); git is asked on every call, because code can
-change between two runs of one process, with one ``git status`` (plus one ``git diff``
-when the tree is dirty), each with a timeout. Nothing here raises: a failure is recorded
-in ``git_note`` and the run goes on.
+Costs are kept small by design: the distribution list is read once per process, kept in the
+user's cache for the next one, and read again only when the distribution metadata on
+``sys.path`` changed (a ``pip install`` adds or renames a ``.dist-info`` folder); git is
+asked on every call, because code can change between two runs of one process, with one
+``git status`` (plus one ``git diff`` when the tree is dirty), each with a timeout. Nothing
+here raises: a failure is recorded in ``git_note`` and the run goes on.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import asdict, dataclass, fields
 from importlib import metadata
 from pathlib import Path
@@ -127,7 +128,6 @@ class Provenance:
             return None
 
 
-
 def collect(project_root: str | Path | None) -> Provenance:
     """The provenance of a run of the project at ``project_root`` starting now, in this process."""
     env = environment()
@@ -154,18 +154,48 @@ def _user() -> str | None:
 
 
 # ---------------------------------------------------------------- installed distributions
+#: What the installed distributions depend on, per ``sys.path`` entry (see :func:`_path_signature`).
+PathSignature = tuple[tuple[str, Any], ...]
 _env_lock = threading.Lock()
-_env_cache: tuple[tuple[tuple[str, float], ...], Environment] | None = None
+_env_cache: tuple[PathSignature, Environment] | None = None
 
 
-def _path_signature() -> tuple[tuple[str, float], ...]:
-    """The folders on ``sys.path`` with their mtimes: changes when a distribution is added or removed."""
-    out = []
+#: Entries of a ``sys.path`` folder that make it hold a distribution (what importlib.metadata reads).
+_METADATA_SUFFIXES = (".dist-info", ".egg-info")
+#: A folder's listing is not reused while its mtime is this recent (a coarse clock may not have moved).
+_FRESH_NS = 2_000_000_000
+#: Folder -> (mtime_ns, names of its distribution metadata): listed again only when the mtime moves.
+_listed: dict[str, tuple[int, tuple[str, ...] | None]] = {}
+
+
+def _path_signature() -> PathSignature:
+    """Each ``sys.path`` entry with the names of the distribution metadata in it (a zip or a
+    missing entry: its mtime or None). An install or upgrade adds or renames a ``.dist-info``;
+    other files do not count, so a project folder on ``sys.path`` gaining ``runs/`` keeps the
+    signature (its mtime did not: each new mtime was a new cache file and a 60-100 ms listing
+    in every conductor worker)."""
+    out: list[tuple[str, Any]] = []
     for entry in sys.path:
+        folder = os.path.abspath(entry or ".")
         try:
-            out.append((entry, os.stat(entry or ".").st_mtime))
+            st = os.stat(folder)
         except OSError:
-            out.append((entry, -1.0))
+            out.append((entry, None))
+            continue
+        if not os.path.isdir(folder):
+            out.append((entry, st.st_mtime_ns))
+            continue
+        memo = _listed.get(folder)
+        if memo is None or memo[0] != st.st_mtime_ns:
+            try:
+                listing = os.listdir(folder)
+                names: tuple[str, ...] | None = tuple(sorted(n for n in listing if n.endswith(_METADATA_SUFFIXES)))
+            except OSError:
+                names = None
+            memo = (st.st_mtime_ns, names)
+            if time.time_ns() - st.st_mtime_ns > _FRESH_NS:
+                _listed[folder] = memo
+        out.append((entry, memo[1]))
     return tuple(out)
 
 
@@ -192,10 +222,10 @@ def environment() -> Environment | None:
         return env
 
 
-def _cache_file(signature: tuple[tuple[str, float], ...], kind: str | None = None) -> Path | None:
+def _cache_file(signature: PathSignature, kind: str | None = None) -> Path | None:
     """Where the list of this interpreter with this ``sys.path`` (folders and mtimes) is kept for the
     next process: listing 128 distributions took ~0.07 s of every ``ductaflow run``. A per-user
-    cache (``$XDG_CACHE_HOME`` or ``~/.cache``); a changed folder is another file. ``kind`` names
+    cache (``$XDG_CACHE_HOME`` or ``~/.cache``); changed metadata is another file. ``kind`` names
     another list kept the same way (``entry_points``), in a file of its own."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     if not os.path.isabs(base):
@@ -228,6 +258,33 @@ def _keep(path: Path | None, found: tuple[Any, ...]) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         log.debug("could not keep the distribution list in %s: %s", path, exc)
+        return
+    _prune(path.parent)
+
+
+#: The cache folder keeps this many lists (the newest); pruned when it holds twice as many.
+KEEP_LISTS = 256
+
+
+def _prune(folder: Path) -> None:
+    """Remove the oldest kept lists once there are over ``2 * KEEP_LISTS``: one per environment
+    and kind is all that is read, and a removed list costs only one listing."""
+    try:
+        names = [n for n in os.listdir(folder) if n.endswith(".json")]
+        if len(names) <= 2 * KEEP_LISTS:
+            return
+        aged = sorted(names, key=lambda n: _mtime(folder / n))
+        for name in aged[: len(aged) - KEEP_LISTS]:
+            (folder / name).unlink(missing_ok=True)
+    except OSError as exc:
+        log.debug("could not prune %s: %s", folder, exc)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def entry_points_in(group: str) -> tuple[tuple[str, str], ...]:
