@@ -18,12 +18,13 @@ from pathlib import Path
 import psutil
 import pytest
 from flowkit import ductaflow_cmd, is_forked_kernel, is_spare, make_project, my_kernels, read_json, write_flow
-from procs import wait_for_no_kernels
+from procs import run_or_dump, wait_for_no_kernels
 
 from ductaflow import run_notebook
 from ductaflow.errors import ConfigError
 from ductaflow.kernels import fork
 from ductaflow.kernels.options import kernel_options
+from ductaflow.kernels.provisioner import IPC_PATH_MAX
 
 pytestmark = pytest.mark.skipif(not fork.supported(), reason="fork launching is Linux-only")
 
@@ -264,3 +265,18 @@ def test_fd_level_output_and_a_closed_stdout_reach_the_log(tmp_path: Path) -> No
     text = (tmp_path / "o" / "fd_execution_output.txt").read_text()
     assert "from-print" in text
     assert "from-fd-1" in text or "from-fd-1" in res.stdout  # ipykernel forwards fd 1 when it can
+
+
+def test_a_runtime_dir_too_deep_for_unix_sockets_runs_the_flow_over_tcp(tmp_path: Path) -> None:
+    """Socket paths over the Unix limit (107 bytes on Linux) made the kernel die at start-up
+    and the run wait for it forever; such a kernel now talks TCP and the run ends green."""
+    root = make_project(tmp_path)
+    write_flow(root, "deep", "# %%\nprint('reached')\n")
+    runtime = tmp_path / ("r" * max(1, IPC_PATH_MAX - len(str(tmp_path)) - 20))
+    assert len(str(runtime / "df-1234567-0123456789abcdef-5")) > IPC_PATH_MAX
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime)}
+    res = run_or_dump([sys.executable, "-m", "ductaflow", "run", "flows/deep.py"], 120, cwd=root, env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert read_json(root / "runs" / "deep" / "default" / "deep_status.json")["status"] == "green"
+    assert "reached" in (root / "runs" / "deep" / "default" / "deep_execution_output.txt").read_text()
+    assert not runtime.exists() or list(runtime.iterdir()) == []

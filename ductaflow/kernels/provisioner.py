@@ -154,6 +154,8 @@ START_ARGUMENTS = (
 )
 # Kernel channels over Unix domain sockets where the platform has them.
 _IPC = sys.platform != "win32" and os.environ.get("DUCTAFLOW_KERNEL_TRANSPORT", "ipc") == "ipc"
+#: The longest path a Unix socket may have (``sun_path`` less its NUL: 108 bytes on Linux, 104 on macOS).
+IPC_PATH_MAX = 103 if sys.platform == "darwin" else 107
 
 
 #: The names of the connection files and sockets of ductaflow's kernels: ``df-<owner pid>-<id>``.
@@ -248,10 +250,15 @@ def configure_manager(km: Any, preload: tuple[str, ...] | None, current_python: 
     # next sweep of leftovers.
     name = f"{LEFTOVER_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:16]}"
     km.connection_file = str(runtime / f"{name}.json")
-    if _IPC:
+    sockets = str(runtime / name)
+    if _IPC and len(os.fsencode(sockets)) + len("-5") <= IPC_PATH_MAX:
         # Unix sockets, not TCP ports: a free port picked here can be taken by another
         # process before the kernel binds it ("Address already in use") on a busy machine.
         km.transport = "ipc"
-        km.ip = str(runtime / name)
+        km.ip = sockets  # the kernel binds <ip>-1 ... <ip>-5
+    elif _IPC:
+        # A runtime dir this deep makes socket paths the kernel cannot bind: it died at start
+        # and the run waited for it forever. TCP on localhost instead, as Jupyter's default.
+        log.info("Jupyter runtime dir %s is too deep for Unix sockets; this kernel uses TCP", runtime)
     km.client_class = "ductaflow.kernels.client.ReadyClient"
     return km
