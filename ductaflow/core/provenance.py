@@ -24,6 +24,7 @@ import os
 import platform
 import re
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -182,7 +183,7 @@ def _path_signature() -> PathSignature:
         except OSError:
             out.append((entry, None))
             continue
-        if not os.path.isdir(folder):
+        if not stat.S_ISDIR(st.st_mode):
             out.append((entry, st.st_mtime_ns))
             continue
         memo = _listed.get(folder)
@@ -223,7 +224,7 @@ def environment() -> Environment | None:
 
 
 def _cache_file(signature: PathSignature, kind: str | None = None) -> Path | None:
-    """Where the list of this interpreter with this ``sys.path`` (folders and mtimes) is kept for the
+    """Where the list of this interpreter with this ``sys.path`` (its distribution metadata) is kept for the
     next process: listing 128 distributions took ~0.07 s of every ``ductaflow run``. A per-user
     cache (``$XDG_CACHE_HOME`` or ``~/.cache``); changed metadata is another file. ``kind`` names
     another list kept the same way (``entry_points``), in a file of its own."""
