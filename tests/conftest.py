@@ -21,8 +21,8 @@ Tracked files. No test may change a file git tracks (``RELIABILITY.md`` is writt
 request: ``--write-reliability``). The session records the content hash of every tracked file at
 its start and, at its end, fails the run and names each tracked file whose content changed, and
 whether this pytest process itself opened it for writing (known only with ``-n 0``: workers
-are other processes). (Another person editing the working
-tree during the run shows up too: the message says so.)
+are other processes). Another person editing the working tree during the run shows up too:
+the message says so.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from ductaflow.conductor.worker import claim_attempt
 
 distributed = pytest.importorskip("distributed")
 
-FLOW = """\
+FLOW = '''\
 # %% tags=["parameters"]
 config = {}
 
@@ -45,9 +45,9 @@ time.sleep(config.get("sleep", 0))
 if config.get("fail"):
     raise RuntimeError("asked to fail")
 Path("out.txt").write_text(config["label"])
-"""
+'''
 
-BUILD = """\
+BUILD = '''\
 # %% tags=["parameters"]
 config = {}
 
@@ -60,7 +60,7 @@ Path("worker.pid").write_text(os.environ["JPY_PARENT_PID"])  # the process that 
 
 # %%
 step("flows/work.py", "work", {k: config[k] for k in ("label", "sleep", "fail")})
-"""
+'''
 
 
 @pytest.fixture(scope="module")
@@ -140,13 +140,8 @@ def test_rerunning_a_scenario_with_force_runs_it_again(client, project: Path) ->
 def test_fail_fast_cancels_the_rest_on_dask(client, project: Path) -> None:
     table = pd.DataFrame({"label": list("abc"), "fail": [True, False, False]})
     out = conduct(
-        table,
-        project / "builds" / "pipe.py",
-        executor=client,
-        max_parallel=1,
-        fail_fast=True,
-        progress=False,
-        raise_on_failure=False,
+        table, project / "builds" / "pipe.py", executor=client, max_parallel=1, fail_fast=True,
+        progress=False, raise_on_failure=False,
     )
     assert out.loc[0, "status"] == "red"
     assert list(out["state"][1:]) == ["cancelled", "cancelled"]
@@ -281,19 +276,9 @@ class HiddenRunsRoot:
             self._busy.bind(("127.0.0.1", 8786))
             self._busy.listen()
         self.scheduler = subprocess.Popen(
-            [
-                self.dask,
-                "scheduler",
-                "--scheduler-file",
-                str(sched_file),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--no-dashboard",
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+            [self.dask, "scheduler", "--scheduler-file", str(sched_file), "--host", "127.0.0.1", "--port", "0",
+             "--no-dashboard"],
+            stdout=self._log, stderr=subprocess.STDOUT,
         )
         self.address = _scheduler_address(self.scheduler, sched_file, log)
 
@@ -341,22 +326,9 @@ def test_runs_root_the_workers_cannot_see_is_a_clear_error(project: Path, hidden
         address = c.scheduler.address
     table.to_csv(project / "one.csv", index=False)
     cli = subprocess.run(
-        [
-            str(Path(sys.executable).with_name("ductaflow")),
-            "conduct",
-            "one.csv",
-            "--build",
-            "builds/pipe.py",
-            "--runs-root",
-            str(hidden / "runs"),
-            "--scheduler",
-            address,
-        ],
-        cwd=project,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
+        [str(Path(sys.executable).with_name("ductaflow")), "conduct", "one.csv", "--build", "builds/pipe.py",
+         "--runs-root", str(hidden / "runs"), "--scheduler", address],
+        cwd=project, env=_env(), capture_output=True, text=True, timeout=120,
     )
     assert cli.returncode == 2, cli.stdout + cli.stderr
     assert "not shared with the Dask workers" in cli.stderr and "Traceback" not in cli.stderr
@@ -548,9 +520,8 @@ def test_dask_without_the_extra_names_the_install_command(project: Path) -> None
         main()
         """
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=project, env=_env(), capture_output=True, text=True, timeout=120
-    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=project, env=_env(), capture_output=True, text=True,
+                          timeout=120)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "pip install 'ductaflow[dask]'" in proc.stderr
     assert not (project / "runs").exists()
