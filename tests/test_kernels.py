@@ -280,3 +280,39 @@ def test_a_runtime_dir_too_deep_for_unix_sockets_runs_the_flow_over_tcp(tmp_path
     assert read_json(root / "runs" / "deep" / "default" / "deep_status.json")["status"] == "green"
     assert "reached" in (root / "runs" / "deep" / "default" / "deep_execution_output.txt").read_text()
     assert not runtime.exists() or list(runtime.iterdir()) == []
+
+
+FAILED_START = """
+import gc, os, sys
+import ductaflow.kernels.provisioner as provisioner
+provisioner.IPC_PATH_MAX = 10_000  # no TCP fallback: the client's connect fails, as any failed start
+from ductaflow import run_notebook
+from ductaflow.kernels import prestart
+prestart.start_early((), dict(os.environ))  # the failed early kernel is dropped ...
+gc.collect()  # ... and collecting it must not wait forever
+print("collected", flush=True)
+result = run_notebook(sys.argv[1], execution_dir=sys.argv[2], project_root=sys.argv[3], raise_on_failure=False)
+gc.collect()
+print("ended", result.status, flush=True)
+"""
+
+
+def test_a_kernel_that_fails_to_start_ends_the_run_red_and_leaves_nothing(tmp_path: Path) -> None:
+    """A kernel manager whose start failed (here: its client could not connect) was dropped
+    with its zmq context and a socket; the garbage collector then deadlocked on them and the
+    run waited forever (seen under a runtime dir too deep for Unix sockets). Now the manager
+    is released at once: the run ends red, and no kernel or kernel file is left."""
+    root = make_project(tmp_path)
+    flow = write_flow(root, "nostart", "# %%\nprint('never')\n")
+    runtime = tmp_path / ("r" * max(1, IPC_PATH_MAX - len(str(tmp_path)) - 20))
+    script = tmp_path / "failed_start.py"
+    script.write_text(FAILED_START)
+    out = tmp_path / "out"
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime)}
+    res = run_or_dump([sys.executable, str(script), str(flow), str(out), str(root)], 120, cwd=root, env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "collected" in res.stdout and "ended red" in res.stdout, res.stdout + res.stderr
+    record = read_json(out / "nostart_status.json")
+    assert record["status"] == "red" and "File name too long" in record["error"]["message"]
+    assert wait_for_no_kernels(str(out)) == [] and wait_for_no_kernels(str(runtime)) == []
+    assert not runtime.exists() or list(runtime.iterdir()) == []

@@ -273,7 +273,12 @@ class DuctaflowClient(PapermillNotebookClient):
         else:
             if spare is not None:
                 spares.discard(spare)
-            await super().async_start_new_kernel(**kwargs)
+            try:
+                await super().async_start_new_kernel(**kwargs)
+            except BaseException:  # nbclient leaves a manager whose start failed as it is
+                if self.km is not None:
+                    spares.release(self.km)
+                raise
         if self.handle is not None:
             self.handle.started(self.km)
         if key is not None and spares.wanted(key):
@@ -290,6 +295,7 @@ class DuctaflowClient(PapermillNotebookClient):
             await km.start_kernel(extra_arguments=self.extra_arguments, cwd=spares.NEUTRAL_CWD, env=env)
         except Exception as exc:  # noqa: BLE001 - no spare: the next flow starts its own kernel
             log.info("could not pre-start a kernel: %s", exc)
+            spares.release(km)
             return
         spares.keep(key, spares.Spare(km, env, spares.NEUTRAL_CWD))
 

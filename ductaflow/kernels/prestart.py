@@ -93,8 +93,20 @@ def _expire(key: tuple[Any, ...], spare: Spare) -> None:
 
 
 def discard(spare: Spare) -> None:
-    """Kill a spare nobody will use (its process, synchronously: no event loop needed)."""
-    prov = getattr(spare.km, "provisioner", None)
+    """Kill a spare nobody will use (see :func:`release`)."""
+    release(spare.km)
+
+
+def release(km: Any) -> None:
+    """Kill the kernel of a manager nobody will use (a spare, or one whose start failed) and
+    free what it holds, synchronously: no event loop needed.
+
+    Its zmq context is destroyed here, while its sockets are still reachable. Left to the
+    garbage collector, a context and a socket that died together (one whose connect raised)
+    deadlock it: the socket's weak reference is cleared first, so the context's finalizer
+    cannot close it and waits for it forever.
+    """
+    prov = getattr(km, "provisioner", None)
     proc = getattr(prov, "process", None)
     try:
         if proc is not None:
@@ -102,9 +114,13 @@ def discard(spare: Spare) -> None:
     except OSError:
         pass
     try:
-        spare.km.cleanup_connection_file()
-        spare.km.cleanup_ipc_files()
+        km.cleanup_connection_file()
+        km.cleanup_ipc_files()
     except Exception:  # noqa: BLE001 - best effort: the files are in the runtime dir
+        pass
+    try:
+        km.context.destroy(linger=0)  # its own: jupyter_client makes one per manager
+    except Exception:  # noqa: BLE001 - already closed, or never made
         pass
 
 
@@ -160,5 +176,6 @@ def start_early(preload: tuple[str, ...], env: dict[str, str]) -> None:
         run_sync(km.start_kernel)(extra_arguments=list(START_ARGUMENTS), cwd=NEUTRAL_CWD, env=env)
     except Exception as exc:  # noqa: BLE001 - the flow starts its own kernel
         log.info("could not start the first kernel early: %s", exc)
+        release(km)
         return
     keep(key_for(preload), Spare(km, env, NEUTRAL_CWD))
