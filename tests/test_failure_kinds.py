@@ -96,6 +96,23 @@ def test_a_build_whose_step_s_kernel_died_is_kernel_died_itself(project: Path, t
     assert failed.value.kind == "kernel_died"
 
 
+def test_the_cli_retries_a_flow_whose_kernel_died_and_says_so(project: Path, tmp_path: Path) -> None:
+    """``ductaflow run --retries N`` retries as run_notebook(retries=N) and the conductor do;
+    without it the same flow stays red."""
+    marker = tmp_path / "cli-marker"
+    base = [sys.executable, "-m", "ductaflow", "run", "flows/flaky.py", "-r", "marker", str(marker), "--allow-unknown"]
+    once = subprocess.run([*base, "--instance", "once"], cwd=project, capture_output=True, text=True, timeout=180)
+    assert once.returncode == 1 and "kernel died" in once.stdout, once.stdout + once.stderr
+    marker.unlink()
+    done = subprocess.run([*base, "--instance", "twice", "--retries", "1", "--backoff", "0"], cwd=project,
+                          capture_output=True, text=True, timeout=180)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "green" in done.stdout and "after 1 retry" in done.stdout
+    rec = read_status(project / "runs" / "flaky" / "twice" / "flaky_status.json")
+    assert rec is not None and rec.status is Status.GREEN and rec.attempt == 2
+    assert [(a.attempt, a.kind) for a in rec.history] == [(1, "kernel_died")]
+
+
 def test_a_value_error_is_not_retried_unless_named(project: Path) -> None:
     flow = write_flow(project, "raises", RAISES)
     inst = project / "runs" / "raises" / "a"

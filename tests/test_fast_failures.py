@@ -251,3 +251,9 @@ def test_status_shows_a_red_run_s_kind_and_phase_and_a_green_run_s_retries(tmp_p
     red_line = next(line for line in out.output.splitlines() if "red_one" in line)
     green_line = next(line for line in out.output.splitlines() if "green_one" in line)
     assert "[kernel_died in execute, after 1 retry]" in red_line and "[after 2 retries]" in green_line
+
+
+def test_ductaflow_run_refuses_a_negative_retry_count_before_anything_runs(tmp_path: Path) -> None:
+    out = CliRunner().invoke(cli, ["run", str(tmp_path / "flows" / "x.py"), "--retries", "-1"])
+    assert out.exit_code == 2 and "--retries" in out.output
+    assert list(tmp_path.iterdir()) == []

@@ -59,6 +59,8 @@ def result_line(result: FlowResult) -> str:
         line += "  (up to date: not re-run; --force to run anyway)"
     elif result.status.value != "green":
         line += f"  ({result.reason})"
+    if result.retried and not result.skipped:
+        line += f"  (attempt {result.attempt}: after {result.retried} retr{'y' if result.retried == 1 else 'ies'})"
     return line
 
 

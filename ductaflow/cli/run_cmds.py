@@ -39,6 +39,13 @@ from ductaflow.core.config import deep_merge, find_project_root, normalise_confi
               help="Modules the kernel template imports once (comma-separated; default: pyproject.toml).")
 @click.option("--tracker", "trackers", multiple=True, metavar="NAME",
               help="Also log the run to this experiment tracker (noop, mlflow, wandb); repeatable.")
+@click.option("--retries", type=click.IntRange(min=0), default=0, metavar="N",
+              help="Run the flow again up to N times when it is red with an infrastructure failure "
+              "(kernel_died, worker_lost, timeout, start_failed) or one listed in --retry-on.")
+@click.option("--retry-on", "retry_on", multiple=True, metavar="KIND|EXCEPTION",
+              help="A failure kind or exception type name that earns a retry; repeatable (default: the four above).")
+@click.option("--backoff", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Wait before the first retry (doubling each time, with jitter; default 1).")
 def run(
     flow: Path,
     config_file: Path | None,
@@ -54,6 +61,9 @@ def run(
     force: bool,
     preload: tuple[str, ...],
     trackers: tuple[str, ...],
+    retries: int,
+    retry_on: tuple[str, ...],
+    backoff: float | None,
 ) -> None:
     """Run FLOW once and print its light, duration and instance directory.
 
@@ -73,7 +83,8 @@ def run(
 
     An instance whose last green/orange run had the same code and config is not run
     again (use --force). The flow runs in the kernelspec its notebook (or Jupytext header)
-    declares; python3 or none means this interpreter; --kernel NAME picks another."""
+    declares; python3 or none means this interpreter; --kernel NAME picks another.
+    --retries N runs a red flow again as the conductor's --retries does."""
     modules = _modules(preload)
     if not no_execute and kernel_name is None:
         _start_template(flow, modules)  # boots while the imports below run
@@ -105,6 +116,9 @@ def run(
         force=force,
         preload=modules,
         trackers=trackers,
+        retries=retries,
+        retry_on=retry_on or None,
+        backoff=backoff,
     )
     if no_execute:
         click.echo(f"prepared {result.flow} in {result.execution_dir} (not executed)")
