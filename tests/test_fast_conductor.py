@@ -24,6 +24,7 @@ from ductaflow.conductor.schedule import outcome_of, schedule
 from ductaflow.conductor.state import ConductorRun, state_row
 from ductaflow.conductor.tasks import NOT_RUN, WORKER_LOST, BuildOutcome, BuildTask, lost_outcome
 from ductaflow.conductor.worker import claim_attempt, close_earlier_attempt
+from ductaflow.core.failures import RetryPolicy
 from ductaflow.core.lights import Status
 from ductaflow.core.seeds import derive_seed
 from ductaflow.errors import FlowFileError
@@ -415,3 +416,44 @@ def test_a_build_still_queued_on_the_cluster_is_cancelled_by_an_interrupt_not_re
     run.unstart("b")  # handed to the cluster, never began
     run.interrupt()
     assert run.column("state") == ["done", "cancelled"] and run.column("status") == ["red", None]
+
+
+class _ScenarioCalls:
+    """A hook that keeps the scenario-level calls it gets, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def on_scenario_start(self, e: ScenarioEvent) -> None:
+        self.calls.append(("start", e.instance))
+
+    def on_scenario_end(self, e: ScenarioEvent) -> None:
+        self.calls.append(("end", e.instance))
+
+    def on_scenario_error(self, e: ScenarioEvent) -> None:
+        self.calls.append(("error", e.instance))
+
+
+def test_a_retried_scenario_s_hooks_see_one_start_and_one_end(project: Path, monkeypatch) -> None:
+    """The documented order (one on_scenario_start, then exactly one end) holds across retries;
+    the conductor's own consumers still see each attempt start."""
+    hook = _ScenarioCalls()
+    table = pd.DataFrame({"scenario_name": ["a"]})
+    plan = plan_sweep(table, project / "builds" / "pipe.py", project_root=project, preload=(), hooks=[hook])
+    attempts: list[int] = []
+
+    def flaky_build(task: BuildTask) -> BuildOutcome:
+        attempts.append(task.attempt)
+        if task.attempt == 1:
+            return replace(_ran(task, Status.RED), kind="kernel_died", error="DeadKernelError: died")
+        return _ran(task, Status.GREEN)
+
+    monkeypatch.setattr(schedule_mod, "run_build", flaky_build)
+    run = ConductorRun(plan)
+    kinds: list[str] = []
+    run.events.add("spy", lambda e: kinds.append(str(e.kind)))
+    interrupted = schedule(run, SerialBackend(), build_tasks(plan, attempts=run.attempts), fail_fast=False,
+                           reporter=NullReporter(), retry=RetryPolicy.of(1, None, 0))  # fmt: skip
+    assert interrupted is False and attempts == [1, 2] and run.column("status") == ["green"]
+    assert kinds == ["started", "started", "finished"]
+    assert hook.calls == [("start", "a"), ("end", "a")]
