@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import click
 
 from ductaflow.core.config import deep_merge, find_project_root
 from ductaflow.errors import ConfigError, DuctaflowError
@@ -89,3 +92,25 @@ def _start_template(flow: Path, preload: list[str] | None) -> None:
 def _light_counts(counts: dict[str, int]) -> str:
     """'6 green, 3 orange, 0 red' from a status value count."""
     return ", ".join(f"{counts.get(k, 0)} {k}" for k in _LIGHTS)
+
+
+def retry_options(what: str, default: int | None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--retries``, ``--retry-on`` and ``--backoff``, worded for ``what`` is retried (a flow, a
+    build): ``ductaflow run`` and ``ductaflow conduct`` take the same retry policy."""
+    options = [
+        click.option("--retries", type=click.IntRange(min=0), default=default, metavar="N",
+                     help=f"Run a red {what} again up to N times when its failure is an infrastructure one "
+                     "(kernel_died, worker_lost, timeout, start_failed) or listed in --retry-on."),
+        click.option("--retry-on", "retry_on", multiple=True, metavar="KIND|EXCEPTION",
+                     help="A failure kind or exception type name that earns a retry; repeatable "
+                     "(default: the four above)."),
+        click.option("--backoff", type=click.FloatRange(min=0), metavar="SECONDS",
+                     help="Wait before the first retry (doubling each time, with jitter; default 1)."),
+    ]
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate

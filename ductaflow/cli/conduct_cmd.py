@@ -12,6 +12,7 @@ from ductaflow.cli.app import cli
 from ductaflow.cli.common import (
     _light_counts,
     _modules,
+    retry_options,
 )
 
 
@@ -84,13 +85,7 @@ def _where_builds_run(executor: str | None, scheduler: str | None, cluster: str 
 @click.option("--resume", metavar="SWEEP",
               help="Carry on a sweep whose conductor died: what ended is not run again (SCENARIOS and --build "
               "are then optional).")
-@click.option("--retries", type=click.IntRange(min=0), metavar="N",
-              help="Run a red build again up to N times when its failure is an infrastructure one "
-              "(kernel_died, worker_lost, timeout, start_failed) or listed in --retry-on.")
-@click.option("--retry-on", "retry_on", multiple=True, metavar="KIND|EXCEPTION",
-              help="A failure kind or exception type name that earns a retry; repeatable (default: the four above).")
-@click.option("--backoff", type=click.FloatRange(min=0), metavar="SECONDS",
-              help="Wait before the first retry (doubling each time, with jitter; default 1).")
+@retry_options("build", default=None)
 @click.option("--tracker", "trackers", multiple=True, metavar="NAME",
               help="Also log every flow run to this experiment tracker (noop, mlflow, wandb); repeatable.")
 def conduct(

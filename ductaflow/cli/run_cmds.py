@@ -14,6 +14,7 @@ from ductaflow.cli.common import (
     _overrides,
     _start_template,
     result_line,
+    retry_options,
 )
 from ductaflow.core.config import deep_merge, find_project_root, normalise_config
 
@@ -39,13 +40,7 @@ from ductaflow.core.config import deep_merge, find_project_root, normalise_confi
               help="Modules the kernel template imports once (comma-separated; default: pyproject.toml).")
 @click.option("--tracker", "trackers", multiple=True, metavar="NAME",
               help="Also log the run to this experiment tracker (noop, mlflow, wandb); repeatable.")
-@click.option("--retries", type=click.IntRange(min=0), default=0, metavar="N",
-              help="Run the flow again up to N times when it is red with an infrastructure failure "
-              "(kernel_died, worker_lost, timeout, start_failed) or one listed in --retry-on.")
-@click.option("--retry-on", "retry_on", multiple=True, metavar="KIND|EXCEPTION",
-              help="A failure kind or exception type name that earns a retry; repeatable (default: the four above).")
-@click.option("--backoff", type=click.FloatRange(min=0), metavar="SECONDS",
-              help="Wait before the first retry (doubling each time, with jitter; default 1).")
+@retry_options("flow", default=0)
 def run(
     flow: Path,
     config_file: Path | None,
