@@ -95,8 +95,8 @@ def _light_counts(counts: dict[str, int]) -> str:
 
 
 def retry_options(what: str, default: int | None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """``--retries``, ``--retry-on`` and ``--backoff``, worded for ``what`` is retried (a flow, a
-    build): ``ductaflow run`` and ``ductaflow conduct`` take the same retry policy."""
+    """The ``--retries``, ``--retry-on`` and ``--backoff`` options, their help naming ``what`` is
+    retried (a flow, a build): ``ductaflow run`` and ``ductaflow conduct`` share one retry policy."""
     options = [
         click.option("--retries", type=click.IntRange(min=0), default=default, metavar="N",
                      help=f"Run a red {what} again up to N times when its failure is an infrastructure one "

@@ -59,11 +59,12 @@ class SweepHooks:
 
     def scenario(self, event: ScenarioEvent, row: dict[str, Any]) -> bool:
         """Call the scenario's hooks; a failure is added to ``row``. Returns whether the row changed."""
+        # A scenario cancelled before it started (fail-fast) is no error of its own.
         never_started = event.kind is EventKind.CANCELLED and row.get("status") is None and not row.get("error")
         # A retry starts the build again, not the scenario: its hooks see one start and one end.
         retry = event.kind is EventKind.STARTED and int(row.get("attempts") or 1) > 1
         if not self.hooks or never_started or retry:
-            return False  # a scenario cancelled before it started (fail-fast) is no error of its own
+            return False
         failures = failure_rows(self.hooks.scenario(event))
         mark(row, failures, self.hooks.policy)
         return bool(failures)
